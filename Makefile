@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export AUDIORAG_CACHE ?= $(CURDIR)/data/cache
+DEMO_LIB ?= experiments/results/demo-library
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first, pinned to the CPU build, so nothing later pulls a CUDA torch
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[workbench,models,test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/audiorag build $(DEMO_LIB) --dataset synthetic --embedder features45 --window 10 --hop 2 --index Flat
+	$(BIN)/audiorag info $(DEMO_LIB)
+	$(BIN)/audiorag search $(DEMO_LIB) --track 0 --at 10 -k 5 --exclude-same-track
+	$(BIN)/audiorag search $(DEMO_LIB) --audio "$$($(BIN)/python -c 'import audiorag; print(audiorag.Library.open("$(DEMO_LIB)").tracks.uri[5])')" --start 4 --end 24 -k 3
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf $(VENV) experiments/results data/cache

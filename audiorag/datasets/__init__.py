@@ -1,0 +1,81 @@
+"""Dataset recipes: each yields :class:`TrackSource` items (a file + metadata) for a library.
+
+``resolve("synthetic:96")``, ``resolve("folder:/path/to/audio")``.
+
+>>> resolve("synthetic:16").id
+'synthetic-v1-n16-s0'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ParameterError
+
+
+@dataclass
+class TrackSource:
+    """One item to ingest: an audio ``uri`` (a local path) and metadata columns for its track."""
+
+    uri: str
+    metadata: dict = field(default_factory=dict)
+
+
+class Dataset:
+    """A recipe that yields track sources. Subclasses set ``id`` and implement :meth:`sources`."""
+
+    id: str = ""
+
+    def sources(self) -> list[TrackSource]:
+        raise NotImplementedError
+
+    def content_hash(self) -> str:
+        """A hash identifying the dataset's content (files and labels)."""
+        raise NotImplementedError
+
+
+def cache_dir() -> Path:
+    """Where generated and downloaded audio goes: ``$AUDIORAG_CACHE`` or ``~/.cache/audiorag``."""
+    return Path(os.environ.get("AUDIORAG_CACHE") or Path.home() / ".cache" / "audiorag")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def resolve(spec: str, **options) -> Dataset:
+    """Parse a dataset spec: ``synthetic[:N[:SEED]]`` or ``folder:PATH`` (``labels=CSV`` option)."""
+    kind, _, rest = spec.partition(":")
+    if kind == "synthetic":
+        from .synthetic import DEFAULT_N_TRACKS, SyntheticDataset
+        parts = [p for p in rest.split(":") if p]
+        try:
+            n = int(parts[0]) if parts else DEFAULT_N_TRACKS
+            seed = int(parts[1]) if len(parts) > 1 else 0
+        except ValueError:
+            raise ParameterError(f"dataset spec {spec!r}: expected synthetic[:N[:SEED]] with integers") from None
+        return SyntheticDataset(n, seed, **options)
+    if kind == "folder":
+        from .folder import FolderDataset
+        if not rest:
+            raise ParameterError("dataset spec 'folder:' needs a path, e.g. folder:/data/samples")
+        return FolderDataset(rest, **options)
+    raise ParameterError(f"unknown dataset {spec!r}; expected synthetic[:N] or folder:PATH")

@@ -1,0 +1,45 @@
+"""Exceptions raised by audiorag.
+
+Every error derives from :class:`AudioragError`, so callers can catch one type.
+
+Examples
+--------
+>>> from audiorag.errors import AudioragError, ParameterError
+>>> issubclass(ParameterError, AudioragError)
+True
+"""
+
+
+class AudioragError(Exception):
+    """Root of all audiorag errors."""
+
+
+class ParameterError(AudioragError, ValueError):
+    """A parameter has an invalid value or type."""
+
+
+class AudioDecodeError(AudioragError):
+    """An audio file or array could not be decoded or failed validation.
+
+    The message names the item (file path or ``<array>``) and the reason.
+    """
+
+    def __init__(self, item: str, reason: str):
+        self.item = str(item)
+        self.reason = reason
+        super().__init__(f"{self.item}: {reason}")
+
+
+class IncompatibleLibraryError(AudioragError):
+    """A library, its vectors or an index were made with a different configuration."""
+
+
+class LibraryNotFoundError(AudioragError):
+    """No audiorag library exists at the given path."""
+
+
+class UnknownEmbedderError(AudioragError, KeyError):
+    """An embedder name is not registered, or not present in a library."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])

@@ -1,0 +1,459 @@
+"""The on-disk library: tracks, segments, errors, embeddings, indexes; incremental, resumable builds.
+
+>>> import tempfile, numpy as np, soundfile as sf, os
+>>> d = tempfile.mkdtemp()
+>>> sf.write(os.path.join(d, "a.wav"), np.random.default_rng(0).standard_normal(22050 * 12).astype("float32") * .1, 22050)
+>>> lib = Library.create(os.path.join(d, "lib"), window=5, hop=2.5)
+>>> report = lib.add(d, embedders=["features45"], workers=1, progress=False)
+>>> report.added, len(lib.segments), lib.vectors("features45").shape
+(1, 4, (4, 45))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..datasets import Dataset, TrackSource, resolve
+from ..embedders import Embedder, get_embedder
+from ..errors import (IncompatibleLibraryError, LibraryNotFoundError, ParameterError,
+                      UnknownEmbedderError)
+from ..segment import Segmentation, segment_table
+from . import build
+from .embedding import Embedding
+from .store import append_jsonl, read_json, read_jsonl, write_json, write_npz, write_parquet
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+TRACK_COLUMNS = ["track_id", "uri", "duration", "sample_rate", "channels", "content_hash"]
+
+
+@dataclass
+class BuildReport:
+    """Counts of one ``add``/``embed`` call; ``errors`` lists the failed items' records."""
+
+    added: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    embedded: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        s = f"added {self.added} tracks, skipped {self.duplicates} already present, {self.failed} failed"
+        return s + (" (see errors.jsonl)" if self.failed else "") + f" in {self.seconds:.1f}s"
+
+
+class Library:
+    """A directory holding one corpus cut into segments, its embeddings and indexes.
+
+    Create with :meth:`create`, open with :meth:`open`; grow with :meth:`add`;
+    embed with :meth:`embed`; index with :meth:`build_index`; query with :meth:`search`.
+    """
+
+    def __init__(self, path: Path, meta: dict):
+        self.path = Path(path)
+        self.meta = meta
+        self.segmentation = Segmentation(**meta["segmentation"])
+        self._tracks: pd.DataFrame | None = None
+        self._segments: pd.DataFrame | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
+               dataset: str | None = None, exist_ok: bool = False) -> "Library":
+        """Create an empty library (or, with ``exist_ok``, open an existing one with the same segmentation)."""
+        path = Path(path)
+        seg = Segmentation(window, hop, tail)
+        if (path / "library.json").exists():
+            if not exist_ok:
+                raise ParameterError(f"{path}: a library already exists here (use Library.open or exist_ok=True)")
+            lib = cls.open(path)
+            if lib.segmentation != seg:
+                raise IncompatibleLibraryError(
+                    f"{path}: library was made with {lib.segmentation.to_dict()}, asked for {seg.to_dict()}; "
+                    "use another directory for another segmentation")
+            return lib
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"format_version": FORMAT_VERSION, "segmentation": seg.to_dict(), "dataset": dataset,
+                "audiorag_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(path / "library.json", meta)
+        return cls(path, meta)
+
+    @classmethod
+    def open(cls, path) -> "Library":
+        """Open an existing library; finishes consolidating a build that was interrupted."""
+        path = Path(path)
+        if not (path / "library.json").exists():
+            raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
+        meta = read_json(path / "library.json")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise IncompatibleLibraryError(f"{path}: library format {meta.get('format_version')}, "
+                                           f"this audiorag reads format {FORMAT_VERSION}")
+        return cls(path, meta)
+
+    # -- tables -----------------------------------------------------------------------------
+    @property
+    def tracks(self) -> pd.DataFrame:
+        """One row per track: ``track_id, uri, duration, sample_rate, channels, content_hash`` + metadata."""
+        if self._tracks is None:
+            p = self.path / "tracks.parquet"
+            self._tracks = pd.read_parquet(p) if p.exists() else pd.DataFrame(
+                {c: pd.Series(dtype="int64" if c in ("track_id", "sample_rate", "channels") else
+                              "float64" if c == "duration" else "object") for c in TRACK_COLUMNS})
+        return self._tracks
+
+    @property
+    def segments(self) -> pd.DataFrame:
+        """One row per segment: ``segment_id, track_id, start, end``; ``segment_id`` is the vectors row."""
+        if self._segments is None:
+            p = self.path / "segments.parquet"
+            self._segments = pd.read_parquet(p) if p.exists() else segment_table([], [], self.segmentation)
+        return self._segments
+
+    def errors(self) -> pd.DataFrame:
+        """Items that failed, latest record per (uri, stage)."""
+        rows = read_jsonl(self.path / "errors.jsonl")
+        df = pd.DataFrame(rows, columns=["time", "uri", "stage", "error", "message"] if not rows else None)
+        return df.drop_duplicates(["uri", "stage"], keep="last").reset_index(drop=True) if len(df) else df
+
+    # -- embeddings -------------------------------------------------------------------------
+    def embeddings(self) -> list[Embedding]:
+        root = self.path / "embeddings"
+        return [Embedding(p) for p in sorted(root.iterdir()) if (p / "embedder.json").exists()] if root.exists() else []
+
+    def embedding(self, ref: str | Embedder | None = None) -> Embedding:
+        """The embedding named by key (``features45-6b0fdaa4``), by name when unambiguous, or the only one."""
+        found = self.embeddings()
+        if isinstance(ref, Embedder):
+            ref = ref.key
+        if ref is None:
+            if len(found) == 1:
+                return found[0]
+            raise ParameterError(f"{self.path}: {len(found)} embeddings ({', '.join(e.key for e in found) or 'none'}); "
+                                 "name one with embedder=")
+        exact = [e for e in found if e.key == ref]
+        by_name = [e for e in found if e.name == ref]
+        if exact or len(by_name) == 1:
+            emb = (exact or by_name)[0]
+            self._check_embedding(emb)
+            return emb
+        if by_name:
+            raise ParameterError(f"embedder {ref!r} is ambiguous here: {', '.join(e.key for e in by_name)}")
+        raise UnknownEmbedderError(f"{self.path}: no embedding {ref!r}; present: "
+                                   f"{', '.join(e.key for e in found) or 'none'} (run lib.embed({ref!r}))")
+
+    def vectors(self, embedder: str | None = None) -> np.ndarray:
+        """The L2-normalised vectors of an embedding, memory-mapped, ``[n_segments, dim]``."""
+        emb = self.embedding(embedder)
+        vectors = emb.vectors()
+        if len(vectors) != len(self.segments):
+            raise IncompatibleLibraryError(f"embeddings/{emb.key}: {len(vectors)} vectors for {len(self.segments)} "
+                                           f"segments; finish the build with lib.embed({emb.name!r})")
+        return vectors
+
+    def _check_embedding(self, emb: Embedding) -> None:
+        if emb.meta.get("segmentation") != self.segmentation.to_dict():
+            raise IncompatibleLibraryError(
+                f"embeddings/{emb.key} was made with segmentation {emb.meta.get('segmentation')}, "
+                f"the library uses {self.segmentation.to_dict()}; refusing to mix them")
+
+    # -- building ---------------------------------------------------------------------------
+    def add(self, source, *, embedders=None, workers: int | None = None, progress: bool = True,
+            batch_tracks: int = 16, labels=None) -> BuildReport:
+        """Add new audio files (by content hash) and embed them with every embedding of the library
+        plus ``embedders``.
+
+        ``source`` is a :class:`Dataset`, a dataset spec (``"synthetic:96"``, ``"folder:/x"``),
+        a folder path, or a list of paths / :class:`TrackSource`. A build killed at any point
+        resumes on the next call and produces the same vectors. Files that fail are recorded
+        in ``errors.jsonl`` and counted in the report; the rest proceeds.
+        """
+        t0 = time.perf_counter()
+        sources = _sources(source, labels)
+        dataset_id = source.id if isinstance(source, Dataset) else (
+            resolve(source).id if isinstance(source, str) and ":" in source and not os.path.exists(source) else None)
+        if dataset_id and self.meta.get("dataset") is None:
+            self.meta["dataset"] = dataset_id
+            write_json(self.path / "library.json", self.meta)
+        self._consolidate()
+        requested = [_as_embedder(e) for e in (embedders or [])]
+        existing = [e.embedder for e in self.embeddings()]
+        run = list({e.key: e for e in existing + requested}.values())
+        for e in run:
+            self._ensure_embedding_dir(e)
+        pending = self._staged_tracks()
+        known = set(self.tracks["content_hash"]) | set(pending["content_hash"] if len(pending) else [])
+        todo = sources
+        report = BuildReport()
+        build.warm_up(run)
+        results = build.run_pool(build.ingest_file, [s.uri for s in todo],
+                                 {"segmentation": self.segmentation, "embedders": run, "known_hashes": known},
+                                 workers=workers or build.default_workers(), desc="ingest", progress=progress)
+        batch: list[tuple[TrackSource, build.FileResult]] = []
+        for src, res in zip(todo, results):
+            if res.status == "duplicate" or (res.status == "ok" and res.content_hash in known):
+                report.duplicates += 1
+                continue
+            if res.status == "error":
+                report.failed += 1
+                report.errors.append(res.error)
+                append_jsonl(self.path / "errors.jsonl", res.error)
+                continue
+            known.add(res.content_hash)
+            batch.append((src, res))
+            if len(batch) >= batch_tracks:
+                report.added += self._commit_batch(batch, run)
+                batch = []
+        if batch:
+            report.added += self._commit_batch(batch, run)
+        self._consolidate()
+        for e in requested:  # embeddings new to this library also need the tracks added before
+            if self.embedding(e.key).meta.get("n_tracks", 0) < len(self.tracks):
+                self.embed(e, workers=workers, progress=progress)
+        report.embedded = {e.key: len(self.tracks) for e in run}
+        report.seconds = time.perf_counter() - t0
+        log.info("%s", report.summary())
+        return report
+
+    def embed(self, embedder, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 16,
+              **params) -> str:
+        """Embed every track not yet embedded by ``embedder`` (a name with ``params``, or an Embedder).
+
+        Returns the embedding key. Resumable like :meth:`add`.
+        """
+        e = _as_embedder(embedder, **params)
+        self._consolidate()
+        emb = self._ensure_embedding_dir(e)
+        tracks = self.tracks
+        covered = int(emb.meta.get("n_tracks", 0))
+        done = set(self._parts_track_ids(emb))
+        todo = tracks.iloc[covered:]
+        todo = todo[~todo["track_id"].isin(done)]
+        if len(todo):
+            build.warm_up([e])
+            results = build.run_pool(build.embed_file, list(zip(todo["uri"], todo["content_hash"])),
+                                     {"segmentation": self.segmentation, "embedders": [e], "known_hashes": set()},
+                                     workers=workers or build.default_workers(), desc=f"embed {e.key}",
+                                     progress=progress)
+            ids, raws, failed = [], [], []
+            for (tid, seg_count), res in zip(self._segment_counts(todo), results):
+                if res.status == "ok":
+                    raws.append(res.raw[e.key])
+                else:
+                    append_jsonl(self.path / "errors.jsonl", res.error)
+                    raws.append(np.zeros((seg_count, e.dim), np.float32))
+                    failed.append(tid)
+                ids.append(tid)
+                if len(ids) >= batch_tracks:
+                    self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed)
+                    ids, raws, failed = [], [], []
+            if ids:
+                self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed)
+        self._consolidate()
+        return e.key
+
+    def _segment_counts(self, tracks: pd.DataFrame):
+        counts = self.segments.groupby("track_id").size()
+        for tid in tracks["track_id"]:
+            yield int(tid), int(counts.get(tid, 0))
+
+    def _ensure_embedding_dir(self, e: Embedder) -> Embedding:
+        path = self.path / "embeddings" / e.key
+        if (path / "embedder.json").exists():
+            emb = Embedding(path)
+            self._check_embedding(emb)
+            stored = {k: emb.meta.get(k) for k in ("name", "params", "dim")}
+            if stored != {"name": e.name, "params": e.params, "dim": e.dim}:
+                raise IncompatibleLibraryError(f"embeddings/{e.key} holds {stored}, not {e.name} {e.params}")
+            return emb
+        (path / "parts").mkdir(parents=True, exist_ok=True)
+        meta = {**e.describe(), "segmentation": self.segmentation.to_dict(), "n_tracks": 0, "n_segments": 0,
+                "missing_tracks": [], "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        write_json(path / "embedder.json", meta)
+        return Embedding(path)
+
+    # -- staging & consolidation ------------------------------------------------------------
+    def _staging(self) -> Path:
+        return self.path / "staging"
+
+    def _staged_tracks(self) -> pd.DataFrame:
+        files = sorted(self._staging().glob("add-*.parquet")) if self._staging().exists() else []
+        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+
+    def _next_track_id(self) -> int:
+        ids = list(self.tracks["track_id"]) + list(self._staged_tracks().get("track_id", []))
+        return int(max(ids)) + 1 if ids else 0
+
+    def _commit_batch(self, batch, embedders: list[Embedder]) -> int:
+        """Write one add batch: each embedding's part, then the staged tracks (the commit point)."""
+        first = self._next_track_id()
+        seq = f"add-{first:012d}"
+        rows = []
+        for i, (src, res) in enumerate(batch):
+            meta = {k: v for k, v in src.metadata.items() if k not in TRACK_COLUMNS}
+            rows.append({"track_id": first + i, "uri": src.uri, "duration": res.duration,
+                         "sample_rate": res.info.sample_rate, "channels": res.info.channels,
+                         "content_hash": res.content_hash, **meta})
+        ids = [r["track_id"] for r in rows]
+        for e in embedders:
+            self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids,
+                             [res.raw[e.key] for _, res in batch], [])
+        self._staging().mkdir(exist_ok=True)
+        write_parquet(self._staging() / f"{seq}.parquet", pd.DataFrame(rows))
+        return len(rows)
+
+    @staticmethod
+    def _write_part(emb: Embedding, name: str, track_ids, raws, failed) -> None:
+        (emb.path / "parts").mkdir(exist_ok=True)
+        write_npz(emb.path / "parts" / f"{name}.npz", track_ids=np.asarray(track_ids, np.int64),
+                  counts=np.asarray([len(r) for r in raws], np.int64),
+                  raw=np.concatenate(raws).astype(np.float32) if raws else np.zeros((0, emb.dim), np.float32),
+                  failed=np.asarray(failed, np.int64))
+
+    @staticmethod
+    def _parts_track_ids(emb: Embedding) -> list[int]:
+        ids = []
+        for p in sorted((emb.path / "parts").glob("*.npz")):
+            with np.load(p) as z:
+                ids.extend(z["track_ids"].tolist())
+        return ids
+
+    def _consolidate(self) -> None:
+        """Fold committed batches into tracks/segments and each embedding (idempotent, crash-safe).
+
+        Order: drop orphan parts of uncommitted add batches; write every embedding (raw, vectors,
+        description); then tracks and segments; then delete the folded batches.
+        """
+        staged = self._staged_tracks()
+        committed = {p.stem for p in self._staging().glob("add-*.parquet")} if self._staging().exists() else set()
+        for emb in self.embeddings():
+            for p in (emb.path / "parts").glob("add-*.npz"):
+                if p.stem not in committed:
+                    p.unlink()  # a batch killed before its commit point; it will be redone
+        if len(staged):
+            staged = staged[~staged["track_id"].isin(self.tracks["track_id"])]
+        tracks = pd.concat([self.tracks, staged], ignore_index=True) if len(staged) else self.tracks
+        segments = segment_table(tracks["track_id"], tracks["duration"], self.segmentation)
+        counts = segments.groupby("track_id", sort=False).size()
+        for emb in self.embeddings():
+            self._consolidate_embedding(emb, tracks, segments, counts)
+        if len(staged):
+            write_parquet(self.path / "tracks.parquet", tracks)
+        if len(staged) or not (self.path / "segments.parquet").exists() and len(tracks):
+            write_parquet(self.path / "segments.parquet", segments)
+        self._tracks, self._segments = tracks, segments
+        if self._staging().exists():
+            shutil.rmtree(self._staging())
+        for emb in self.embeddings():
+            parts = emb.path / "parts"
+            if parts.exists() and Embedding(emb.path).meta.get("n_tracks") == len(tracks):
+                shutil.rmtree(parts)
+
+    def _consolidate_embedding(self, emb: Embedding, tracks, segments, counts) -> None:
+        meta = dict(emb.meta)
+        covered = int(meta.get("n_tracks", 0))
+        if covered >= len(tracks):
+            return
+        parts: dict[int, tuple[np.ndarray, bool]] = {}
+        for p in sorted((emb.path / "parts").glob("*.npz")) if (emb.path / "parts").exists() else []:
+            with np.load(p) as z:
+                offsets = np.concatenate([[0], np.cumsum(z["counts"])])
+                failed = set(z["failed"].tolist())
+                for i, tid in enumerate(z["track_ids"].tolist()):
+                    parts[tid] = (z["raw"][offsets[i]:offsets[i + 1]], tid in failed)
+        new_rows, missing = [], list(meta.get("missing_tracks", []))
+        n_new = 0
+        for tid in tracks["track_id"].iloc[covered:]:
+            if tid not in parts:
+                break  # the rest is not embedded yet
+            raw, failed = parts[tid]
+            if len(raw) != counts[tid]:
+                raise IncompatibleLibraryError(f"embeddings/{emb.key}: track {tid} has {len(raw)} rows for "
+                                               f"{counts[tid]} segments")
+            new_rows.append(raw)
+            if failed:
+                missing.append(int(tid))
+            n_new += 1
+        if not n_new:
+            return
+        n_seg_old = int(meta.get("n_segments", 0))
+        raw = np.concatenate([np.asarray(emb.raw()[:n_seg_old])] + new_rows)
+        n_tracks = covered + n_new
+        meta.update(n_tracks=n_tracks, n_segments=len(raw), missing_tracks=sorted(set(missing)),
+                    updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        seg_tracks = segments["track_id"].to_numpy()[: len(raw)]
+        emb.write(raw, meta, ~np.isin(seg_tracks, meta["missing_tracks"]))
+        from ..index import rebuild_stale
+        rebuild_stale(self, emb.reload())
+
+    # -- indexes & search -------------------------------------------------------------------
+    def build_index(self, embedder=None, factory: str = "Flat", *, name: str | None = None):
+        """Build a FAISS index over an embedding's vectors (see :func:`audiorag.index.build_index`)."""
+        from ..index import build_index
+        return build_index(self, self.embedding(embedder), factory, name=name)
+
+    def search(self, query, *, embedder=None, k: int = 10, index: str | None = None,
+               exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment"):
+        """Search the library; returns a DataFrame of hits (see :func:`audiorag.search.search`)."""
+        from ..search import search
+        return search(self, query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
+                      filters=filters, by=by)
+
+    def info(self) -> dict:
+        """A summary: paths, segmentation, counts, embeddings and their indexes."""
+        from ..index import list_indexes
+        embs = []
+        for emb in self.embeddings():
+            embs.append({"key": emb.key, "name": emb.name, "dim": emb.dim, "n_segments": emb.n_segments,
+                         "n_tracks": emb.meta.get("n_tracks", 0), "missing_tracks": len(emb.meta.get("missing_tracks", [])),
+                         "weights": emb.meta.get("weights"),
+                         "indexes": [{"name": i["name"], "factory": i["factory"], "n": i["n"]} for i in list_indexes(emb)]})
+        return {"path": str(self.path), "format_version": self.meta["format_version"],
+                "segmentation": self.segmentation.to_dict(), "dataset": self.meta.get("dataset"),
+                "tracks": int(len(self.tracks)), "segments": int(len(self.segments)),
+                "hours": round(float(self.tracks["duration"].sum()) / 3600, 3),
+                "errors": int(len(self.errors())), "embeddings": embs}
+
+
+def _as_embedder(e, **params) -> Embedder:
+    if isinstance(e, Embedder):
+        if params:
+            raise ParameterError("pass params either to the Embedder or to embed(), not both")
+        return e
+    if isinstance(e, str):
+        name, _, rest = e.partition("-")
+        if rest and re.fullmatch(r"[0-9a-f]{8}", rest) and not params:
+            raise ParameterError(f"{e!r} looks like an embedding key; pass the embedder name and its params")
+        return get_embedder(e, **params)
+    raise ParameterError(f"expected an embedder name or Embedder, got {type(e).__name__}")
+
+
+def _sources(source, labels=None) -> list[TrackSource]:
+    if isinstance(source, Dataset):
+        return source.sources()
+    if isinstance(source, (str, os.PathLike)):
+        s = str(source)
+        if os.path.isdir(s):
+            from ..datasets.folder import FolderDataset
+            return FolderDataset(s, labels=labels).sources()
+        if ":" in s and not os.path.exists(s):
+            return resolve(s, **({"labels": labels} if labels else {})).sources()
+        return [TrackSource(os.path.abspath(s))]
+    out = []
+    for item in source:
+        out.append(item if isinstance(item, TrackSource) else TrackSource(os.path.abspath(str(item))))
+    return out
+
+
+__all__ = ["Library", "BuildReport", "Embedding"]

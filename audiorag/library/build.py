@@ -1,0 +1,124 @@
+"""The build pipeline: decode each file once, validate it, and run every embedder on it.
+
+Work runs in a pool of worker processes (one file per task, results in input order);
+embedders are created and warmed up in the parent before the pool forks, so each
+worker starts with loaded models and compiled kernels. A file that fails any stage
+becomes an error record, never an exception that stops the batch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..audio import AudioInfo, load_with_hash, resample
+from ..embedders import Embedder
+from ..errors import AudioDecodeError, AudioragError
+from ..segment import Segmentation
+
+_STATE: dict = {}
+
+
+@dataclass
+class FileResult:
+    """What one worker task produced for one file."""
+
+    uri: str
+    status: str  # "ok" | "duplicate" | "error"
+    content_hash: str | None = None
+    info: AudioInfo | None = None
+    duration: float = 0.0
+    raw: dict = field(default_factory=dict)  # embedder key -> float32[n_segments, dim]
+    error: dict | None = None
+
+
+def warm_up(embedders: list[Embedder]) -> None:
+    """Run each embedder once on a short noise clip (compiles JIT kernels before workers fork)."""
+    rng = np.random.default_rng(0)
+    for e in embedders:
+        y = (0.1 * rng.standard_normal(int(e.sample_rate * 1.5))).astype(np.float32)
+        e.embed_track(y, [0.0], [1.5])
+
+
+def run_pool(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True):
+    """Yield ``func(task)`` for each task, in order, computed by ``workers`` processes sharing ``state``."""
+    from tqdm.auto import tqdm
+    _STATE.clear()
+    _STATE.update(state)
+    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, leave=False)
+    try:
+        if workers <= 1 or len(tasks) <= 1:
+            for t in tasks:
+                yield func(t)
+                bar.update()
+            return
+        with mp.get_context("fork").Pool(workers) as pool:
+            for r in pool.imap(func, tasks, chunksize=1):
+                yield r
+                bar.update()
+    finally:
+        bar.close()
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
+    seg: Segmentation = _STATE["segmentation"]
+    starts, ends = seg.windows(duration)
+    by_rate: dict[int, np.ndarray] = {}
+    out = {}
+    for e in _STATE["embedders"]:
+        stage = f"embed:{e.key}"
+        try:
+            if e.sample_rate not in by_rate:
+                by_rate[e.sample_rate] = resample(y, sr, e.sample_rate)
+            raw = np.asarray(e.embed_track(by_rate[e.sample_rate], starts, ends), dtype=np.float32)
+            if raw.shape != (len(starts), e.dim):
+                raise AudioragError(f"{e.name} returned shape {raw.shape}, expected {(len(starts), e.dim)}")
+            if not np.isfinite(raw).all():
+                raise AudioragError(f"{e.name} returned non-finite values")
+        except Exception as exc:
+            exc.stage = stage  # type: ignore[attr-defined]
+            raise
+        out[e.key] = raw
+    return out
+
+
+def ingest_file(uri: str) -> FileResult:
+    """Worker task for ``add``: read + hash + decode + validate + embed one new file."""
+    stage = "decode"
+    try:
+        y, sr, digest, header = load_with_hash(uri)
+        if digest in _STATE["known_hashes"]:
+            return FileResult(uri, "duplicate", content_hash=digest)
+        duration = len(y) / sr
+        raw = _embed_all(y, sr, duration)
+        return FileResult(uri, "ok", digest, header, duration, raw)
+    except Exception as exc:
+        return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", stage), exc))
+
+
+def embed_file(task: tuple[str, str]) -> FileResult:
+    """Worker task for ``embed``: decode a file already in the library (its hash must still match)."""
+    uri, expected = task
+    try:
+        y, sr, digest, header = load_with_hash(uri)
+        if digest != expected:
+            raise AudioDecodeError(uri, f"content changed since it was added ({expected[:15]}… → {digest[:15]}…)")
+        return FileResult(uri, "ok", digest, header, len(y) / sr, _embed_all(y, sr, len(y) / sr))
+    except Exception as exc:
+        return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", "decode"), exc))
+
+
+def error_record(uri: str, stage: str, exc: Exception) -> dict:
+    reason = exc.reason if isinstance(exc, AudioDecodeError) else str(exc)
+    record = {"uri": uri, "stage": stage, "error": type(exc).__name__, "message": reason}
+    if not isinstance(exc, AudioragError):  # unexpected: keep the trace for a bug report
+        record["traceback"] = traceback.format_exc(limit=5)
+    return record

@@ -1,0 +1,97 @@
+"""One embedder configuration's vectors inside a library (``embeddings/<key>/``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..embedders import Embedder, get_embedder, l2_normalise
+from ..errors import IncompatibleLibraryError
+from .store import read_json, write_json, write_npy
+
+
+class Embedding:
+    """Vectors, standardisation statistics and description of one embedder config.
+
+    ``embedder.json`` holds the embedder's description plus:
+    ``segmentation`` (must equal the library's), ``n_tracks`` / ``n_segments`` covered
+    (a prefix of the library's tracks), ``missing_tracks`` (tracks whose embedding
+    failed; their rows are zero and never indexed), and ``standardisation`` (mean, std).
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def key(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def meta(self) -> dict:
+        return read_json(self.path / "embedder.json")
+
+    def reload(self) -> "Embedding":
+        return Embedding(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.meta.get("n_segments", 0))
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The embedder, instantiated from the stored params and checked against the description."""
+        e = get_embedder(self.meta["name"], **self.meta["params"])
+        if e.key != self.key or e.dim != self.dim:
+            raise IncompatibleLibraryError(
+                f"embeddings/{self.key}: the registered {self.meta['name']} now has key {e.key}, dim {e.dim}; "
+                f"the stored vectors were made with dim {self.dim}. Re-embed with lib.embed().")
+        return e
+
+    def vectors(self) -> np.ndarray:
+        """``float32[n_segments, dim]``, memory-mapped read-only."""
+        path = self.path / "vectors.npy"
+        if not path.exists():
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.load(path, mmap_mode="r")
+
+    def raw(self) -> np.ndarray:
+        path = self.path / "raw.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, self.dim), np.float32)
+
+    def valid_rows(self, segment_track_ids: np.ndarray) -> np.ndarray:
+        """Boolean mask of rows that hold a real vector (not a failed track's zeros)."""
+        missing = self.meta.get("missing_tracks", [])
+        return ~np.isin(segment_track_ids[: self.n_segments], missing)
+
+    def postprocess(self, raw: np.ndarray) -> np.ndarray:
+        """Raw embedder output → stored vector space (standardised if the embedder asks, then L2)."""
+        raw = np.asarray(raw, dtype=np.float32)
+        stats = self.meta.get("standardisation")
+        if stats:
+            raw = (raw - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
+        return l2_normalise(raw)
+
+    def write(self, raw: np.ndarray, meta: dict, valid: np.ndarray) -> None:
+        """Store raw rows, fit standardisation on valid rows, and write vectors + description (in that order)."""
+        raw = np.ascontiguousarray(raw, dtype=np.float32)
+        if meta.get("standardise") and valid.any():
+            ref = raw[valid].astype(np.float64)
+            std = ref.std(axis=0)
+            meta["standardisation"] = {"mean": ref.mean(axis=0).tolist(),
+                                       "std": np.where(std > 1e-8, std, 1.0).tolist(), "n_fitted": int(valid.sum())}
+        self.__dict__["meta"] = meta
+        vectors = self.postprocess(raw)
+        vectors[~valid] = 0.0
+        write_npy(self.path / "raw.npy", raw)
+        write_npy(self.path / "vectors.npy", vectors)
+        write_json(self.path / "embedder.json", meta)
