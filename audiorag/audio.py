@@ -140,7 +140,7 @@ def load(source, *, sr: int | None = None, mono: bool = True, offset: float = 0.
     AudioDecodeError
         Naming the file and the reason: unreadable, empty, truncated, zero channels, non-finite.
     """
-    item = getattr(source, "name", None) or str(source) if not isinstance(source, io.BytesIO) else "<bytes>"
+    item = str(source) if isinstance(source, (str, os.PathLike)) else str(getattr(source, "name", "<file>"))
     if offset < 0 or (duration is not None and duration <= 0):
         raise ParameterError(f"load: offset must be >= 0 and duration > 0, got {offset}, {duration}")
     try:

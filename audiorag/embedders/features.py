@@ -81,7 +81,7 @@ class Features45(Embedder):
         rolloff = librosa.feature.spectral_rolloff(S=mag, freq=freqs)
         bandwidth = librosa.feature.spectral_bandwidth(S=mag, freq=freqs, centroid=centroid)
         zcr = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop, center=True)
-        rms = librosa.feature.rms(S=mag, frame_length=n_fft)
+        rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop, center=True)
         onset = librosa.onset.onset_strength(S=log_mel, sr=sr, hop_length=hop)
         tempogram = librosa.feature.tempogram(onset_envelope=onset, sr=sr, hop_length=hop,
                                               win_length=self._tempogram_win)

@@ -1,0 +1,121 @@
+"""The ``audiorag`` command line: the same functions the notebooks call.
+
+``--json`` prints machine-readable output only (logs and progress go to stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import AudioragError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Segment-level audio search: build a library, index it, search moments.")
+
+
+def _fail(exc: Exception) -> None:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2)
+
+
+def _print(obj, as_json: bool, text: str) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str) if as_json else text)
+
+
+@app.command()
+def build(library: Path = typer.Argument(..., help="library directory (created if missing)"),
+          dataset: str = typer.Option("synthetic", help="synthetic[:N[:SEED]] or folder:PATH"),
+          labels: Optional[Path] = typer.Option(None, help="CSV with a 'path' column + metadata columns"),
+          embedder: List[str] = typer.Option(["features45"], help="embedder name (repeatable)"),
+          window: float = typer.Option(10.0, help="window length, seconds"),
+          hop: float = typer.Option(2.0, help="hop between windows, seconds"),
+          tail: str = typer.Option("keep-short", help="drop | pad | keep-short"),
+          index: List[str] = typer.Option(["Flat"], help="FAISS factory string (repeatable)"),
+          workers: Optional[int] = typer.Option(None, help="worker processes (default: all cores)"),
+          as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
+    """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
+    from .library import Library
+    try:
+        lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
+        report = lib.add(dataset, embedders=embedder, labels=labels, workers=workers, progress=not as_json)
+        sidecars = [lib.build_index(e, f) for e in embedder for f in index]
+    except AudioragError as exc:
+        _fail(exc)
+    out = {**report.__dict__, "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars],
+           "library": str(library)}
+    lines = [report.summary()] + [f"  {e['uri']}: [{e['stage']}] {e['message']}" for e in report.errors]
+    lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s" for s in sidecars]
+    _print(out, as_json, "\n".join(lines))
+
+
+@app.command()
+def search(library: Path = typer.Argument(..., help="library directory"),
+           audio: Optional[Path] = typer.Option(None, help="query audio file"),
+           start: Optional[float] = typer.Option(None, help="query span start (s), with --audio"),
+           end: Optional[float] = typer.Option(None, help="query span end (s), with --audio"),
+           track: Optional[int] = typer.Option(None, help="query with a moment of this indexed track"),
+           at: float = typer.Option(0.0, help="moment time (s), with --track"),
+           embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
+           index: Optional[str] = typer.Option(None, help="index name (default: flat or the only one)"),
+           k: int = typer.Option(10, "-k", help="number of hits"),
+           exclude_same_track: bool = typer.Option(False, help="leave out the query's own track"),
+           by: str = typer.Option("segment", help="segment | track (aggregate hits per track)"),
+           where: List[str] = typer.Option([], help="metadata filter COLUMN=VALUE (repeatable)"),
+           as_json: bool = typer.Option(False, "--json", help="print hits as JSON only")):
+    """Search LIBRARY with an audio clip (--audio) or a moment of an indexed track (--track --at)."""
+    from .library import Library
+    from .search import Query
+    if (audio is None) == (track is None):
+        _fail(AudioragError("give exactly one of --audio FILE or --track ID"))
+    filters = {}
+    for w in where:
+        col, sep, val = w.partition("=")
+        if not sep:
+            _fail(AudioragError(f"--where expects COLUMN=VALUE, got {w!r}"))
+        filters.setdefault(col, []).append(val)
+    try:
+        lib = Library.open(library)
+        query = Query.audio(audio, start=start, end=end) if audio else Query.moment(track, at)
+        hits = lib.search(query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
+                          filters=filters or None, by=by)
+    except AudioragError as exc:
+        _fail(exc)
+    cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
+        c for c in hits.columns if c in ("genre", "label", "artist", "title", "n_segments")) if c in hits.columns]
+    _print(hits.to_dict("records"), as_json, hits[cols].to_string(index=False))
+
+
+@app.command()
+def info(library: Path = typer.Argument(..., help="library directory"),
+         as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """Describe LIBRARY: segmentation, counts, embeddings, indexes, errors."""
+    from .library import Library
+    try:
+        d = Library.open(library).info()
+    except AudioragError as exc:
+        _fail(exc)
+    lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
+             f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "
+             f"tail {d['segmentation']['tail']}",
+             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"]
+    for e in d["embeddings"]:
+        lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
+                     f"{e['missing_tracks']} tracks missing")
+        lines += [f"  index {i['name']} ({i['factory']}): {i['n']} vectors" for i in e["indexes"]]
+    _print(d, as_json, "\n".join(lines))
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details to stderr")):
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    app()

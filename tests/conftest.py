@@ -1,0 +1,53 @@
+"""Shared fixtures: generated audio only (no downloads); one small synthetic corpus per session."""
+
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+SR = 22050
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("AUDIORAG_CACHE")
+    os.environ["AUDIORAG_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("AUDIORAG_CACHE", None)
+    else:
+        os.environ["AUDIORAG_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def corpus(cache):
+    """24 synthetic 30 s tracks (3 per genre), generated once."""
+    from audiorag.datasets.synthetic import SyntheticDataset
+    ds = SyntheticDataset(24, seed=7)
+    ds.generate()
+    return ds
+
+
+@pytest.fixture(scope="session")
+def library(corpus, tmp_path_factory):
+    """The corpus embedded with features45 (10 s windows, 2 s hop) and a Flat index."""
+    from audiorag import Library
+    lib = Library.create(tmp_path_factory.mktemp("lib") / "lib", window=10, hop=2)
+    lib.add(corpus, embedders=["features45"], progress=False)
+    lib.build_index("features45", "Flat")
+    return lib
+
+
+def write_tone(path, seconds=3.0, sr=SR, freq=440.0, channels=1, **kw):
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    data = y if channels == 1 else np.stack([y] * channels, axis=1)
+    sf.write(str(path), data, sr, **kw)
+    return y
