@@ -88,6 +88,23 @@ def _vary_timbre(timbre: dict, rng: np.random.Generator, amount: float) -> dict:
     return out
 
 
+def _arrangement(rng: np.random.Generator, n_bars: int, bar: float, n: int) -> dict:
+    """Per-role gain curves: every 4-bar section each layer is in, out or half level (smoothed),
+    so a track has an intro, build-ups and breakdowns and its moments differ."""
+    sr = synth.SR
+    section = int(4 * bar * sr)
+    n_sections = n // section + 1
+    roles = ("drums", "bass", "chords", "lead")
+    levels = rng.choice([0.0, 0.5, 1.0, 1.0], size=(len(roles), n_sections))
+    levels[:, rng.integers(0, n_sections)] = 1.0  # one full section
+    levels[1, levels.max(axis=0) == 0] = 1.0      # never silence: the bass plays when all else rests
+    ramp = int(0.25 * sr)
+    curves = {}
+    for role, row in zip(roles, levels):
+        curves[role] = np.convolve(np.repeat(row, section)[:n], np.ones(ramp) / ramp, mode="same")
+    return curves
+
+
 def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -> np.ndarray:
     """Render ``duration`` seconds of ``genre``.
 
@@ -102,18 +119,20 @@ def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -
     scale, key = g["mode"], style["key"]
     mix = np.zeros(n)
     gains = style["gains"]
+    arrangement = _arrangement(rng, n_bars, bar, n)
+    shift = rng.integers(0, 7, size=n_bars // 4 + 1)  # each 4-bar section starts the progression elsewhere
 
     for name, pattern in g["drums"].items():
         hits = [(t + rng.normal(0, 0.003), _DRUM_GAIN[name] * rng.uniform(0.8, 1.0))
                 for t in _step_times(pattern, bar, n_bars, g["swing"])]
-        mix += gains["drums"] * synth.place(hits, synth.drum(name, rng, style), n)
+        mix += gains["drums"] * arrangement["drums"] * synth.place(hits, synth.drum(name, rng, style), n)
 
     def melodic(role, pattern, timbre, note_dur, octave, notes_of_bar):
         out = np.zeros(n)
         timbre = _vary_timbre(timbre, rng, style["timbre_jitter"])
         step = bar / 16
         for b in range(n_bars):
-            chord = _chord(scale, g["progression"][b % len(g["progression"])], 4)
+            chord = _chord(scale, g["progression"][b % len(g["progression"])] + int(shift[b // 4]), 4)
             for i, c in enumerate(pattern):
                 if c != "x":
                     continue
@@ -125,7 +144,7 @@ def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -
                     a = int(t0 * sr)
                     m = min(len(note), n - a)
                     out[a:a + m] += note[:m] * rng.uniform(0.75, 1.0)
-        return gains[role] * out
+        return gains[role] * arrangement[role] * out
 
     pattern, timbre, dur = g["bass"]
     walk = g is GENRES["jazz"]

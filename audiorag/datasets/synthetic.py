@@ -8,7 +8,7 @@ moment-level retrieval has ground truth. Nothing is downloaded; the same
 
 >>> ds = SyntheticDataset(n_tracks=16, seed=0)
 >>> ds.id
-'synthetic-v1-n16-s0'
+'synthetic-v2-n16-s0'
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .genres import GENRES, render
 from .synth import SR
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DEFAULT_N_TRACKS = 96
 
 
