@@ -47,7 +47,7 @@ class Embedder:
 
         >>> from audiorag.embedders import get_embedder
         >>> get_embedder("features45").key
-        'features45-8a3d1e0b'
+        'features45-6b0fdaa4'
         """
         blob = json.dumps({"name": self.name, "params": self.params}, sort_keys=True)
         return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"

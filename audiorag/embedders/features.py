@@ -36,6 +36,35 @@ FEATURE_NAMES = ([f"mfcc{i}_mean" for i in range(1, 14)] + [f"mfcc{i}_std" for i
                  + ["centroid", "rolloff", "bandwidth", "zcr", "rms_mean", "rms_std", "tempo"])
 
 
+def spectral_shape(mag: np.ndarray, freqs: np.ndarray, roll_percent: float = 0.85):
+    """Spectral centroid, rolloff and bandwidth per frame from one magnitude spectrogram.
+
+    Same definitions as librosa's ``spectral_centroid``, ``spectral_rolloff`` and
+    ``spectral_bandwidth`` (p=2), sharing one normalisation instead of three.
+    """
+    total = mag.sum(axis=0)
+    weights = mag / np.maximum(total, np.finfo(mag.dtype).tiny)
+    centroid = freqs @ weights
+    bandwidth = np.sqrt(np.einsum("ft,ft->t", weights, (freqs[:, None] - centroid) ** 2))
+    cumulative = np.cumsum(mag, axis=0)
+    idx = np.argmax(cumulative >= roll_percent * cumulative[-1], axis=0)
+    rolloff = freqs[idx]
+    return centroid, rolloff, bandwidth
+
+
+def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
+    """Fraction of zero crossings in centred frames (librosa's definition, edge-padded), via one cumsum."""
+    pad = frame_length // 2
+    yp = np.pad(y, pad, mode="edge")
+    yp = np.where(np.abs(yp) <= 1e-10, 0.0, yp)  # librosa's threshold; zero counts as positive
+    crossings = np.concatenate([[0], np.signbit(yp[1:]) != np.signbit(yp[:-1])]).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(crossings)])
+    starts = np.arange(n_frames) * hop_length
+    ends = np.minimum(starts + frame_length, len(yp))
+    # librosa counts crossings at positions 1..frame_length-1 within each frame
+    return (csum[ends] - csum[starts + 1]) / frame_length
+
+
 @register("features45")
 class Features45(Embedder):
     """S1's 45-D hand-crafted vector, standardised with library statistics.
@@ -60,6 +89,7 @@ class Features45(Embedder):
         self.n_fft, self.hop_length, self.n_mels = n_fft, hop_length, n_mels
         self._mel_basis = librosa.filters.mel(sr=self.sample_rate, n_fft=n_fft, n_mels=n_mels)
         self._chroma_basis = librosa.filters.chroma(sr=self.sample_rate, n_fft=n_fft, tuning=0.0)
+        self._freqs = librosa.fft_frequencies(sr=self.sample_rate, n_fft=n_fft)
         self._tempogram_win = int(librosa.time_to_frames(8.0, sr=self.sample_rate, hop_length=hop_length))
 
     def versions(self) -> dict:
@@ -67,21 +97,18 @@ class Features45(Embedder):
 
     # -- frame level ------------------------------------------------------------------------
     def frame_features(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Frame-level matrix ``[n_frames, 37]`` (13 MFCC, 12 chroma, centroid, rolloff,
-        bandwidth, ZCR, RMS, and their squares are taken in pooling) and the tempogram
-        ``[win, n_frames]``."""
+        """Frame-level matrix ``[n_frames, 30]`` (13 MFCC, 12 chroma, centroid, rolloff,
+        bandwidth, ZCR, RMS) and the tempogram ``[win, n_frames]``."""
         sr, n_fft, hop = self.sample_rate, self.n_fft, self.hop_length
         mag = np.abs(librosa.stft(y, n_fft=n_fft, hop_length=hop, center=True))
         power = mag ** 2
         log_mel = librosa.power_to_db(self._mel_basis @ power, top_db=None)
         mfcc = librosa.feature.mfcc(S=log_mel, n_mfcc=13)
-        chroma = librosa.util.normalize(self._chroma_basis @ power, norm=np.inf, axis=0)
-        freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
-        centroid = librosa.feature.spectral_centroid(S=mag, freq=freqs)
-        rolloff = librosa.feature.spectral_rolloff(S=mag, freq=freqs)
-        bandwidth = librosa.feature.spectral_bandwidth(S=mag, freq=freqs, centroid=centroid)
-        zcr = librosa.feature.zero_crossing_rate(y, frame_length=n_fft, hop_length=hop, center=True)
-        rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop, center=True)
+        chroma = self._chroma_basis @ power
+        chroma /= np.maximum(chroma.max(axis=0, keepdims=True), np.finfo(np.float32).tiny)
+        centroid, rolloff, bandwidth = spectral_shape(mag, self._freqs)
+        zcr = zero_crossing_rate(y, n_fft, hop, mag.shape[1])
+        rms = librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop, center=True)[0]
         onset = librosa.onset.onset_strength(S=log_mel, sr=sr, hop_length=hop)
         tempogram = librosa.feature.tempogram(onset_envelope=onset, sr=sr, hop_length=hop,
                                               win_length=self._tempogram_win)

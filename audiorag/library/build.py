@@ -56,12 +56,18 @@ def run_pool(func, tasks: list, state: dict, *, workers: int, desc: str, progres
                 yield func(t)
                 bar.update()
             return
-        with mp.get_context("fork").Pool(workers) as pool:
+        with mp.get_context("fork").Pool(workers, initializer=_one_thread_each) as pool:
             for r in pool.imap(func, tasks, chunksize=1):
                 yield r
                 bar.update()
     finally:
         bar.close()
+
+
+def _one_thread_each() -> None:
+    # the pool already uses every core; BLAS/FFT threads inside each worker would oversubscribe them
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1)
 
 
 def default_workers() -> int:
