@@ -44,6 +44,9 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     try:
         lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
         report = lib.add(dataset, embedders=embedder, labels=labels, workers=workers, progress=not as_json)
+        if len(lib.tracks) == 0:
+            raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}"
+                                + "".join(f"\n  {e['uri']}: {e['message']}" for e in report.errors[:10]))
         sidecars = [lib.build_index(e, f) for e in embedder for f in index]
     except AudioragError as exc:
         _fail(exc)

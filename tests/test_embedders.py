@@ -74,3 +74,18 @@ def test_features_measure_what_they_say():
     clicks = np.zeros(8 * sr, np.float32)
     clicks[:: int(sr * 60 / 120)] = 1.0                 # 120 BPM click track
     assert e.embed(clicks[None])[0, 44] == pytest.approx(120, rel=0.03)
+
+
+def test_shared_spectral_shape_and_zcr_match_librosa():
+    import librosa
+
+    from audiorag.embedders.features import spectral_shape, zero_crossing_rate
+    y = render_track(plan(8, 0)[3])
+    mag = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
+    freqs = librosa.fft_frequencies(sr=22050, n_fft=2048)
+    centroid, rolloff, bandwidth = spectral_shape(mag, freqs)
+    np.testing.assert_allclose(centroid, librosa.feature.spectral_centroid(S=mag, freq=freqs)[0], rtol=1e-5)
+    np.testing.assert_array_equal(rolloff, librosa.feature.spectral_rolloff(S=mag, freq=freqs)[0])
+    np.testing.assert_allclose(bandwidth, librosa.feature.spectral_bandwidth(S=mag, freq=freqs)[0], rtol=1e-5)
+    zcr = zero_crossing_rate(y, 2048, 512, mag.shape[1])
+    np.testing.assert_array_equal(zcr, librosa.feature.zero_crossing_rate(y, frame_length=2048, hop_length=512)[0])

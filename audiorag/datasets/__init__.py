@@ -78,4 +78,5 @@ def resolve(spec: str, **options) -> Dataset:
         if not rest:
             raise ParameterError("dataset spec 'folder:' needs a path, e.g. folder:/data/samples")
         return FolderDataset(rest, **options)
-    raise ParameterError(f"unknown dataset {spec!r}; expected synthetic[:N] or folder:PATH")
+    raise ParameterError(f"unknown dataset {spec!r}: not a file or folder, and not a dataset spec "
+                         "(synthetic[:N[:SEED]] or folder:PATH)")

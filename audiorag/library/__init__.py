@@ -180,11 +180,10 @@ class Library:
         in ``errors.jsonl`` and counted in the report; the rest proceeds.
         """
         t0 = time.perf_counter()
-        sources = _sources(source, labels)
-        dataset_id = source.id if isinstance(source, Dataset) else (
-            resolve(source).id if isinstance(source, str) and ":" in source and not os.path.exists(source) else None)
-        if dataset_id and self.meta.get("dataset") is None:
-            self.meta["dataset"] = dataset_id
+        dataset = _dataset(source, labels)
+        sources = dataset.sources() if dataset else _sources(source)
+        if dataset and self.meta.get("dataset") is None:
+            self.meta["dataset"] = dataset.id
             write_json(self.path / "library.json", self.meta)
         self._consolidate()
         requested = [_as_embedder(e) for e in (embedders or [])]
@@ -439,21 +438,23 @@ def _as_embedder(e, **params) -> Embedder:
     raise ParameterError(f"expected an embedder name or Embedder, got {type(e).__name__}")
 
 
-def _sources(source, labels=None) -> list[TrackSource]:
+def _dataset(source, labels=None) -> Dataset | None:
+    """A Dataset for a Dataset, a folder path or a dataset spec; None for explicit files."""
     if isinstance(source, Dataset):
-        return source.sources()
+        return source
     if isinstance(source, (str, os.PathLike)):
         s = str(source)
         if os.path.isdir(s):
             from ..datasets.folder import FolderDataset
-            return FolderDataset(s, labels=labels).sources()
-        if ":" in s and not os.path.exists(s):
-            return resolve(s, **({"labels": labels} if labels else {})).sources()
-        return [TrackSource(os.path.abspath(s))]
-    out = []
-    for item in source:
-        out.append(item if isinstance(item, TrackSource) else TrackSource(os.path.abspath(str(item))))
-    return out
+            return FolderDataset(s, labels=labels)
+        if not os.path.exists(s):
+            return resolve(s, **({"labels": labels} if labels else {}))
+    return None
+
+
+def _sources(source) -> list[TrackSource]:
+    items = [source] if isinstance(source, (str, os.PathLike)) else source
+    return [i if isinstance(i, TrackSource) else TrackSource(os.path.abspath(str(i))) for i in items]
 
 
 __all__ = ["Library", "BuildReport", "Embedding"]
