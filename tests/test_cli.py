@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+from typer.testing import CliRunner
+
+from audiorag.cli import app
+from conftest import SR
+
+runner = CliRunner()
+
+
+def _folder(tmp_path, rng):
+    audio = tmp_path / "audio"
+    (audio / "sub").mkdir(parents=True)
+    rows = []
+    for i in range(6):
+        t = np.arange(int(8 * SR)) / SR
+        y = (0.3 * np.sin(2 * np.pi * (150 + 400 * (i % 2)) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        name = f"sub/s{i}.wav" if i % 2 else f"s{i}.wav"
+        sf.write(audio / name, y, SR)
+        rows.append({"path": name, "label": "high" if i % 2 else "low", "artist": f"a{i // 2}"})
+    (audio / "broken.wav").write_text("nope")
+    pd.DataFrame(rows).to_csv(audio / "labels.csv", index=False)
+    return audio
+
+
+def test_build_info_search_json(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    lib = tmp_path / "lib"
+    r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--labels", str(audio / "labels.csv"),
+                            "--window", "4", "--hop", "2", "--index", "Flat", "--index", "HNSW32", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert (report["added"], report["failed"]) == (6, 1)
+    assert report["errors"][0]["uri"].endswith("broken.wav")
+    assert [i["name"] for i in report["indexes"]] == ["flat", "hnsw32"]
+
+    info = json.loads(runner.invoke(app, ["info", str(lib), "--json"]).stdout)
+    assert info["tracks"] == 6 and info["segments"] == 6 * 3 and info["errors"] == 1
+    assert info["embeddings"][0]["name"] == "features45"
+
+    r = runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "-k", "4", "--exclude-same-track",
+                            "--by", "track", "--json"])
+    hits = json.loads(r.stdout)
+    assert len(hits) == 4 and all(h["track_id"] != 0 for h in hits)
+    assert hits[0]["label"] == "low"  # track 0 is a low tone: its nearest other track is low too
+
+    r = runner.invoke(app, ["search", str(lib), "--audio", str(audio / "sub" / "s1.wav"), "--start", "1", "--end", "5",
+                            "--where", "label=high", "--index", "hnsw32", "--json"])
+    hits = json.loads(r.stdout)
+    assert hits[0]["uri"].endswith("s1.wav") and abs(hits[0]["start"] - 1) <= 2
+    assert {h["label"] for h in hits} == {"high"}
+
+    again = json.loads(runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--window", "4",
+                                           "--hop", "2", "--json"]).stdout)
+    assert (again["added"], again["duplicates"]) == (0, 6)
+
+
+def test_errors_are_clear(tmp_path):
+    r = runner.invoke(app, ["info", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "no audiorag library" in r.output
+    r = runner.invoke(app, ["build", str(tmp_path / "lib"), "--dataset", "nosuch:thing"])
+    assert r.exit_code == 2 and "unknown dataset" in r.output
+    r = runner.invoke(app, ["search", str(tmp_path / "lib")])
+    assert r.exit_code == 2 and "exactly one of --audio" in r.output

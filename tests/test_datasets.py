@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audiorag.datasets import resolve
+from audiorag.datasets.folder import FolderDataset
+from audiorag.datasets.genres import GENRES
+from audiorag.datasets.synthetic import plan, render_track
+from audiorag.errors import ParameterError
+
+
+def test_plan_is_deterministic_and_structured():
+    a, b = plan(96, 0), plan(96, 0)
+    assert a == b and plan(96, 1) != a
+    df = pd.DataFrame(a)
+    assert df["genre"].nunique() == len(GENRES) == 8
+    first_section = df["sections"].map(lambda s: s[0][2])
+    assert first_section.groupby(df["artist"]).nunique().max() == 1  # an artist keeps to one genre
+    assert 2 <= df["artist"].value_counts().median() <= 4
+    mixed = df[df["sections"].map(len) == 2]
+    assert 0.12 < len(mixed) / len(df) < 0.4
+    for sections in mixed["sections"]:
+        (s0, e0, g0), (s1, e1, g1) = sections
+        assert s0 == 0 and e0 == s1 and e1 == 30.0 and g0 != g1 and 10 <= s1 <= 20
+
+
+def test_render_is_deterministic_and_sane():
+    spec = plan(8, 0)[5]
+    y1, y2 = render_track(spec), render_track(spec)
+    np.testing.assert_array_equal(y1, y2)
+    assert y1.dtype == np.float32 and len(y1) == 30 * 22050
+    assert np.abs(y1).max() <= 0.99 and np.isfinite(y1).all()
+    rms = 20 * np.log10(np.sqrt(np.mean(y1 ** 2)))
+    assert spec["loudness_db"] - 1 < rms < spec["loudness_db"] + 1 or np.abs(y1).max() == pytest.approx(0.99)
+
+
+def test_generated_corpus_files_and_manifest(corpus):
+    sources = corpus.sources()
+    assert len(sources) == 24
+    meta = pd.DataFrame([s.metadata for s in sources])
+    assert {"genre", "artist", "sections", "mixed"} <= set(meta.columns) and "sha256" not in meta
+    assert all(len(json.loads(s)) in (1, 2) for s in meta["sections"])
+    assert corpus.content_hash() == corpus.content_hash()
+
+
+def test_folder_labels_csv_relative_paths_and_missing_files(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.wav").write_bytes(b"")
+    (tmp_path / "y.flac").write_bytes(b"")
+    (tmp_path / "ignored.txt").write_text("")
+    pd.DataFrame({"path": ["a/x.wav", "gone.wav"], "label": ["kick", "snare"]}).to_csv(tmp_path / "l.csv", index=False)
+    sources = FolderDataset(tmp_path, labels=tmp_path / "l.csv").sources()
+    by_name = {s.uri.rsplit("/", 1)[-1]: s.metadata for s in sources}
+    assert by_name == {"x.wav": {"label": "kick"}, "y.flac": {}, "gone.wav": {"label": "snare"}}
+    with pytest.raises(ParameterError, match="not a directory"):
+        FolderDataset(tmp_path / "nope")
+    with pytest.raises(ParameterError, match="synthetic"):
+        resolve("synthetic:abc")
