@@ -114,6 +114,55 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     _print(d, as_json, "\n".join(lines))
 
 
+@app.command("eval")
+def eval_(library: Path = typer.Argument(..., help="library directory"),
+          embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
+          index: Optional[str] = typer.Option(None, help="index name (default: flat or the only one)"),
+          label: str = typer.Option("genre", help="track column whose equal values count as relevant"),
+          exclude_same: List[str] = typer.Option([], help="also exclude candidates sharing this column (repeatable)"),
+          k: str = typer.Option("1,5,10", "-k", help="cut-offs, comma-separated"),
+          queries: Optional[int] = typer.Option(None, help="a seeded sample of N query segments (default: all)"),
+          per_track: bool = typer.Option(False, "--per-track", help="one query per track (its central segment)"),
+          seed: int = typer.Option(0, help="seed of every sample"),
+          depth: int = typer.Option(1000, help="ranked list depth for mAP and the exported run"),
+          moment_queries: int = typer.Option(100, help="clips for moment localisation accuracy (0: skip)"),
+          out: Optional[Path] = typer.Option(None, help="write metrics.json (and per-query.csv) here"),
+          export_run: Optional[Path] = typer.Option(None, help="write the ranked lists as a TREC run file"),
+          export_qrels: Optional[Path] = typer.Option(None, help="write the relevance judgements as TREC qrels"),
+          as_json: bool = typer.Option(False, "--json", help="print the record as JSON only")):
+    """Measure retrieval on LIBRARY: P@k, R@k, nDCG@k, mAP, MRR (segment and track level), moment accuracy, latency."""
+    from .evaluate import Protocol, evaluate
+    from .library import Library
+    try:
+        ks = [int(x) for x in k.split(",") if x.strip()]
+        protocol = Protocol(label=label, exclude_same=exclude_same, ks=ks, seed=seed, depth=depth,
+                            queries="per-track" if per_track else ("sample" if queries else "all"),
+                            n_queries=queries, moment_queries=moment_queries)
+        ev = evaluate(Library.open(library), embedder=embedder, index=index, protocol=protocol)
+    except (AudioragError, ValueError) as exc:
+        _fail(exc)
+    if out:
+        ev.record.write(out)
+        ev.per_query.to_csv(out / "per-query.csv", index=False)
+    if export_run:
+        ev.export_run(export_run)
+    if export_qrels:
+        ev.export_qrels(export_qrels)
+    m = ev.record.metrics
+    lines = [f"{ev.record.embedder['key']} on {ev.record.dataset['id']} ({protocol.describe()}), "
+             f"{ev.record.timings['n_queries']} queries, index {ev.record.index['factory']}"]
+    for level in ("segment", "track"):
+        lines.append(f"  {level:8s} " + "  ".join(f"P@{x}={m[f'{level}/P@{x}']:.4f}" for x in ks)
+                     + f"  mAP={m[f'{level}/mAP']:.4f}  nDCG@{ks[-1]}={m[f'{level}/nDCG@{ks[-1]}']:.4f}"
+                     + f"  MRR={m[f'{level}/MRR']:.4f}")
+    lines.append(f"  chance P={m['chance/P']:.4f}")
+    if "moment/accuracy" in m:
+        lines.append(f"  moment accuracy (±{m['moment/tolerance_s']:g}s) {m['moment/accuracy']:.4f}")
+    lines.append(f"  latency p50 {m['latency/p50_ms']:.2f} ms, p95 {m['latency/p95_ms']:.2f} ms, "
+                 f"p99 {m['latency/p99_ms']:.2f} ms")
+    _print(ev.record.model_dump(mode="json"), as_json, "\n".join(lines))
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details to stderr")):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,

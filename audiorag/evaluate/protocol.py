@@ -1,0 +1,97 @@
+"""Evaluation protocols: which items are relevant, which are excluded, which are queries.
+
+A segment is relevant to a query when its label (``label`` column; for tracks with a
+``sections`` column, the label of the section that covers most of the segment) equals
+the query's. The query's own track is always excluded; ``exclude_same`` excludes more
+(e.g. the same ``artist`` for artist-disjoint evaluation).
+
+>>> Protocol(label="genre", exclude_same=["artist"], queries="sample", n_queries=100).describe()
+'label=genre; exclude same track+artist; queries=sample(100, seed 0)'
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, field_validator
+
+from ..errors import ParameterError
+
+
+class Protocol(BaseModel):
+    """What counts as relevant, what is excluded, and which segments are queries."""
+
+    label: str = "genre"
+    exclude_same: list[str] = Field(default_factory=list)
+    queries: Literal["all", "sample", "per-track"] = "all"
+    n_queries: int | None = None
+    seed: int = 0
+    ks: list[int] = Field(default_factory=lambda: [1, 5, 10])
+    depth: int = 1000
+    sections_column: str | None = "sections"
+    moment_queries: int = 100
+    moment_tolerance: float | None = None  # seconds; None = the library's hop
+    latency_queries: int = 200
+
+    @field_validator("ks")
+    @classmethod
+    def _ks(cls, v):
+        if not v or min(v) < 1:
+            raise ValueError("ks must be a non-empty list of integers >= 1")
+        return sorted(set(v))
+
+    def describe(self) -> str:
+        q = {"all": "all", "per-track": "one per track",
+             "sample": f"sample({self.n_queries}, seed {self.seed})"}[self.queries]
+        return f"label={self.label}; exclude same {'+'.join(['track', *self.exclude_same])}; queries={q}"
+
+
+def segment_labels(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Protocol) -> np.ndarray:
+    """Label of every segment: its track's label, or the label of the section covering most of it."""
+    if protocol.label not in tracks.columns:
+        raise ParameterError(f"protocol label {protocol.label!r} is not a track column; have {list(tracks.columns)}")
+    track_label = tracks.set_index("track_id")[protocol.label]
+    labels = segments["track_id"].map(track_label).astype(str).to_numpy(dtype=object)
+    col = protocol.sections_column
+    if col and col in tracks.columns:
+        for tid, raw in zip(tracks["track_id"], tracks[col]):
+            sections = json.loads(raw) if isinstance(raw, str) and raw else None
+            if not sections or len(sections) < 2:
+                continue
+            rows = np.flatnonzero(segments["track_id"].to_numpy() == tid)
+            for r in rows:
+                s, e = segments["start"].iat[r], segments["end"].iat[r]
+                overlap = [max(0.0, min(e, b) - max(s, a)) for a, b, _ in sections]
+                labels[r] = str(sections[int(np.argmax(overlap))][2])
+    return labels
+
+
+def exclusion_keys(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Protocol) -> list[np.ndarray]:
+    """One integer-coded key array per exclusion (track, then each ``exclude_same`` column), per segment."""
+    keys = [segments["track_id"].to_numpy()]
+    for col in protocol.exclude_same:
+        if col not in tracks.columns:
+            raise ParameterError(f"exclude_same column {col!r} is not a track column; have {list(tracks.columns)}")
+        codes = pd.Series(pd.factorize(tracks[col].astype(str))[0], index=tracks["track_id"])
+        keys.append(segments["track_id"].map(codes).to_numpy())
+    return keys
+
+
+def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """Segment ids used as queries (only segments with real vectors)."""
+    ids = segments["segment_id"].to_numpy()[valid]
+    if protocol.queries == "all":
+        return ids
+    if protocol.queries == "sample":
+        if not protocol.n_queries:
+            raise ParameterError("protocol queries='sample' needs n_queries")
+        rng = np.random.default_rng(protocol.seed)
+        return np.sort(rng.choice(ids, min(protocol.n_queries, len(ids)), replace=False))
+    seg = segments[valid]
+    mid = (seg["start"] + seg["end"]) / 2
+    centre = seg["track_id"].map(mid.groupby(seg["track_id"]).mean())
+    return seg.assign(d=(mid - centre).abs()).sort_values(["track_id", "d", "segment_id"]) \
+              .drop_duplicates("track_id")["segment_id"].to_numpy()
