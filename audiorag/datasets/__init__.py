@@ -3,7 +3,7 @@
 ``resolve("synthetic:96")``, ``resolve("folder:/path/to/audio")``.
 
 >>> resolve("synthetic:16").id
-'synthetic-v2-n16-s0'
+'synthetic-v3-n16-s0'
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ moment-level retrieval has ground truth. Nothing is downloaded; the same
 
 >>> ds = SyntheticDataset(n_tracks=16, seed=0)
 >>> ds.id
-'synthetic-v2-n16-s0'
+'synthetic-v3-n16-s0'
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from .genres import GENRES, render
 from .synth import SR
 
 log = logging.getLogger(__name__)
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DEFAULT_N_TRACKS = 96
 
 
@@ -44,7 +44,7 @@ def plan(n_tracks: int, seed: int, *, duration: float = 30.0, mixed_share: float
         raise ParameterError(f"synthetic: n_tracks must be >= 1, got {n_tracks}")
     rng = np.random.default_rng(seed)
     genres = sorted(GENRES)
-    n_artists = len(genres) * max(1, n_tracks // (3 * len(genres)))
+    n_artists = len(genres) * max(2, n_tracks // (3 * len(genres)))  # >= 2 per genre: artist-disjoint protocols
     artists = []
     for a in range(n_artists):
         genre = genres[a % len(genres)]

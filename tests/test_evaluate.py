@@ -1,0 +1,74 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from audiorag.cli import app
+from audiorag.errors import ParameterError
+from audiorag.evaluate import EvaluationRecord, Protocol, evaluate
+from audiorag.evaluate.protocol import query_segments, segment_labels
+from audiorag.segment import Segmentation, segment_table
+
+FAST = dict(moment_queries=8, latency_queries=10)
+
+
+def test_section_labels_follow_the_majority_section():
+    tracks = pd.DataFrame({"track_id": [0, 1], "genre": ["rock", "jazz"],
+                           "sections": [json.dumps([[0, 14.0, "rock"], [14.0, 30, "ambient"]]), json.dumps([[0, 30, "jazz"]])]})
+    segs = segment_table([0, 1], [30.0, 30.0], Segmentation(10, 2))
+    labels = segment_labels(tracks, segs, Protocol())
+    first = labels[: 11]
+    starts = segs["start"].to_numpy()[:11]
+    assert list(first[starts + 5 <= 14]) == ["rock"] * int((starts + 5 <= 14).sum())
+    assert list(first[starts + 5 > 14]) == ["ambient"] * int((starts + 5 > 14).sum())
+    assert set(labels[11:]) == {"jazz"}
+    assert set(segment_labels(tracks, segs, Protocol(sections_column=None))[:11]) == {"rock"}
+
+
+def test_query_sets():
+    segs = segment_table([0, 1, 2], [30.0, 12.0, 5.0], Segmentation(10, 2))
+    valid = np.ones(len(segs), bool)
+    assert len(query_segments(segs, valid, Protocol())) == len(segs)
+    sample = query_segments(segs, valid, Protocol(queries="sample", n_queries=5, seed=3))
+    assert len(sample) == 5 and (sample == query_segments(segs, valid, Protocol(queries="sample", n_queries=5, seed=3))).all()
+    per_track = query_segments(segs, valid, Protocol(queries="per-track"))
+    assert segs.set_index("segment_id").loc[per_track, "track_id"].tolist() == [0, 1, 2]
+    with pytest.raises(ParameterError, match="n_queries"):
+        query_segments(segs, valid, Protocol(queries="sample"))
+
+
+def test_exclusions_and_determinism(library, tmp_path):
+    proto = Protocol(label="genre", exclude_same=["artist"], **FAST)
+    a = evaluate(library, protocol=proto)
+    b = evaluate(library, protocol=proto)
+    quality = [k for k in a.record.metrics if not k.startswith(("latency", "throughput", "moment/clip"))]
+    assert {k: a.record.metrics[k] for k in quality} == {k: b.record.metrics[k] for k in quality}
+    artist = library.tracks.set_index("track_id")["artist"]
+    seg_track = library.segments["track_id"].to_numpy()
+    for q, ranked in zip(a.queries[:50], a.ranked[:50]):
+        assert not (artist.loc[seg_track[ranked]].to_numpy() == artist.loc[seg_track[q]]).any()
+    m = a.record.metrics
+    assert m["chance/P"] < m["segment/P@10"] < 1 and 0 < m["segment/mAP"] < 1
+    assert 0 <= m["moment/accuracy"] <= m["moment/track_accuracy"] <= 1
+    # a looser protocol (only the same track excluded) finds same-artist tracks and scores higher
+    loose = evaluate(library, protocol=Protocol(label="genre", **FAST)).record.metrics
+    assert loose["segment/P@10"] > m["segment/P@10"]
+    path = a.record.write(tmp_path)
+    again = EvaluationRecord.read(path)
+    assert again.metrics == a.record.metrics and again.protocol.exclude_same == ["artist"]
+    assert again.embedder["key"] == library.embedding().key and again.index["factory"] == "Flat"
+    assert again.machine.cores >= 1 and again.dataset["content_hash"].startswith("sha256:")
+
+
+def test_eval_cli(library, tmp_path):
+    r = CliRunner().invoke(app, ["eval", str(library.path), "--label", "genre", "--exclude-same", "artist",
+                                 "-k", "1,10", "--queries", "50", "--moment-queries", "4", "--out", str(tmp_path / "o"),
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout)
+    assert record["protocol"]["n_queries"] == 50 and record["timings"]["n_queries"] == 50
+    assert (tmp_path / "o" / "metrics.json").exists() and (tmp_path / "o" / "per-query.csv").exists()
+    r = CliRunner().invoke(app, ["eval", str(library.path), "--label", "mood"])
+    assert r.exit_code == 2 and "not a track column" in r.output
