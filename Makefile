@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export AUDIORAG_CACHE ?= $(CURDIR)/data/cache
-DEMO_LIB ?= experiments/results/demo-library
+DEMO_LIB ?= experiments/results/default/libraries/synthetic-96-w10-h2
 
 .PHONY: install demo test bench clean
 
@@ -20,9 +20,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/audiorag build $(DEMO_LIB) --dataset synthetic --embedder features45 --window 10 --hop 2 --index Flat
-	$(BIN)/audiorag info $(DEMO_LIB)
-	$(BIN)/audiorag search $(DEMO_LIB) --track 0 --at 10 -k 5 --exclude-same-track
+	$(BIN)/audiorag sweep experiments/default.yaml
+	$(BIN)/audiorag search $(DEMO_LIB) --track 0 --at 10 -k 5 --exclude-same-track --by track
 	$(BIN)/audiorag search $(DEMO_LIB) --audio "$$($(BIN)/python -c 'import audiorag; print(audiorag.Library.open("$(DEMO_LIB)").tracks.uri[5])')" --start 4 --end 24 -k 3
 
 test: install

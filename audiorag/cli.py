@@ -163,6 +163,27 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     _print(ev.record.model_dump(mode="json"), as_json, "\n".join(lines))
 
 
+@app.command()
+def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name>.yaml)"),
+          output: Optional[Path] = typer.Option(None, help="output directory (default: the file's, or experiments/results/<name>)"),
+          summary_only: bool = typer.Option(False, "--summary-only", help="only rebuild the summary from finished cells")):
+    """Run a sweep: papermill per grid cell (skipping cells already done), then summary.parquet/.md and plots."""
+    from .experiments import SweepConfig, markdown_table, run_sweep, summarise
+    try:
+        cfg = SweepConfig.load(config)
+        root = Path(output or cfg.output or f"experiments/results/{cfg.name}")
+        summary = summarise(root) if summary_only else run_sweep(cfg, output=root)
+    except AudioragError as exc:
+        _fail(exc)
+    cols = [c for c in ("cell", "segment/P@10", "track/P@10", "segment/mAP", "moment/accuracy", "latency/p50_ms",
+                        "memory/index_bytes_per_segment") if c in summary.columns]
+    typer.echo(markdown_table(summary[cols]) if len(summary) else "(no finished cells)")
+    failed = sorted(p.parent.name for p in (root / "cells").glob("*/error.json"))
+    for c in failed:
+        typer.echo(f"failed cell: {c} (see {root / 'cells' / c / 'error.json'})", err=True)
+    typer.echo(f"summary: {root / 'summary.md'}, {root / 'summary.parquet'}, plots in {root}")
+
+
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log progress details to stderr")):
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
