@@ -27,7 +27,7 @@ CLAIMS = [
     ("S3 clamp3-audio-semantic-search", "query time", "< 100 ms (typically)", "latency/p95_ms",
      "S3: CLaMP3 text/audio query incl. the text encoder. Here: p95 of a moment query (no encoder)."),
     ("S3 clamp3-audio-semantic-search", "ingest time per file", "1-2 s per file (16 workers, GPU VMs)",
-     "ingest/seconds_per_file", "S3: CLaMP3 + MERT on GPUs. Here: decode + embed per 30 s track on this machine's cores."),
+     "ingest/seconds_per_file", "S3: CLaMP3 + MERT on GPUs. Here: decode + embed per 30 s track, one process on this CPU."),
     ("S4 mess-ai-math-pipeline", "flat search", "< 1 ms (sub-millisecond)", "faiss/flat_p50_ms",
      "S4: 50 tracks, MERT 9,984-D. Here: one FAISS query on the library's Flat index, its own vectors."),
 ]
