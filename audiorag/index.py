@@ -83,7 +83,15 @@ def make_index(vectors: np.ndarray, ids: np.ndarray, factory: str, *, seed: int 
             raise ParameterError(f"index {factory!r} failed to train on {len(train)} vectors: "
                                  f"{str(exc).strip().splitlines()[-1]}") from None
     index = faiss.IndexIDMap2(base)
-    index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
+    # HNSW insertion is multi-threaded and its graph then depends on thread timing; one thread makes
+    # the index, and every metric measured on it, reproducible
+    threads = faiss.omp_get_max_threads()
+    if "HNSW" in factory:
+        faiss.omp_set_num_threads(1)
+    try:
+        index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
+    finally:
+        faiss.omp_set_num_threads(threads)
     apply_search_params(index, default_search_params(factory))
     return index
 
