@@ -146,7 +146,7 @@ def purity(labels_true, labels_pred) -> float:
     for c in np.unique(p):
         _, counts = np.unique(t[p == c], return_counts=True)
         total += counts.max()
-    return total / t.size
+    return float(total / t.size)
 
 
 def nmi(labels_true, labels_pred) -> float:
