@@ -43,3 +43,7 @@ class UnknownEmbedderError(AudioragError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+class DownloadError(AudioragError):
+    """A download failed: unreachable server, HTTP error, or a checksum mismatch."""

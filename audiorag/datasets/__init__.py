@@ -62,7 +62,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 
 
 def resolve(spec: str, **options) -> Dataset:
-    """Parse a dataset spec: ``synthetic[:N[:SEED]]`` or ``folder:PATH`` (``labels=CSV`` option)."""
+    """Parse a dataset spec: ``synthetic[:N[:SEED]]``, ``folder:PATH`` (options: ``labels=CSV``,
+    ``label_from_folder``, ``label_regex``), ``fma:SUBSET`` (option ``root=DIR``) or ``freesound:DIR``."""
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
         from .synthetic import DEFAULT_N_TRACKS, SyntheticDataset
@@ -72,11 +73,22 @@ def resolve(spec: str, **options) -> Dataset:
             seed = int(parts[1]) if len(parts) > 1 else 0
         except ValueError:
             raise ParameterError(f"dataset spec {spec!r}: expected synthetic[:N[:SEED]] with integers") from None
-        return SyntheticDataset(n, seed, **options)
+        return SyntheticDataset(n, seed, **{k: v for k, v in options.items() if k == "root"})
     if kind == "folder":
         from .folder import FolderDataset
         if not rest:
             raise ParameterError("dataset spec 'folder:' needs a path, e.g. folder:/data/samples")
-        return FolderDataset(rest, **options)
+        return FolderDataset(rest, **{k: v for k, v in options.items()
+                                      if k in ("labels", "label_from_folder", "label_regex")})
+    if kind == "fma":
+        from .fma import FMADataset
+        return FMADataset(rest or "small", **{k: v for k, v in options.items() if k == "root"})
+    if kind == "freesound":
+        from .folder import FolderDataset
+        if not rest:
+            raise ParameterError("dataset spec 'freesound:' needs the folder written by `audiorag data fetch freesound`")
+        ds = FolderDataset(rest, labels=Path(rest) / "freesound.csv")
+        ds.id = f"freesound:{Path(rest).resolve()}"
+        return ds
     raise ParameterError(f"unknown dataset {spec!r}: not a file or folder, and not a dataset spec "
-                         "(synthetic[:N[:SEED]] or folder:PATH)")
+                         "(synthetic[:N[:SEED]], folder:PATH, fma:SUBSET or freesound:DIR)")

@@ -290,24 +290,37 @@ class Library:
         files = sorted(self._staging().glob("add-*.parquet")) if self._staging().exists() else []
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
-    def _next_track_id(self) -> int:
-        ids = list(self.tracks["track_id"]) + list(self._staged_tracks().get("track_id", []))
-        return int(max(ids)) + 1 if ids else 0
-
     def _commit_batch(self, batch, embedders: list[Embedder]) -> int:
-        """Write one add batch: each embedding's part, then the staged tracks (the commit point)."""
-        first = self._next_track_id()
-        seq = f"add-{first:012d}"
-        rows = []
-        for i, (src, res) in enumerate(batch):
+        """Write one add batch: each embedding's part, then the staged tracks (the commit point).
+
+        A source may carry its own ``track_id`` (e.g. FMA's); others get the next free id. A
+        ``track_id`` already in use is an error record for that item.
+        """
+        used = set(self.tracks["track_id"]) | set(self._staged_tracks().get("track_id", []))
+        next_id = int(max(used)) + 1 if used else 0
+        rows, kept = [], []
+        for src, res in batch:
+            wanted = src.metadata.get("track_id")
+            if wanted is not None and int(wanted) in used:
+                err = {"uri": src.uri, "stage": "add", "error": "ParameterError",
+                       "message": f"track_id {int(wanted)} is already in the library"}
+                append_jsonl(self.path / "errors.jsonl", err)
+                continue
+            tid = int(wanted) if wanted is not None else next_id
+            used.add(tid)
+            next_id = max(next_id, tid + 1)
             meta = {k: v for k, v in src.metadata.items() if k not in TRACK_COLUMNS}
-            rows.append({"track_id": first + i, "uri": src.uri, "duration": res.duration,
+            rows.append({"track_id": tid, "uri": src.uri, "duration": res.duration,
                          "sample_rate": res.info.sample_rate, "channels": res.info.channels,
                          "content_hash": res.content_hash, **meta})
+            kept.append(res)
+        if not rows:
+            return 0
+        committed = len(list(self._staging().glob("add-*.parquet"))) if self._staging().exists() else 0
+        seq = f"add-{committed:06d}-{rows[0]['track_id']:012d}"  # commit order, then first track
         ids = [r["track_id"] for r in rows]
         for e in embedders:
-            self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids,
-                             [res.raw[e.key] for _, res in batch], [])
+            self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept], [])
         self._staging().mkdir(exist_ok=True)
         write_parquet(self._staging() / f"{seq}.parquet", pd.DataFrame(rows))
         return len(rows)
