@@ -32,6 +32,10 @@ def _print(obj, as_json: bool, text: str) -> None:
 def build(library: Path = typer.Argument(..., help="library directory (created if missing)"),
           dataset: str = typer.Option("synthetic", help="synthetic[:N[:SEED]] or folder:PATH"),
           labels: Optional[Path] = typer.Option(None, help="CSV with a 'path' column + metadata columns"),
+          label_from_folder: bool = typer.Option(False, help="folder datasets: label = first sub-folder"),
+          label_regex: Optional[str] = typer.Option(None, help="folder datasets: label = first group of this "
+                                                    "regex on the file name, e.g. '^([a-z]+)_'"),
+          fma_root: Optional[Path] = typer.Option(None, help="fma:SUBSET datasets: where `data fetch` put FMA"),
           embedder: List[str] = typer.Option(["features45"], help="embedder name (repeatable)"),
           window: float = typer.Option(10.0, help="window length, seconds"),
           hop: float = typer.Option(2.0, help="hop between windows, seconds"),
@@ -40,10 +44,13 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           workers: Optional[int] = typer.Option(None, help="worker processes (default: all cores)"),
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
+    from .datasets import resolve
     from .library import Library
+    options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
     try:
+        source = resolve(dataset, **{k: v for k, v in options.items() if v})
         lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
-        report = lib.add(dataset, embedders=embedder, labels=labels, workers=workers, progress=not as_json)
+        report = lib.add(source, embedders=embedder, workers=workers, progress=not as_json)
         if len(lib.tracks) == 0:
             raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}"
                                 + "".join(f"\n  {e['uri']}: {e['message']}" for e in report.errors[:10]))
@@ -90,7 +97,8 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     except AudioragError as exc:
         _fail(exc)
     cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
-        c for c in hits.columns if c in ("genre", "label", "artist", "title", "n_segments")) if c in hits.columns]
+        c for c in hits.columns if c in ("genre", "genre_top", "label", "artist", "title", "license", "n_segments"))
+        if c in hits.columns]
     _print(hits.to_dict("records"), as_json, hits[cols].to_string(index=False))
 
 
@@ -123,6 +131,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           k: str = typer.Option("1,5,10", "-k", help="cut-offs, comma-separated"),
           queries: Optional[int] = typer.Option(None, help="a seeded sample of N query segments (default: all)"),
           per_track: bool = typer.Option(False, "--per-track", help="one query per track (its central segment)"),
+          only: List[str] = typer.Option([], help="evaluate only tracks with COLUMN=VALUE, e.g. split=test (repeatable)"),
           seed: int = typer.Option(0, help="seed of every sample"),
           depth: int = typer.Option(1000, help="ranked list depth for mAP and the exported run"),
           moment_queries: int = typer.Option(100, help="clips for moment localisation accuracy (0: skip)"),
@@ -135,7 +144,13 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     from .library import Library
     try:
         ks = [int(x) for x in k.split(",") if x.strip()]
-        protocol = Protocol(label=label, exclude_same=exclude_same, ks=ks, seed=seed, depth=depth,
+        subset: dict = {}
+        for item in only:
+            col, sep, val = item.partition("=")
+            if not sep:
+                raise AudioragError(f"--only expects COLUMN=VALUE, got {item!r}")
+            subset.setdefault(col, []).append(val)
+        protocol = Protocol(label=label, exclude_same=exclude_same, ks=ks, seed=seed, depth=depth, subset=subset or None,
                             queries="per-track" if per_track else ("sample" if queries else "all"),
                             n_queries=queries, moment_queries=moment_queries)
         ev = evaluate(Library.open(library), embedder=embedder, index=index, protocol=protocol)
@@ -182,6 +197,36 @@ def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name
     for c in failed:
         typer.echo(f"failed cell: {c} (see {root / 'cells' / c / 'error.json'})", err=True)
     typer.echo(f"summary: {root / 'summary.md'}, {root / 'summary.parquet'}, plots in {root}")
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets: FMA archives, Freesound previews.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fma-large | fma-full | freesound"),
+               to: Path = typer.Option(..., help="destination folder"),
+               query: Optional[str] = typer.Option(None, help="freesound: text query"),
+               max_results: int = typer.Option(150, "--max", help="freesound: at most this many sounds"),
+               filter: Optional[str] = typer.Option(None, help="freesound: filter, e.g. 'duration:[0 TO 5]'"),
+               token: Optional[str] = typer.Option(None, help="freesound: API token (default $FREESOUND_TOKEN)"),
+               url: Optional[str] = typer.Option(None, help="mirror / API base URL (default: the official one)")):
+    """Download a dataset (resumable; re-running continues where it stopped)."""
+    try:
+        if name.startswith("fma-"):
+            from .datasets import fma
+            root = fma.fetch(name[4:], to, url=url)
+            typer.echo(f"FMA {name[4:]} in {root}; build with: audiorag build LIB --dataset fma:{name[4:]} --fma-root {root}")
+        elif name == "freesound":
+            from .datasets import freesound
+            if not query:
+                raise AudioragError("freesound needs --query")
+            root = freesound.fetch(query, to, max_results=max_results, filter=filter, token=token, url=url)
+            typer.echo(f"Freesound previews in {root}; build with: audiorag build LIB --dataset freesound:{root}")
+        else:
+            raise AudioragError(f"unknown dataset {name!r}: fma-small, fma-medium, fma-large, fma-full or freesound")
+    except AudioragError as exc:
+        _fail(exc)
 
 
 @app.callback()

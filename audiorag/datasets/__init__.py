@@ -64,6 +64,8 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 def resolve(spec: str, **options) -> Dataset:
     """Parse a dataset spec: ``synthetic[:N[:SEED]]``, ``folder:PATH`` (options: ``labels=CSV``,
     ``label_from_folder``, ``label_regex``), ``fma:SUBSET`` (option ``root=DIR``) or ``freesound:DIR``."""
+    if os.path.isdir(spec):
+        spec = f"folder:{spec}"
     kind, _, rest = spec.partition(":")
     if kind == "synthetic":
         from .synthetic import DEFAULT_N_TRACKS, SyntheticDataset

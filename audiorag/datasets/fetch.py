@@ -65,7 +65,7 @@ def download(url: str, dest: str | os.PathLike, *, sha1: str | None = None, sess
                 with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
                                                                   desc=desc or dest.name, disable=not progress,
                                                                   leave=False) as bar:
-                    for chunk in r.iter_content(CHUNK):
+                    for chunk in r.iter_content(1 << 16):
                         f.write(chunk)
                         bar.update(len(chunk))
                 got = part.stat().st_size

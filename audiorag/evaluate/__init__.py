@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ParameterError
 from ..index import load_index
 from . import metrics as M
-from .protocol import Protocol, exclusion_keys, query_segments, segment_labels
+from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
 from .records import EvaluationRecord, git_commit, library_content_hash, machine
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,17 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     tracks, segments = lib.tracks, lib.segments
     labels = segment_labels(tracks, segments, protocol)
     keys = exclusion_keys(tracks, segments, protocol)
-    valid = emb.valid_rows(segments["track_id"].to_numpy())
+    in_subset = segments["track_id"].isin(tracks["track_id"][subset_tracks(tracks, protocol)]).to_numpy()
+    valid = emb.valid_rows(segments["track_id"].to_numpy()) & in_subset
+    if protocol.subset:
+        tracks = tracks[subset_tracks(tracks, protocol)]
     queries = query_segments(segments, valid, protocol)
     if len(queries) == 0:
         raise ParameterError("evaluate: no query segments")
     vectors = np.asarray(lib.vectors(emb.key))
     codes, label_values = pd.factorize(labels)
     depth = min(protocol.depth, int(valid.sum()))
-    max_excluded = _max_excluded(keys, queries)
+    max_excluded = _max_excluded(keys, queries) + int((~valid).sum())
     fetch = min(faiss_index.ntotal, depth + max_excluded)
 
     t0 = time.perf_counter()
@@ -104,6 +107,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         for key in keys:
             excluded_ids |= key[ids] == key[q]
             excluded_all |= key == key[q]
+        excluded_ids |= ~valid[ids]  # outside the protocol's subset, or a failed track's zero row
         ids, sc = ids[~excluded_ids], sc[~excluded_ids]
         order = np.lexsort((-ids, -sc))  # score descending, then segment id descending (trec_eval's tie-break)
         ids, sc = ids[order][:depth], sc[order][:depth]
@@ -189,7 +193,8 @@ def _moment_accuracy(lib, emb, protocol: Protocol, index_name: str) -> tuple[dic
     seg = lib.segmentation
     tol = protocol.moment_tolerance if protocol.moment_tolerance is not None else seg.hop
     rng = np.random.default_rng(protocol.seed + 1)
-    tracks = lib.tracks[lib.tracks["duration"] > seg.window]
+    tracks = lib.tracks[subset_tracks(lib.tracks, protocol)]
+    tracks = tracks[tracks["duration"] > seg.window]
     if tracks.empty:
         return {}, 0.0
     rows = tracks.iloc[rng.integers(0, len(tracks), n)]

@@ -26,6 +26,7 @@ class Protocol(BaseModel):
 
     label: str = "genre"
     exclude_same: list[str] = Field(default_factory=list)
+    subset: dict[str, str | list[str]] | None = None  # keep only tracks with these column values, e.g. {"split": "test"}
     queries: Literal["all", "sample", "per-track"] = "all"
     n_queries: int | None = None
     seed: int = 0
@@ -46,7 +47,8 @@ class Protocol(BaseModel):
     def describe(self) -> str:
         q = {"all": "all", "per-track": "one per track",
              "sample": f"sample({self.n_queries}, seed {self.seed})"}[self.queries]
-        return f"label={self.label}; exclude same {'+'.join(['track', *self.exclude_same])}; queries={q}"
+        where = "" if not self.subset else "; only " + ", ".join(f"{k}={v}" for k, v in self.subset.items())
+        return f"label={self.label}; exclude same {'+'.join(['track', *self.exclude_same])}; queries={q}{where}"
 
 
 def segment_labels(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Protocol) -> np.ndarray:
@@ -67,6 +69,17 @@ def segment_labels(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Proto
                 overlap = [max(0.0, min(e, b) - max(s, a)) for a, b, _ in sections]
                 labels[r] = str(sections[int(np.argmax(overlap))][2])
     return labels
+
+
+def subset_tracks(tracks: pd.DataFrame, protocol: Protocol) -> np.ndarray:
+    """Boolean mask over ``tracks`` of the tracks the protocol evaluates on."""
+    keep = np.ones(len(tracks), dtype=bool)
+    for col, want in (protocol.subset or {}).items():
+        if col not in tracks.columns:
+            raise ParameterError(f"protocol subset column {col!r} is not a track column; have {list(tracks.columns)}")
+        values = want if isinstance(want, list) else [want]
+        keep &= tracks[col].astype(str).isin([str(v) for v in values]).to_numpy()
+    return keep
 
 
 def exclusion_keys(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Protocol) -> list[np.ndarray]:

@@ -455,13 +455,8 @@ def _dataset(source, labels=None) -> Dataset | None:
     """A Dataset for a Dataset, a folder path or a dataset spec; None for explicit files."""
     if isinstance(source, Dataset):
         return source
-    if isinstance(source, (str, os.PathLike)):
-        s = str(source)
-        if os.path.isdir(s):
-            from ..datasets.folder import FolderDataset
-            return FolderDataset(s, labels=labels)
-        if not os.path.exists(s):
-            return resolve(s, **({"labels": labels} if labels else {}))
+    if isinstance(source, (str, os.PathLike)) and (os.path.isdir(source) or not os.path.exists(source)):
+        return resolve(str(source), **({"labels": labels} if labels else {}))
     return None
 
 
