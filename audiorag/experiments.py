@@ -18,7 +18,6 @@ Layout of a sweep's output directory::
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback

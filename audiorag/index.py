@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import time
-from pathlib import Path
 
 import faiss
 import numpy as np
@@ -171,8 +170,3 @@ def rebuild_stale(lib, emb) -> None:
     for sidecar in list_indexes(emb):
         if sidecar["vectors_state"] != vectors_state(emb):
             build_index(lib, emb, sidecar["factory"], name=sidecar["name"])
-
-
-def remove_index_files(emb, name: str) -> None:
-    for suffix in (".faiss", ".json"):
-        Path(emb.path / f"index-{name}{suffix}").unlink(missing_ok=True)

@@ -57,9 +57,9 @@ def download(url: str, dest: str | os.PathLike, *, sha1: str | None = None, sess
                 if r.status_code == 416 and have:  # nothing left to fetch: the part is complete
                     break
                 if r.status_code not in (200, 206):
-                    raise DownloadError(f"{_public(url)}: HTTP {r.status_code} {r.reason}")
+                    raise DownloadError(f"{public_url(url)}: HTTP {r.status_code} {r.reason}")
                 if r.status_code == 200 and have:
-                    log.info("%s: server ignored the Range request; starting over", _public(url))
+                    log.info("%s: server ignored the Range request; starting over", public_url(url))
                     have = 0
                 total = have + int(r.headers.get("Content-Length", 0)) or None
                 with open(part, "ab" if have else "wb") as f, tqdm(total=total, initial=have, unit="B", unit_scale=True,
@@ -73,34 +73,34 @@ def download(url: str, dest: str | os.PathLike, *, sha1: str | None = None, sess
                     raise requests.exceptions.ChunkedEncodingError(f"connection closed at {got} of {total} bytes")
                 break
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            if _unreachable(exc):
-                raise DownloadError(f"cannot reach {_public(url)}: {_reason(exc)}") from None
+            if unreachable(exc):
+                raise DownloadError(f"cannot reach {public_url(url)}: {failure_reason(exc)}") from None
             attempt += 1
             if attempt > retries:
-                raise DownloadError(f"{_public(url)}: gave up after {retries} retries ({_reason(exc)}); "
+                raise DownloadError(f"{public_url(url)}: gave up after {retries} retries ({failure_reason(exc)}); "
                                     f"{part} is kept and the next call resumes it") from None
-            log.info("%s: %s; resuming (attempt %d)", _public(url), _reason(exc), attempt)
+            log.info("%s: %s; resuming (attempt %d)", public_url(url), failure_reason(exc), attempt)
             time.sleep(min(2 ** (attempt - 1) * 0.2, 10))
         except requests.exceptions.Timeout as exc:
-            raise DownloadError(f"{_public(url)}: timed out ({_reason(exc)}); {part} is kept for resume") from None
+            raise DownloadError(f"{public_url(url)}: timed out ({failure_reason(exc)}); {part} is kept for resume") from None
     if sha1 is not None:
         digest = sha1_of(part)
         if digest != sha1:
             part.unlink()
-            raise DownloadError(f"{_public(url)}: SHA1 {digest} does not match the published {sha1}; "
+            raise DownloadError(f"{public_url(url)}: SHA1 {digest} does not match the published {sha1}; "
                                 "the partial file was removed, the next call downloads it again")
     os.replace(part, dest)
     return dest
 
 
-def _unreachable(exc: Exception) -> bool:
+def unreachable(exc: Exception) -> bool:
     """No connection was ever made (refused, unknown host, no route): retrying will not help."""
     text = str(exc)
     return any(s in text for s in ("NewConnectionError", "NameResolutionError", "Failed to establish",
                                    "Connection refused", "Failed to resolve"))
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     text = str(exc)
     for marker in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
                    "No route to host", "timed out", "connection closed", "Connection broken"):
@@ -109,6 +109,6 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
-def _public(url: str) -> str:
+def public_url(url: str) -> str:
     """The URL without its query string (which may carry a token)."""
     return url.split("?", 1)[0]

@@ -23,7 +23,7 @@ import requests
 
 from ..errors import DownloadError, ParameterError
 from . import write_atomic
-from .fetch import CONNECT_TIMEOUT, READ_TIMEOUT, _public, _reason, _unreachable, download
+from .fetch import CONNECT_TIMEOUT, READ_TIMEOUT, download, failure_reason, public_url, unreachable
 
 log = logging.getLogger(__name__)
 BASE_URL = "https://freesound.org/apiv2/"
@@ -82,9 +82,9 @@ class FreesoundClient:
             try:
                 r = self.session.get(url, params=params, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
             except requests.exceptions.RequestException as exc:
-                if _unreachable(exc):
-                    raise DownloadError(f"cannot reach {_public(url)}: {_reason(exc)}") from None
-                raise DownloadError(f"{_public(url)}: {_reason(exc)}") from None
+                if unreachable(exc):
+                    raise DownloadError(f"cannot reach {public_url(url)}: {failure_reason(exc)}") from None
+                raise DownloadError(f"{public_url(url)}: {failure_reason(exc)}") from None
             if r.status_code == 429:
                 wait = _retry_after(r.headers.get("Retry-After"), attempt)
                 log.info("Freesound throttled the client (429); waiting %.1fs", wait)
@@ -93,9 +93,9 @@ class FreesoundClient:
             if r.status_code == 401:
                 raise DownloadError("Freesound rejected the token (401 Unauthorized)")
             if r.status_code != 200:
-                raise DownloadError(f"{_public(url)}: HTTP {r.status_code} {r.reason}")
+                raise DownloadError(f"{public_url(url)}: HTTP {r.status_code} {r.reason}")
             return r.json()
-        raise DownloadError(f"{_public(url)}: still throttled (429) after {self.max_retries} retries")
+        raise DownloadError(f"{public_url(url)}: still throttled (429) after {self.max_retries} retries")
 
     def search(self, query: str, *, filter: str | None = None, max_results: int = 150,
                page_size: int = MAX_PAGE_SIZE, sort: str | None = None) -> list[dict]:

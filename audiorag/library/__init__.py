@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -193,6 +192,9 @@ class Library:
             self._ensure_embedding_dir(e)
         pending = self._staged_tracks()
         known = set(self.tracks["content_hash"]) | set(pending["content_hash"] if len(pending) else [])
+        # commit state kept in memory for the whole add: no re-reading of staged batches per batch
+        state = {"used": set(self.tracks["track_id"]) | set(pending.get("track_id", [])),
+                 "committed": len(list(self._staging().glob("add-*.parquet"))) if self._staging().exists() else 0}
         todo = sources
         report = BuildReport()
         build.warm_up(run)
@@ -212,10 +214,10 @@ class Library:
             known.add(res.content_hash)
             batch.append((src, res))
             if len(batch) >= batch_tracks:
-                report.added += self._commit_batch(batch, run)
+                report.added += self._commit_batch(batch, run, state)
                 batch = []
         if batch:
-            report.added += self._commit_batch(batch, run)
+            report.added += self._commit_batch(batch, run, state)
         self._consolidate()
         for e in requested:  # embeddings new to this library also need the tracks added before
             if self.embedding(e.key).meta.get("n_tracks", 0) < len(self.tracks):
@@ -290,13 +292,13 @@ class Library:
         files = sorted(self._staging().glob("add-*.parquet")) if self._staging().exists() else []
         return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
-    def _commit_batch(self, batch, embedders: list[Embedder]) -> int:
+    def _commit_batch(self, batch, embedders: list[Embedder], state: dict) -> int:
         """Write one add batch: each embedding's part, then the staged tracks (the commit point).
 
         A source may carry its own ``track_id`` (e.g. FMA's); others get the next free id. A
         ``track_id`` already in use is an error record for that item.
         """
-        used = set(self.tracks["track_id"]) | set(self._staged_tracks().get("track_id", []))
+        used = state["used"]
         next_id = int(max(used)) + 1 if used else 0
         rows, kept = [], []
         for src, res in batch:
@@ -316,13 +318,13 @@ class Library:
             kept.append(res)
         if not rows:
             return 0
-        committed = len(list(self._staging().glob("add-*.parquet"))) if self._staging().exists() else 0
-        seq = f"add-{committed:06d}-{rows[0]['track_id']:012d}"  # commit order, then first track
+        seq = f"add-{state['committed']:06d}-{rows[0]['track_id']:012d}"  # commit order, then first track
         ids = [r["track_id"] for r in rows]
         for e in embedders:
             self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept], [])
         self._staging().mkdir(exist_ok=True)
         write_parquet(self._staging() / f"{seq}.parquet", pd.DataFrame(rows))
+        state["committed"] += 1
         return len(rows)
 
     @staticmethod
