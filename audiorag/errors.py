@@ -47,3 +47,7 @@ class UnknownEmbedderError(AudioragError, KeyError):
 
 class DownloadError(AudioragError):
     """A download failed: unreachable server, HTTP error, or a checksum mismatch."""
+
+
+class WeightsNotFoundError(AudioragError, FileNotFoundError):
+    """A model's weights are not on this machine; the message says what to get and where to put it."""

@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from ..errors import UnknownEmbedderError
@@ -24,6 +25,16 @@ def register(name: str):
         _REGISTRY[name] = factory
         return factory
     return deco
+
+
+def register_lazy(name: str, target: str) -> None:
+    """Register ``name`` for the class at ``"module:Class"``, imported only when it is asked for
+    (model embedders need torch; the registry must not)."""
+    module, _, cls = target.partition(":")
+
+    def factory(**params):
+        return getattr(importlib.import_module(module), cls)(**params)
+    _REGISTRY[name] = factory
 
 
 def list_embedders() -> list[str]:
@@ -41,5 +52,9 @@ def get_embedder(name: str, **params) -> Embedder:
 
 
 from . import features  # noqa: E402,F401  (registers its embedders)
+
+register_lazy("musicnn-mtt", "audiorag.embedders.musicnn:MusicnnMTT")
+register_lazy("musicnn-msd", "audiorag.embedders.musicnn:MusicnnMSD")
+register_lazy("aisfx", "audiorag.embedders.aisfx:Aisfx")
 
 __all__ = ["Embedder", "get_embedder", "list_embedders", "register", "l2_normalise"]

@@ -36,6 +36,8 @@ class Embedder:
     window: float | None = None
     #: z-score raw vectors with statistics fitted on the library before L2 normalisation
     standardise: ClassVar[bool] = False
+    #: names of the tag probabilities the embedder also outputs per window (taggers only)
+    tag_names: tuple[str, ...] = ()
 
     def __init__(self, **params):
         self.params = dict(params)
@@ -57,7 +59,7 @@ class Embedder:
         return {"name": self.name, "key": self.key, "params": self.params, "dim": self.dim,
                 "sample_rate": self.sample_rate, "window": self.window,
                 "standardise": self.standardise, "weights": self.weights_identity(),
-                "versions": self.versions()}
+                "tag_names": list(self.tag_names), "versions": self.versions()}
 
     def weights_identity(self) -> dict | None:
         """Where the weights came from and their revision or sha256; ``None`` without weights."""

@@ -152,6 +152,47 @@ class Library:
         raise UnknownEmbedderError(f"{self.path}: no embedding {ref!r}; present: "
                                    f"{', '.join(e.key for e in found) or 'none'} (run lib.embed({ref!r}))")
 
+    def tagger(self, embedder: str | None = None) -> Embedding:
+        """The embedding that stores tag probabilities (``embedder`` or the only tagger present)."""
+        if embedder is not None:
+            emb = self.embedding(embedder)
+            if not emb.tag_names:
+                raise ParameterError(f"embeddings/{emb.key} has no tags; taggers: musicnn-mtt, musicnn-msd")
+            return emb
+        taggers = [e for e in self.embeddings() if e.tag_names]
+        if len(taggers) != 1:
+            present = ", ".join(e.key for e in taggers) or 'none; add one with lib.embed("musicnn-mtt")'
+            raise ParameterError(f"{self.path}: {len(taggers)} tagging embeddings ({present}); name one with embedder=")
+        return taggers[0]
+
+    def tags(self, track_id: int | None = None, segment_id: int | None = None, *,
+             embedder: str | None = None) -> pd.DataFrame:
+        """Tag probabilities (columns: tag names) of segments, indexed by ``segment_id``.
+
+        ``segment_id`` → that segment; ``track_id`` → the mean over the track's segments
+        (one row, indexed by the track id); neither → every segment.
+
+        >>> lib.tags(segment_id=3).T.nlargest(3, 3)        # doctest: +SKIP
+        """
+        emb = self.tagger(embedder)
+        tags = emb.tags()
+        if len(tags) != len(self.segments):
+            raise IncompatibleLibraryError(f"embeddings/{emb.key}: {len(tags)} tag rows for {len(self.segments)} "
+                                           f"segments; finish the build with lib.embed({emb.name!r})")
+        if segment_id is not None:
+            if not 0 <= segment_id < len(tags):
+                raise ParameterError(f"segment_id {segment_id} is not in this library (0–{len(tags) - 1})")
+            return pd.DataFrame(tags[[segment_id]], index=pd.Index([segment_id], name="segment_id"),
+                                columns=emb.tag_names)
+        if track_id is not None:
+            rows = np.flatnonzero(self.segments["track_id"].to_numpy() == track_id)
+            if not len(rows):
+                raise ParameterError(f"track_id {track_id} is not in this library")
+            return pd.DataFrame(np.asarray(tags[rows]).mean(axis=0, keepdims=True),
+                                index=pd.Index([track_id], name="track_id"), columns=emb.tag_names)
+        return pd.DataFrame(np.asarray(tags), index=pd.Index(range(len(tags)), name="segment_id"),
+                            columns=emb.tag_names)
+
     def vectors(self, embedder: str | None = None) -> np.ndarray:
         """The L2-normalised vectors of an embedding, memory-mapped, ``[n_segments, dim]``."""
         emb = self.embedding(embedder)
@@ -198,7 +239,7 @@ class Library:
         todo = sources
         report = BuildReport()
         build.warm_up(run)
-        results = build.run_pool(build.ingest_file, [s.uri for s in todo],
+        results = build.run(build.ingest_file, [s.uri for s in todo],
                                  {"segmentation": self.segmentation, "embedders": run, "known_hashes": known},
                                  workers=workers or build.default_workers(), desc="ingest", progress=progress)
         batch: list[tuple[TrackSource, build.FileResult]] = []
@@ -243,24 +284,26 @@ class Library:
         todo = todo[~todo["track_id"].isin(done)]
         if len(todo):
             build.warm_up([e])
-            results = build.run_pool(build.embed_file, list(zip(todo["uri"], todo["content_hash"])),
+            results = build.run(build.embed_file, list(zip(todo["uri"], todo["content_hash"])),
                                      {"segmentation": self.segmentation, "embedders": [e], "known_hashes": set()},
                                      workers=workers or build.default_workers(), desc=f"embed {e.key}",
                                      progress=progress)
-            ids, raws, failed = [], [], []
+            ids, raws, tags, failed = [], [], [], []
             for (tid, seg_count), res in zip(self._segment_counts(todo), results):
                 if res.status == "ok":
                     raws.append(res.raw[e.key])
+                    tags.append(res.tags.get(e.key))
                 else:
                     append_jsonl(self.path / "errors.jsonl", res.error)
                     raws.append(np.zeros((seg_count, e.dim), np.float32))
+                    tags.append(np.zeros((seg_count, len(e.tag_names)), np.float32))
                     failed.append(tid)
                 ids.append(tid)
                 if len(ids) >= batch_tracks:
-                    self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed)
-                    ids, raws, failed = [], [], []
+                    self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed, tags)
+                    ids, raws, tags, failed = [], [], [], []
             if ids:
-                self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed)
+                self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed, tags)
         self._consolidate()
         return e.key
 
@@ -321,19 +364,23 @@ class Library:
         seq = f"add-{state['committed']:06d}-{rows[0]['track_id']:012d}"  # commit order, then first track
         ids = [r["track_id"] for r in rows]
         for e in embedders:
-            self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept], [])
+            self._write_part(Embedding(self.path / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept], [],
+                             [res.tags.get(e.key) for res in kept])
         self._staging().mkdir(exist_ok=True)
         write_parquet(self._staging() / f"{seq}.parquet", pd.DataFrame(rows))
         state["committed"] += 1
         return len(rows)
 
     @staticmethod
-    def _write_part(emb: Embedding, name: str, track_ids, raws, failed) -> None:
+    def _write_part(emb: Embedding, name: str, track_ids, raws, failed, tags=None) -> None:
         (emb.path / "parts").mkdir(exist_ok=True)
+        extra = {}
+        if tags and all(t is not None for t in tags):
+            extra["tags"] = np.concatenate(tags).astype(np.float32)
         write_npz(emb.path / "parts" / f"{name}.npz", track_ids=np.asarray(track_ids, np.int64),
                   counts=np.asarray([len(r) for r in raws], np.int64),
                   raw=np.concatenate(raws).astype(np.float32) if raws else np.zeros((0, emb.dim), np.float32),
-                  failed=np.asarray(failed, np.int64))
+                  failed=np.asarray(failed, np.int64), **extra)
 
     @staticmethod
     def _parts_track_ids(emb: Embedding) -> list[int]:
@@ -379,23 +426,27 @@ class Library:
         covered = int(meta.get("n_tracks", 0))
         if covered >= len(tracks):
             return
-        parts: dict[int, tuple[np.ndarray, bool]] = {}
+        n_tags = len(meta.get("tag_names") or [])
+        parts: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
         for p in sorted((emb.path / "parts").glob("*.npz")) if (emb.path / "parts").exists() else []:
             with np.load(p) as z:
                 offsets = np.concatenate([[0], np.cumsum(z["counts"])])
                 failed = set(z["failed"].tolist())
+                tags = z["tags"] if "tags" in z.files else np.zeros((offsets[-1], n_tags), np.float32)
                 for i, tid in enumerate(z["track_ids"].tolist()):
-                    parts[tid] = (z["raw"][offsets[i]:offsets[i + 1]], tid in failed)
-        new_rows, missing = [], list(meta.get("missing_tracks", []))
+                    lo, hi = offsets[i], offsets[i + 1]
+                    parts[tid] = (z["raw"][lo:hi], tags[lo:hi], tid in failed)
+        new_rows, new_tags, missing = [], [], list(meta.get("missing_tracks", []))
         n_new = 0
         for tid in tracks["track_id"].iloc[covered:]:
             if tid not in parts:
                 break  # the rest is not embedded yet
-            raw, failed = parts[tid]
+            raw, tags, failed = parts[tid]
             if len(raw) != counts[tid]:
                 raise IncompatibleLibraryError(f"embeddings/{emb.key}: track {tid} has {len(raw)} rows for "
                                                f"{counts[tid]} segments")
             new_rows.append(raw)
+            new_tags.append(tags)
             if failed:
                 missing.append(int(tid))
             n_new += 1
@@ -403,6 +454,8 @@ class Library:
             return
         n_seg_old = int(meta.get("n_segments", 0))
         raw = np.concatenate([np.asarray(emb.raw()[:n_seg_old])] + new_rows)
+        if n_tags:
+            emb.write_tags(np.concatenate([np.asarray(emb.tags()[:n_seg_old])] + new_tags))
         n_tracks = covered + n_new
         meta.update(n_tracks=n_tracks, n_segments=len(raw), missing_tracks=sorted(set(missing)),
                     updated=time.strftime("%Y-%m-%dT%H:%M:%S"))

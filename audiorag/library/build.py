@@ -17,6 +17,7 @@ import numpy as np
 
 from ..audio import AudioInfo, load_with_hash, resample
 from ..embedders import Embedder
+from ..embedders.torchmodel import TorchEmbedder
 from ..errors import AudioDecodeError, AudioragError
 from ..segment import Segmentation
 
@@ -33,6 +34,8 @@ class FileResult:
     info: AudioInfo | None = None
     duration: float = 0.0
     raw: dict = field(default_factory=dict)  # embedder key -> float32[n_segments, dim]
+    tags: dict = field(default_factory=dict)  # embedder key -> float32[n_segments, n_tags] (taggers)
+    prepared: dict = field(default_factory=dict)  # embedder key -> model inputs awaiting the forward pass
     error: dict | None = None
 
 
@@ -42,6 +45,77 @@ def warm_up(embedders: list[Embedder]) -> None:
     for e in embedders:
         y = (0.1 * rng.standard_normal(int(e.sample_rate * 1.5))).astype(np.float32)
         e.embed_track(y, [0.0], [1.5])
+
+
+def run(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True):
+    """Yield ``func(task)`` for each task, in order: through :func:`run_pipeline` when a model
+    embedder is involved, else through :func:`run_pool`."""
+    if any(isinstance(e, TorchEmbedder) for e in state["embedders"]):
+        return run_pipeline(func, tasks, state, threads=max(1, workers - 1), desc=desc, progress=progress)
+    return run_pool(func, tasks, state, workers=workers, desc=desc, progress=progress)
+
+
+def run_pipeline(func, tasks: list, state: dict, *, threads: int, desc: str, progress: bool = True):
+    """Decode and prepare files in ``threads`` threads while the main thread runs the models.
+
+    Model embedders load once; their prepared windows are batched across files (up to
+    ``batch_windows`` per forward) and torch uses every core. Files are decoded ahead, at
+    most ``4 × threads`` in flight, so decoding the next files overlaps the forward pass of
+    the current batch. Results come back in task order.
+    """
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    from ..embedders.torchmodel import set_threads
+    _STATE.clear()
+    _STATE.update(state)
+    models = [e for e in state["embedders"] if isinstance(e, TorchEmbedder)]
+    set_threads()
+    batch_windows = min(e.batch_windows for e in models)
+    bar = tqdm(total=len(tasks), desc=desc, disable=not progress, leave=False)
+    pending: list[FileResult] = []
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        ahead = deque()
+        queue = iter(tasks)
+        for task in queue:
+            ahead.append(pool.submit(func, task))
+            if len(ahead) >= 4 * threads:
+                break
+        while ahead:
+            res = ahead.popleft().result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                ahead.append(pool.submit(func, nxt))
+            pending.append(res)
+            if not ahead or sum(len(r.prepared.get(models[0].key, [])) for r in pending) >= batch_windows:
+                _forward(models, pending)
+                yield from pending
+                bar.update(len(pending))
+                pending = []
+    bar.close()
+
+
+def _forward(models: list[TorchEmbedder], results: list[FileResult]) -> None:
+    """Run each model once over the prepared windows of ``results`` and give each file its rows.
+
+    A failing forward pass turns the files of that batch into error records.
+    """
+    for e in models:
+        ok = [r for r in results if r.status == "ok"]
+        counts = [len(r.prepared[e.key]) for r in ok]
+        try:
+            out = e.run([w for r in ok for w in r.prepared.pop(e.key)])
+            offsets = np.cumsum([0] + counts)
+            for r, lo, hi in zip(ok, offsets[:-1], offsets[1:]):
+                r.raw[e.key] = check_output(e, out["vectors"][lo:hi], hi - lo)
+                if "tags" in out:
+                    r.tags[e.key] = out["tags"][lo:hi]
+        except Exception as exc:
+            for r in ok:
+                r.status, r.error = "error", error_record(r.uri, f"embed:{e.key}", exc)
 
 
 def run_pool(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True):
@@ -78,22 +152,29 @@ def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
     seg: Segmentation = _STATE["segmentation"]
     starts, ends = seg.windows(duration)
     by_rate: dict[int, np.ndarray] = {}
-    out = {}
+    raw, prepared = {}, {}
     for e in _STATE["embedders"]:
         stage = f"embed:{e.key}"
         try:
             if e.sample_rate not in by_rate:
                 by_rate[e.sample_rate] = resample(y, sr, e.sample_rate)
-            raw = np.asarray(e.embed_track(by_rate[e.sample_rate], starts, ends), dtype=np.float32)
-            if raw.shape != (len(starts), e.dim):
-                raise AudioragError(f"{e.name} returned shape {raw.shape}, expected {(len(starts), e.dim)}")
-            if not np.isfinite(raw).all():
-                raise AudioragError(f"{e.name} returned non-finite values")
+            if isinstance(e, TorchEmbedder):  # the model runs in the pipeline's main thread
+                prepared[e.key] = e.prepare_track(by_rate[e.sample_rate], starts, ends)
+                continue
+            raw[e.key] = check_output(e, e.embed_track(by_rate[e.sample_rate], starts, ends), len(starts))
         except Exception as exc:
             exc.stage = stage  # type: ignore[attr-defined]
             raise
-        out[e.key] = raw
-    return out
+    return raw, prepared
+
+
+def check_output(e: Embedder, raw, n: int) -> np.ndarray:
+    raw = np.asarray(raw, dtype=np.float32)
+    if raw.shape != (n, e.dim):
+        raise AudioragError(f"{e.name} returned shape {raw.shape}, expected {(n, e.dim)}")
+    if not np.isfinite(raw).all():
+        raise AudioragError(f"{e.name} returned non-finite values")
+    return raw
 
 
 def ingest_file(uri: str) -> FileResult:
@@ -104,8 +185,8 @@ def ingest_file(uri: str) -> FileResult:
         if digest in _STATE["known_hashes"]:
             return FileResult(uri, "duplicate", content_hash=digest)
         duration = len(y) / sr
-        raw = _embed_all(y, sr, duration)
-        return FileResult(uri, "ok", digest, header, duration, raw)
+        raw, prepared = _embed_all(y, sr, duration)
+        return FileResult(uri, "ok", digest, header, duration, raw, prepared=prepared)
     except Exception as exc:
         return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", stage), exc))
 
@@ -117,7 +198,8 @@ def embed_file(task: tuple[str, str]) -> FileResult:
         y, sr, digest, header = load_with_hash(uri)
         if digest != expected:
             raise AudioDecodeError(uri, f"content changed since it was added ({expected[:15]}… → {digest[:15]}…)")
-        return FileResult(uri, "ok", digest, header, len(y) / sr, _embed_all(y, sr, len(y) / sr))
+        raw, prepared = _embed_all(y, sr, len(y) / sr)
+        return FileResult(uri, "ok", digest, header, len(y) / sr, raw, prepared=prepared)
     except Exception as exc:
         return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", "decode"), exc))
 

@@ -68,6 +68,19 @@ class Embedding:
         path = self.path / "raw.npy"
         return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, self.dim), np.float32)
 
+    @property
+    def tag_names(self) -> list[str]:
+        """Names of the tag probabilities stored with the vectors (empty for non-taggers)."""
+        return list(self.meta.get("tag_names") or [])
+
+    def tags(self) -> np.ndarray:
+        """``float32[n_segments, n_tags]`` tag probabilities per segment, memory-mapped read-only."""
+        path = self.path / "tags.npy"
+        return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, len(self.tag_names)), np.float32)
+
+    def write_tags(self, tags: np.ndarray) -> None:
+        write_npy(self.path / "tags.npy", np.ascontiguousarray(tags, dtype=np.float32))
+
     def valid_rows(self, segment_track_ids: np.ndarray) -> np.ndarray:
         """Boolean mask of rows that hold a real vector (not a failed track's zeros)."""
         missing = self.meta.get("missing_tracks", [])
