@@ -12,9 +12,11 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA torch
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[workbench,models,test]"
+	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
+	$(BIN)/pip install -q --no-deps musicnn==0.1.0 aisfx==0.1.2
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,6 +31,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/embed.py
 
 clean:
 	rm -rf $(VENV) experiments/results data/cache

@@ -71,6 +71,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            end: Optional[float] = typer.Option(None, help="query span end (s), with --audio"),
            track: Optional[int] = typer.Option(None, help="query with a moment of this indexed track"),
            at: float = typer.Option(0.0, help="moment time (s), with --track"),
+           text: Optional[str] = typer.Option(None, help="a description, matched in a tagger's tag space"),
            embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
            index: Optional[str] = typer.Option(None, help="index name (default: flat or the only one)"),
            k: int = typer.Option(10, "-k", help="number of hits"),
@@ -78,11 +79,12 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            by: str = typer.Option("segment", help="segment | track (aggregate hits per track)"),
            where: List[str] = typer.Option([], help="metadata filter COLUMN=VALUE (repeatable)"),
            as_json: bool = typer.Option(False, "--json", help="print hits as JSON only")):
-    """Search LIBRARY with an audio clip (--audio) or a moment of an indexed track (--track --at)."""
+    """Search LIBRARY with an audio clip (--audio), a moment of an indexed track (--track --at)
+    or a description (--text)."""
     from .library import Library
     from .search import Query
-    if (audio is None) == (track is None):
-        _fail(AudioragError("give exactly one of --audio FILE or --track ID"))
+    if sum(q is not None for q in (audio, track, text)) != 1:
+        _fail(AudioragError("give exactly one of --audio FILE, --track ID or --text TEXT"))
     filters = {}
     for w in where:
         col, sep, val = w.partition("=")
@@ -91,15 +93,19 @@ def search(library: Path = typer.Argument(..., help="library directory"),
         filters.setdefault(col, []).append(val)
     try:
         lib = Library.open(library)
-        query = Query.audio(audio, start=start, end=end) if audio else Query.moment(track, at)
+        query = (Query.audio(audio, start=start, end=end) if audio else Query.text(text) if text
+                 else Query.moment(track, at))
         hits = lib.search(query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
                           filters=filters or None, by=by)
     except AudioragError as exc:
         _fail(exc)
     cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
         c for c in hits.columns if c in ("genre", "genre_top", "label", "artist", "title", "license", "n_segments"))
-        if c in hits.columns]
-    _print(hits.to_dict("records"), as_json, hits[cols].to_string(index=False))
+        if c in hits.columns] + [c for c in hits.columns if c.startswith("tag:")]
+    matched = hits.attrs.get("matched_tags")
+    header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
+    out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")
+    _print(out, as_json, header + hits[cols].to_string(index=False))
 
 
 @app.command()

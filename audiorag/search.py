@@ -55,6 +55,17 @@ class Query:
         return cls("audio", source, sr, start, end)
 
     @classmethod
+    def text(cls, text: str) -> "Query":
+        """A description. Ranked in a tagger's tag space (see :mod:`audiorag.embedders.text`).
+
+        >>> Query.text("gentle piano melody").kind
+        'text'
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise ParameterError("Query.text: expected non-empty text")
+        return cls("text", text.strip())
+
+    @classmethod
     def moment(cls, track_id: int, at: float = 0.0) -> "Query":
         """The library's own segment of ``track_id`` that starts at (or just before) ``at`` seconds."""
         if at < 0:
@@ -156,6 +167,8 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         raise ParameterError(f"search: by must be 'segment' or 'track', got {by!r}")
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} (use Query.audio / Query.moment)")
+    if query.kind == "text":
+        return _text_search(lib, query.source, embedder=embedder, k=k, filters=filters, by=by)
     emb = lib.embedding(embedder)
     faiss_index, _ = load_index(emb, index)
     lay = layout(lib)
@@ -173,6 +186,33 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     else:
         hits = _sequence(lib, emb, faiss_index, qv, k, keep, lay, by)
     return _with_metadata(lib, hits, by)
+
+
+def _text_search(lib, text: str, *, embedder, k: int, filters, by: str) -> pd.DataFrame:
+    """Rank segments by their tag probabilities against the tags ``text`` matches.
+
+    The matched tags and weights are in ``hits.attrs["matched_tags"]``, and each hit
+    carries its probability for every matched tag (``tag:<name>`` columns).
+    """
+    from .embedders.text import score_segments, tag_query
+    emb = lib.tagger(embedder)
+    matched = tag_query(text, emb.tag_names)
+    cols = [emb.tag_names.index(t) for t in matched]
+    tags = lib.tags(embedder=emb.key).to_numpy()[:, cols]
+    scores = score_segments(tags, np.array(list(matched.values())))
+    lay = layout(lib)
+    allowed = _allowed_tracks(lib, filters)
+    ok = emb.valid_rows(lay.seg_track) & (True if allowed is None else np.isin(lay.seg_track, allowed))
+    ids = np.flatnonzero(ok)
+    ids = ids[np.lexsort((ids, -scores[ids]))]  # score descending, then segment order
+    df = pd.DataFrame({"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids],
+                       "end": lay.ends[ids], "score": scores[ids]})
+    df = (_aggregate(df) if by == "track" else df).head(k)
+    for t, c in zip(matched, range(len(cols))):
+        df[f"tag:{t}"] = tags[df["segment_id"].to_numpy(), c]
+    out = _with_metadata(lib, df, by)
+    out.attrs["matched_tags"] = matched
+    return out
 
 
 def _single(index, q, k, keep, lay, by) -> pd.DataFrame:

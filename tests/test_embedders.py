@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from audiorag.datasets.synthetic import plan, render_track
-from audiorag.embedders import get_embedder, list_embedders
+from audiorag.embedders import get_embedder, l2_normalise, list_embedders
 from audiorag.embedders.features import FEATURE_NAMES
 from audiorag.errors import ParameterError, UnknownEmbedderError
 from audiorag.segment import Segmentation
@@ -10,14 +10,19 @@ from audiorag.segment import Segmentation
 
 @pytest.mark.parametrize("name", list_embedders())
 def test_validator_white_noise_odd_lengths(name, rng):
-    """hear-validator style: shapes, dtype, finiteness, determinism on odd-length noise."""
+    """hear-validator style, every registered embedder: shape, float32, finite, normalisable,
+    deterministic, and batching does not change a window's vector."""
     e = get_embedder(name)
-    for seconds in (0.37, 1.0, 2.71, 7.3):
-        batch = (0.1 * rng.standard_normal((3, int(seconds * e.sample_rate)))).astype(np.float32)
+    for seconds in (0.5, 1.98, 4.0, 10.0, 31.0):
+        batch = (0.1 * rng.standard_normal((2, int(seconds * e.sample_rate)))).astype(np.float32)
         out = e.embed(batch)
-        assert out.shape == (3, e.dim) and out.dtype == np.float32
-        assert np.isfinite(out).all()
+        assert out.shape == (2, e.dim) and out.dtype == np.float32, (name, seconds)
+        assert np.isfinite(out).all(), (name, seconds)
+        assert (np.linalg.norm(out, axis=1) > 0).all(), (name, seconds)
+        np.testing.assert_allclose(np.linalg.norm(l2_normalise(out), axis=1), 1.0, atol=1e-5)
         np.testing.assert_array_equal(out, e.embed(batch))
+        one_by_one = np.concatenate([e.embed(batch[i:i + 1]) for i in range(2)])
+        np.testing.assert_allclose(one_by_one, out, rtol=1e-4, atol=1e-5 * np.abs(out).max())
     y = (0.1 * rng.standard_normal(int(12.5 * e.sample_rate))).astype(np.float32)
     starts, ends = Segmentation(5, 2.5).windows(12.5)
     assert e.embed_track(y, starts, ends).shape == (len(starts), e.dim)
