@@ -1,0 +1,90 @@
+"""Model embedder throughput: pure model forward vs full ingest of the same audio, side by side.
+
+    python benchmarks/embed.py                                  # musicnn-mtt and aisfx, 24 generated 30 s tracks
+    python benchmarks/embed.py --embedders musicnn-mtt --tracks 48 --out embed.json
+
+The library is cut into non-overlapping ten-second windows, so "clips/s" is ten-second
+clips per second. For each embedder, in one run:
+
+* **forward** — the model alone on inputs prepared beforehand (front end excluded), in
+  the batches the pipeline uses;
+* **front end** — decode + resample + spectrogram/patching of every window, one thread;
+* **ingest** — ``Library.add`` from the audio files: decode, hash, validation, front end
+  in decode threads overlapped with the forward pass in the main thread, library writes.
+
+The ratio ingest/forward is the pipeline's overhead over the model itself (target ≤ 1.3).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+from audiorag import Library
+from audiorag.audio import load, resample
+from audiorag.datasets.synthetic import SyntheticDataset
+from audiorag.embedders import get_embedder
+from audiorag.embedders.torchmodel import set_threads
+from audiorag.segment import Segmentation
+
+WINDOW = 10.0
+
+
+def measure(name: str, files: list[str], *, workers: int) -> dict:
+    e = get_embedder(name)
+    seg = Segmentation(WINDOW, WINDOW)
+    set_threads()
+    t0 = time.perf_counter()
+    prepared, n_clips = [], 0
+    for f in files:
+        y, sr = load(f)
+        y = resample(y, sr, e.sample_rate)
+        starts, ends = seg.windows(len(y) / e.sample_rate)
+        prepared += e.prepare_track(y, starts, ends)
+        n_clips += len(starts)
+    front = time.perf_counter() - t0
+    e.run(prepared[: e.batch_windows])  # load + warm up
+    t0 = time.perf_counter()
+    e.run(prepared)
+    forward = time.perf_counter() - t0
+    tmp = tempfile.mkdtemp()
+    try:
+        lib = Library.create(f"{tmp}/lib", window=WINDOW, hop=WINDOW)
+        t0 = time.perf_counter()
+        report = lib.add(files, embedders=[name], workers=workers, progress=False)
+        ingest = time.perf_counter() - t0
+        assert report.failed == 0 and len(lib.segments) == n_clips
+    finally:
+        shutil.rmtree(tmp)
+    return {"embedder": name, "clips": n_clips, "forward_s": forward, "front_end_s": front, "ingest_s": ingest,
+            "forward_clips_per_s": n_clips / forward, "ingest_clips_per_s": n_clips / ingest,
+            "ingest_over_forward": ingest / forward}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--embedders", nargs="+", default=["musicnn-mtt", "aisfx"])
+    ap.add_argument("--tracks", type=int, default=24)
+    ap.add_argument("--workers", type=int, default=2, help="cores: torch threads; decode threads = workers - 1")
+    ap.add_argument("--out", help="write the figures as JSON")
+    args = ap.parse_args()
+    files = [s.uri for s in SyntheticDataset(args.tracks, seed=11).sources()]
+    rows = [measure(name, files, workers=args.workers) for name in args.embedders]
+    print(f"{'embedder':<14}{'clips':>6}{'forward clips/s':>17}{'ingest clips/s':>16}{'ingest/forward':>16}"
+          f"{'front end s':>13}")
+    for r in rows:
+        print(f"{r['embedder']:<14}{r['clips']:>6}{r['forward_clips_per_s']:>17.1f}{r['ingest_clips_per_s']:>16.1f}"
+              f"{r['ingest_over_forward']:>16.2f}{r['front_end_s']:>13.2f}")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"machine": platform.processor() or platform.machine(), "rows": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
