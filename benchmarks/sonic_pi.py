@@ -43,7 +43,7 @@ def main() -> None:
     try:
         lib = Library.create(f"{tmp}/lib", window=3.0, hop=1.5)
         lib.add(FolderDataset(args.root, label_regex=r"^([a-z]+)_"), embedders=args.embedders, progress=False)
-        protocol = Protocol(label="label", queries="all", ks=[1, 5, 10], moment_queries=0, latency_queries=0)
+        protocol = Protocol(label="label", queries="all", ks=[1, 5, 10], moment_queries=0)
         print(f"{len(lib.tracks)} samples, {len(lib.segments)} windows, "
               f"{lib.tracks['label'].nunique()} categories, {len(lib.errors())} errors")
         print(f"{'embedder':<14}{'seg P@10':>10}{'track P@10':>12}{'seg mAP':>10}{'chance':>9}")

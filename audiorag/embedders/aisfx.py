@@ -62,7 +62,7 @@ def spectrogram(y: np.ndarray) -> np.ndarray:
     plus one hop, as essentia's FrameCutter cuts them.
 
     >>> spectrogram(np.zeros(44100, dtype=np.float32)).shape
-    (44, 96)
+    (45, 96)
     """
     n_frames = -(-(len(y) + HOP) // HOP)
     padded = np.zeros((n_frames - 1) * HOP + N_FFT, dtype=np.float32)
