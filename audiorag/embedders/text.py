@@ -73,7 +73,7 @@ def tag_query(text: str, tag_names, *, max_tags: int = MAX_TAGS) -> dict[str, fl
 def score_segments(tags: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean tag probability of each segment: ``tags [n, T] · w / Σw``.
 
-    >>> score_segments(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([1.0, 0.0])).round(3).tolist()
+    >>> score_segments(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([1.0, 0.0])).astype(float).round(3).tolist()
     [0.9, 0.2]
     """
     return np.asarray(tags, dtype=np.float32) @ (np.asarray(weights, np.float32) / np.float32(np.sum(weights)))
