@@ -49,7 +49,7 @@ def main() -> None:
         print(f"{'embedder':<14}{'seg P@10':>10}{'track P@10':>12}{'seg mAP':>10}{'chance':>9}")
         for name in args.embedders:
             lib.build_index(name)
-            m = evaluate(lib, embedder=name, protocol=protocol).metrics
+            m = evaluate(lib, embedder=name, protocol=protocol).record.metrics
             results["metrics"][name] = m
             print(f"{name:<14}{m['segment/P@10']:>10.4f}{m['track/P@10']:>12.4f}{m['segment/mAP']:>10.4f}"
                   f"{m['chance/P']:>9.4f}")
