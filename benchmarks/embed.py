@@ -24,7 +24,6 @@ import shutil
 import tempfile
 import time
 
-import numpy as np
 
 from audiorag import Library
 from audiorag.audio import load, resample

@@ -19,15 +19,12 @@ window's vector is the mean of its blocks' embeddings.
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import WeightsNotFoundError
-from .torchmodel import TorchEmbedder, torch
+from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights, torch
 
 SAMPLE_RATE = 44100
 N_FFT = 2048
@@ -136,14 +133,7 @@ class AisfxNet(torch.nn.Module):
 
 def checkpoint_path() -> Path:
     """The installed aisfx wheel's ``models/checkpoint.pth``."""
-    try:
-        path = Path(str(resources.files("aisfx"))) / "models" / "checkpoint.pth"
-    except ModuleNotFoundError:
-        raise WeightsNotFoundError("aisfx: the weights come from the aisfx wheel; install it with "
-                                   "`pip install --no-deps aisfx==0.1.2` (its own pins cannot be resolved)") from None
-    if not path.is_file():
-        raise WeightsNotFoundError(f"aisfx: no checkpoint at {path} (broken aisfx install?)")
-    return path
+    return packaged_weights("aisfx", "models/checkpoint.pth", "aisfx==0.1.2")
 
 
 def load_state(path: Path) -> dict:
@@ -174,8 +164,7 @@ class Aisfx(TorchEmbedder):
         return AisfxNet.load(load_state(checkpoint_path()))
 
     def weights_identity(self) -> dict:
-        path = checkpoint_path()
-        return {"source": f"aisfx wheel: {path}", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        return file_identity(checkpoint_path())
 
     def prepare_window(self, y: np.ndarray) -> np.ndarray:
         return blocks(spectrogram(y))
@@ -183,6 +172,4 @@ class Aisfx(TorchEmbedder):
     def forward(self, prepared: list) -> dict[str, np.ndarray]:
         counts = torch.tensor([len(p) for p in prepared])
         out = self.model(torch.from_numpy(np.concatenate(prepared)))
-        index = torch.repeat_interleave(torch.arange(len(counts)), counts)
-        pooled = torch.zeros(len(counts), out.shape[1]).index_add_(0, index, out) / counts[:, None]
-        return {"vectors": pooled.numpy()}
+        return {"vectors": mean_per_window(out, counts).numpy()}

