@@ -36,7 +36,8 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           label_regex: Optional[str] = typer.Option(None, help="folder datasets: label = first group of this "
                                                     "regex on the file name, e.g. '^([a-z]+)_'"),
           fma_root: Optional[Path] = typer.Option(None, help="fma:SUBSET datasets: where `data fetch` put FMA"),
-          embedder: List[str] = typer.Option(["features45"], help="embedder name (repeatable)"),
+          embedder: List[str] = typer.Option(["features45"], help="embedder NAME[:key=value,...] (repeatable), "
+                                             "e.g. mert:layer=all or clap:model=/models/clap-htsat-unfused"),
           window: float = typer.Option(10.0, help="window length, seconds"),
           hop: float = typer.Option(2.0, help="hop between windows, seconds"),
           tail: str = typer.Option("keep-short", help="drop | pad | keep-short"),
@@ -45,16 +46,18 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
     from .datasets import resolve
+    from .embedders import get_embedder, parse_spec
     from .library import Library
     options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
     try:
         source = resolve(dataset, **{k: v for k, v in options.items() if v})
         lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
-        report = lib.add(source, embedders=embedder, workers=workers, progress=not as_json)
+        embedders = [get_embedder(name, **params) for name, params in map(parse_spec, embedder)]
+        report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json)
         if len(lib.tracks) == 0:
             raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}"
                                 + "".join(f"\n  {e['uri']}: {e['message']}" for e in report.errors[:10]))
-        sidecars = [lib.build_index(e, f) for e in embedder for f in index]
+        sidecars = [lib.build_index(e.key, f) for e in embedders for f in index]
     except AudioragError as exc:
         _fail(exc)
     out = {**report.__dict__, "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars],
@@ -71,7 +74,9 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            end: Optional[float] = typer.Option(None, help="query span end (s), with --audio"),
            track: Optional[int] = typer.Option(None, help="query with a moment of this indexed track"),
            at: float = typer.Option(0.0, help="moment time (s), with --track"),
-           text: Optional[str] = typer.Option(None, help="a description, matched in a tagger's tag space"),
+           text: Optional[str] = typer.Option(None, help="a description: text tower (clap) or a tagger's tag space; "
+                                              "with --audio/--track, a hybrid query"),
+           alpha: float = typer.Option(0.7, help="hybrid queries: weight of the text (1 - alpha: the audio)"),
            embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
            index: Optional[str] = typer.Option(None, help="index name (default: flat or the only one)"),
            k: int = typer.Option(10, "-k", help="number of hits"),
@@ -83,8 +88,8 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     or a description (--text)."""
     from .library import Library
     from .search import Query
-    if sum(q is not None for q in (audio, track, text)) != 1:
-        _fail(AudioragError("give exactly one of --audio FILE, --track ID or --text TEXT"))
+    if audio is not None and track is not None or audio is None and track is None and text is None:
+        _fail(AudioragError("give --audio FILE or --track ID, and/or --text TEXT (both: a hybrid query)"))
     filters = {}
     for w in where:
         col, sep, val = w.partition("=")
@@ -93,8 +98,9 @@ def search(library: Path = typer.Argument(..., help="library directory"),
         filters.setdefault(col, []).append(val)
     try:
         lib = Library.open(library)
-        query = (Query.audio(audio, start=start, end=end) if audio else Query.text(text) if text
-                 else Query.moment(track, at))
+        clip = (Query.audio(audio, start=start, end=end) if audio is not None
+                else Query.moment(track, at) if track is not None else None)
+        query = clip if text is None else Query.text(text) if clip is None else Query.hybrid(text, clip, alpha=alpha)
         hits = lib.search(query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
                           filters=filters or None, by=by)
     except AudioragError as exc:
@@ -233,6 +239,48 @@ def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fm
             raise AudioragError(f"unknown dataset {name!r}: fma-small, fma-medium, fma-large, fma-full or freesound")
     except AudioragError as exc:
         _fail(exc)
+
+
+models_app = typer.Typer(help="Registered embedders: are their weights here (where, size, identity)? Verify one.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """List every registered embedder and whether its weights are available locally."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .embedders import list_embedders, weights_status
+    rows = [weights_status(name) for name in list_embedders()]
+    lines = [f"{'embedder':<13}{'weights':<10}{'MB':>8}  {'identity':<20}  where"]
+    for r in rows:
+        size = f"{r['bytes'] / 1e6:.1f}" if r["bytes"] else "-"
+        ident = (r["identity"] or "-").removeprefix("sha256:")[:16]
+        extra = " (text tower)" if r["text_tower"] else f" ({r['tags']} tags)" if r["tags"] else ""
+        where = r["where"] or "missing — " + r["message"].splitlines()[0].split("Looked in: ")[-1]
+        lines.append(f"{r['name']:<13}{'ok' if r['available'] else 'MISSING':<10}{size:>8}  {ident:<20}  {where}{extra}")
+    missing = [r for r in rows if not r["available"]]
+    if missing:
+        lines.append("\nto get missing weights:\n" + missing[0]["message"].split("\n", 1)[-1])
+    _print(rows, as_json, "\n".join(lines))
+
+
+@models_app.command("verify")
+def models_verify(spec: str = typer.Argument(..., help="embedder NAME[:key=value,...], e.g. clap:model=/models/clap"),
+                  as_json: bool = typer.Option(False, "--json", help="print the report as JSON only")):
+    """Load the embedder's weights and run the validator (white noise of odd lengths, text if it has a tower)."""
+    from dataclasses import asdict
+
+    from .embedders import get_embedder, parse_spec
+    from .embedders.validate import validate
+    try:
+        name, params = parse_spec(spec)
+        report = validate(get_embedder(name, **params))
+    except AudioragError as exc:
+        _fail(exc)
+    _print({**asdict(report), "ok": report.ok}, as_json, report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.callback()

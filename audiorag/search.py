@@ -6,8 +6,14 @@ hop and matched as a *sequence*: for each track, the run of consecutive segments
 best aligns with the query windows (mean similarity, windows falling outside the track
 count as 0), so a 30 s clip localises its 30 s in the track.
 
->>> Query.moment(3, at=12.5)
-Query(kind='moment', source=None, sr=None, start=None, end=None, track_id=3, at=12.5)
+Text queries use the embedder's text tower when it has one (CLAP: text and audio share one
+space); otherwise they are matched in a tagger's tag space. A *hybrid* query blends a text
+and an audio query on normalised vectors, ``alpha·text + (1 − alpha)·audio``, renormalised.
+
+>>> Query.moment(3, at=12.5).kind, Query.moment(3, at=12.5).at
+('moment', 12.5)
+>>> Query.hybrid("warm analog bass", Query.moment(3, at=12.5), alpha=0.7).alpha
+0.7
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .audio import load, resample, valid_audio
+from .embedders import l2_normalise
 from .errors import ParameterError
 from .index import load_index
 
@@ -38,6 +45,9 @@ class Query:
     end: float | None = None
     track_id: int | None = None
     at: float | None = None
+    #: hybrid queries: the audio part (an audio or moment Query) and the text weight
+    audio_part: "Query | None" = None
+    alpha: float | None = None
 
     @classmethod
     def audio(cls, source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> "Query":
@@ -64,6 +74,21 @@ class Query:
         if not isinstance(text, str) or not text.strip():
             raise ParameterError("Query.text: expected non-empty text")
         return cls("text", text.strip())
+
+    @classmethod
+    def hybrid(cls, text: str, audio, *, alpha: float = 0.7, sr: int | None = None,
+               start: float | None = None, end: float | None = None) -> "Query":
+        """``alpha``·text + (1 − ``alpha``)·audio, for embedders with a text tower (CLAP).
+
+        ``audio`` is a path or array (as :meth:`audio`, with ``sr``/``start``/``end``) or a
+        ``Query.audio`` / ``Query.moment``; a multi-window clip contributes its mean vector.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ParameterError(f"Query.hybrid: alpha must be in [0, 1], got {alpha}")
+        part = audio if isinstance(audio, Query) else cls.audio(audio, sr=sr, start=start, end=end)
+        if part.kind not in ("audio", "moment"):
+            raise ParameterError(f"Query.hybrid: the audio part must be an audio or moment query, got {part.kind}")
+        return cls("hybrid", cls.text(text).source, audio_part=part, alpha=float(alpha))
 
     @classmethod
     def moment(cls, track_id: int, at: float = 0.0) -> "Query":
@@ -97,6 +122,13 @@ def layout(lib) -> _Layout:
 
 def query_vectors(lib, emb, query: Query) -> tuple[np.ndarray, int | None]:
     """The query's vectors ``[m, dim]`` (one per window) and the library track it comes from, if any."""
+    if query.kind in ("text", "hybrid"):
+        text = emb.postprocess(emb.embedder.embed_text([query.source]))[0]
+        if query.kind == "text":
+            return text[None, :], None
+        audio, track = query_vectors(lib, emb, query.audio_part)
+        audio = l2_normalise(audio.mean(axis=0))
+        return l2_normalise(query.alpha * text + (1.0 - query.alpha) * audio)[None, :], track
     if query.kind == "moment":
         segs = lib.segments
         own = segs[segs["track_id"] == query.track_id]
@@ -166,10 +198,13 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     if by not in ("segment", "track"):
         raise ParameterError(f"search: by must be 'segment' or 'track', got {by!r}")
     if not isinstance(query, Query):
-        raise ParameterError(f"search: expected a Query, got {type(query).__name__} (use Query.audio / Query.moment)")
-    if query.kind == "text":
-        return _text_search(lib, query.source, embedder=embedder, k=k, filters=filters, by=by)
-    emb = lib.embedding(embedder)
+        raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
+                             "(use Query.audio / .moment / .text / .hybrid)")
+    emb = _text_embedding(lib, embedder) if query.kind in ("text", "hybrid") else lib.embedding(embedder)
+    if query.kind == "text" and not emb.has_text:
+        return _text_search(lib, query.source, embedder=emb.key, k=k, filters=filters, by=by)
+    if query.kind == "hybrid" and not emb.has_text:
+        raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
     faiss_index, _ = load_index(emb, index)
     lay = layout(lib)
     qv, own_track = query_vectors(lib, emb, query)
@@ -186,6 +221,23 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     else:
         hits = _sequence(lib, emb, faiss_index, qv, k, keep, lay, by)
     return _with_metadata(lib, hits, by)
+
+
+def _text_embedding(lib, embedder):
+    """The embedding a text query runs on: ``embedder``, else the only one with a text tower,
+    else the tagger (whose tag space takes text through :mod:`audiorag.embedders.text`)."""
+    if embedder is not None:
+        return lib.embedding(embedder)
+    towers = [e for e in lib.embeddings() if e.has_text]
+    if len(towers) > 1:
+        raise ParameterError(f"{lib.path}: several embeddings with a text tower "
+                             f"({', '.join(e.key for e in towers)}); name one with embedder=")
+    if towers:
+        return towers[0]
+    if not any(e.tag_names for e in lib.embeddings()):
+        raise ParameterError(f"{lib.path}: text queries need an embedding with a text tower (clap) or a tagger "
+                             f"(musicnn-mtt); this library has {', '.join(e.key for e in lib.embeddings()) or 'none'}")
+    return lib.tagger()
 
 
 def _text_search(lib, text: str, *, embedder, k: int, filters, by: str) -> pd.DataFrame:

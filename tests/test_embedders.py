@@ -2,32 +2,39 @@ import numpy as np
 import pytest
 
 from audiorag.datasets.synthetic import plan, render_track
-from audiorag.embedders import get_embedder, l2_normalise, list_embedders
+from audiorag.embedders import Embedder, get_embedder, l2_normalise, list_embedders
+from audiorag.embedders.validate import validate
 from audiorag.embedders.features import FEATURE_NAMES
 from audiorag.errors import ParameterError, UnknownEmbedderError
 from audiorag.segment import Segmentation
 
 
-@pytest.mark.parametrize("name", list_embedders())
-def test_validator_white_noise_odd_lengths(name, rng):
-    """hear-validator style, every registered embedder: shape, float32, finite, normalisable,
+#: hub models have no weights here; tests/test_hub_models.py validates them with tiny local models
+OFFLINE = [n for n in list_embedders() if n not in ("clap", "mert", "wav2vec2", "hubert")]
+
+
+@pytest.mark.parametrize("name", OFFLINE)
+def test_validator_white_noise_odd_lengths(name):
+    """hear-validator style, every embedder with weights here: shape, float32, finite, normalisable,
     deterministic, and batching does not change a window's vector."""
-    e = get_embedder(name)
-    for seconds in (0.5, 1.98, 4.0, 10.0, 31.0):
-        batch = (0.1 * rng.standard_normal((2, int(seconds * e.sample_rate)))).astype(np.float32)
-        out = e.embed(batch)
-        assert out.shape == (2, e.dim) and out.dtype == np.float32, (name, seconds)
-        assert np.isfinite(out).all(), (name, seconds)
-        assert (np.linalg.norm(out, axis=1) > 0).all(), (name, seconds)
-        np.testing.assert_allclose(np.linalg.norm(l2_normalise(out), axis=1), 1.0, atol=1e-5)
-        np.testing.assert_array_equal(out, e.embed(batch))
-        one_by_one = np.concatenate([e.embed(batch[i:i + 1]) for i in range(2)])
-        np.testing.assert_allclose(one_by_one, out, rtol=1e-4, atol=1e-5 * np.abs(out).max())
-    y = (0.1 * rng.standard_normal(int(12.5 * e.sample_rate))).astype(np.float32)
-    starts, ends = Segmentation(5, 2.5).windows(12.5)
-    assert e.embed_track(y, starts, ends).shape == (len(starts), e.dim)
-    with pytest.raises(Exception):
-        e.embed(np.full((1, 1000), np.nan, dtype=np.float32))
+    report = validate(get_embedder(name))
+    assert report.ok, report.summary()
+    assert len(report.checks) == 5 * 5 + 2
+
+
+def test_validator_catches_a_broken_embedder():
+    class Flaky(Embedder):
+        name, sample_rate, dim = "flaky", 8000, 3
+        calls = 0
+
+        def embed(self, batch):
+            Flaky.calls += 1
+            return np.full((len(batch), 3), Flaky.calls, np.float32)   # not deterministic, accepts NaN
+
+    report = validate(Flaky(), lengths=(1.0,))
+    failed = {c.name for c in report.failures}
+    assert failed == {"deterministic 1s", "NaN input rejected", "batch == one by one 1s"}
+    assert "FAILED" in report.summary()
 
 
 def test_registry_errors():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable
 
-from ..errors import UnknownEmbedderError
+from ..errors import ParameterError, UnknownEmbedderError, WeightsNotFoundError
 from .base import Embedder, l2_normalise
 
 _REGISTRY: dict[str, Callable[..., Embedder]] = {}
@@ -51,10 +51,51 @@ def get_embedder(name: str, **params) -> Embedder:
     return factory(**params)
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """``"NAME[:key=value,...]"`` (the CLI's ``--embedder``) → name and params; values are YAML scalars/lists.
+
+    >>> parse_spec("mert:layer=all,model=/models/MERT-v1-95M")
+    ('mert', {'layer': 'all', 'model': '/models/MERT-v1-95M'})
+    >>> parse_spec("mert:layer=[0, 0, 1]")
+    ('mert', {'layer': [0, 0, 1]})
+    """
+    import re
+
+    import yaml
+    name, _, rest = spec.partition(":")
+    params = {}
+    for item in filter(None, (p.strip() for p in re.split(r",(?![^\[]*\])", rest))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"embedder spec {spec!r}: expected key=value, got {item!r}")
+        params[key.strip()] = yaml.safe_load(value)
+    return name.strip(), params
+
+
+def weights_status(name: str, **params) -> dict:
+    """Whether ``name``'s weights are on this machine: where, how big, which (for ``audiorag models``)."""
+    e = get_embedder(name, **params)
+    row = {"name": name, "family": type(e).__name__, "text_tower": e.has_text, "tags": len(e.tag_names)}
+    try:
+        found = e.locate_weights()
+    except WeightsNotFoundError as exc:
+        return {**row, "available": False, "where": None, "bytes": None, "identity": None, "message": str(exc)}
+    if found is None:
+        return {**row, "available": True, "where": "(no weights: hand-crafted)", "bytes": 0, "identity": None,
+                "message": ""}
+    ident = e.weights_identity()
+    return {**row, "available": True, "where": str(found.path), "bytes": found.size, "message": "",
+            "identity": ident.get("revision") or ident.get("sha256")}
+
+
 from . import features  # noqa: E402,F401  (registers its embedders)
 
 register_lazy("musicnn-mtt", "audiorag.embedders.musicnn:MusicnnMTT")
 register_lazy("musicnn-msd", "audiorag.embedders.musicnn:MusicnnMSD")
 register_lazy("aisfx", "audiorag.embedders.aisfx:Aisfx")
+register_lazy("clap", "audiorag.embedders.clap:Clap")
+register_lazy("mert", "audiorag.embedders.wav2vec:Mert")
+register_lazy("wav2vec2", "audiorag.embedders.wav2vec:Wav2Vec2")
+register_lazy("hubert", "audiorag.embedders.wav2vec:Hubert")
 
-__all__ = ["Embedder", "get_embedder", "list_embedders", "register", "l2_normalise"]
+__all__ = ["Embedder", "get_embedder", "list_embedders", "parse_spec", "register", "l2_normalise", "weights_status"]

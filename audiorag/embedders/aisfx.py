@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .hub import Located
 from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights, torch
 
 SAMPLE_RATE = 44100
@@ -162,6 +163,9 @@ class Aisfx(TorchEmbedder):
 
     def load_model(self):
         return AisfxNet.load(load_state(checkpoint_path()))
+
+    def locate_weights(self) -> Located:
+        return Located(checkpoint_path(), "wheel", "aisfx==0.1.2")
 
     def weights_identity(self) -> dict:
         return file_identity(checkpoint_path())

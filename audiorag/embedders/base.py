@@ -38,6 +38,8 @@ class Embedder:
     standardise: ClassVar[bool] = False
     #: names of the tag probabilities the embedder also outputs per window (taggers only)
     tag_names: tuple[str, ...] = ()
+    #: True when :meth:`embed_text` maps text into the audio vectors' space (a text tower, e.g. CLAP)
+    has_text: ClassVar[bool] = False
 
     def __init__(self, **params):
         self.params = dict(params)
@@ -59,10 +61,15 @@ class Embedder:
         return {"name": self.name, "key": self.key, "params": self.params, "dim": self.dim,
                 "sample_rate": self.sample_rate, "window": self.window,
                 "standardise": self.standardise, "weights": self.weights_identity(),
-                "tag_names": list(self.tag_names), "versions": self.versions()}
+                "tag_names": list(self.tag_names), "has_text": self.has_text, "versions": self.versions()}
 
     def weights_identity(self) -> dict | None:
         """Where the weights came from and their revision or sha256; ``None`` without weights."""
+        return None
+
+    def locate_weights(self):
+        """Where this embedder's weights are on this machine (:class:`~audiorag.embedders.hub.Located`),
+        ``None`` when it has none; raises :class:`~audiorag.errors.WeightsNotFoundError` when they are missing."""
         return None
 
     def versions(self) -> dict:
@@ -90,6 +97,10 @@ class Embedder:
                 group = [i for i in idx if len(windows[i]) == length]
                 out[group] = self.embed(np.stack([windows[i] for i in group]))
         return out
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Embed descriptions into the audio space (embedders with :attr:`has_text` only)."""
+        raise ParameterError(f"{self.name} has no text tower; text queries need an embedder such as clap")
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """Validate an ``embed`` input: float, 2-D, finite, non-empty."""

@@ -31,6 +31,7 @@ import librosa
 import numpy as np
 
 from ..errors import ParameterError
+from .hub import Located
 from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights, torch
 
 SAMPLE_RATE = 16000
@@ -282,8 +283,12 @@ class Musicnn(TorchEmbedder):
         prefix = checkpoint_prefix(self.model_name)
         return MusicnnNet(read_checkpoint(str(prefix) + "/"))
 
+    def locate_weights(self) -> Located:
+        prefix = checkpoint_prefix(self.model_name)
+        return Located(prefix, "wheel", "musicnn==0.1.0", files=(next(prefix.glob(".data-*")), prefix / ".index"))
+
     def weights_identity(self) -> dict:
-        return file_identity(next(checkpoint_prefix(self.model_name).glob(".data-*")))
+        return file_identity(self.locate_weights().files[0])
 
     def prepare_window(self, y: np.ndarray) -> np.ndarray:
         return patches(log_mel(y))

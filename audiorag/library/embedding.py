@@ -69,6 +69,11 @@ class Embedding:
         return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, self.dim), np.float32)
 
     @property
+    def has_text(self) -> bool:
+        """True when the embedder has a text tower (text queries become vectors in this space)."""
+        return bool(self.meta.get("has_text", False))
+
+    @property
     def tag_names(self) -> list[str]:
         """Names of the tag probabilities stored with the vectors (empty for non-taggers)."""
         return list(self.meta.get("tag_names") or [])
