@@ -64,4 +64,4 @@ def test_errors_are_clear(tmp_path):
     r = runner.invoke(app, ["build", str(tmp_path / "lib"), "--dataset", "nosuch:thing"])
     assert r.exit_code == 2 and "unknown dataset" in r.output
     r = runner.invoke(app, ["search", str(tmp_path / "lib")])
-    assert r.exit_code == 2 and "exactly one of --audio" in r.output
+    assert r.exit_code == 2 and "give --audio FILE or --track ID" in r.output
