@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from audiorag.datasets.synthetic import plan, render_track
-from audiorag.embedders import Embedder, get_embedder, l2_normalise, list_embedders
+from audiorag.embedders import Embedder, get_embedder, list_embedders
 from audiorag.embedders.validate import validate
 from audiorag.embedders.features import FEATURE_NAMES
 from audiorag.errors import ParameterError, UnknownEmbedderError

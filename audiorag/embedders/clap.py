@@ -59,7 +59,8 @@ class Clap(TorchEmbedder):
     sample_rate = SAMPLE_RATE
     window = CHUNK_SECONDS
     has_text = True
-    batch_windows = 8
+    # one window per forward: measured on 2 cores, 9.4 ten-second clips/s vs 7.4 in batches of 8 (cache)
+    batch_windows = 1
 
     def __init__(self, *, model: str = DEFAULT_MODEL, revision: str | None = None, checkpoint: str | None = None,
                  tokenizer: str = "roberta-base", **params):

@@ -71,7 +71,8 @@ class HiddenStates(TorchEmbedder):
     """Base of the wav2vec2 / HuBERT / MERT embedders (see the module docstring)."""
 
     default_model = ""
-    batch_windows = 4
+    # one window per forward: wav2vec2-base on 2 cores, 1.00 ten-second clips/s vs 0.78 in batches of 4
+    batch_windows = 1
     model_class = "AutoModel"
 
     def __init__(self, *, model: str | None = None, revision: str | None = None, layer="mean", **params):
