@@ -241,6 +241,36 @@ def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fm
         _fail(exc)
 
 
+@app.command()
+def analyse(library: Path = typer.Argument(..., help="library directory"),
+            embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
+            clusters: str = typer.Option("kmeans:8,hdbscan", help="comma-separated: kmeans:K, dbscan:EPS, hdbscan[:MIN]"),
+            ks: str = typer.Option("2-20", help="k-sweep range for KMeans silhouette, e.g. 2-20 (empty: none)"),
+            anomalies: float = typer.Option(0.1, help="share of items flagged as outliers (0: no anomaly analysis)"),
+            label: Optional[str] = typer.Option("genre", help="track column for purity, NMI, composition, tagging"),
+            level: str = typer.Option("segment", help="segment | track (one mean vector per track)"),
+            maps: str = typer.Option("pca,tsne", help="projections: pca, tsne, umap (comma-separated)"),
+            write_column: Optional[str] = typer.Option(None, help="track level: store the first clustering as this "
+                                                                  "track column (a search filter)"),
+            seed: int = typer.Option(0, help="seed of every clustering, sample and projection"),
+            out: Path = typer.Option(Path("experiments/results/analyse"), help="output directory"),
+            as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON only")):
+    """Clusters (silhouette, purity, NMI, k-sweep, composition), outliers, maps and kNN tagging of one embedding."""
+    from .analysis import analyse as run
+    from .library import Library
+    try:
+        lo, _, hi = ks.partition("-")
+        k_range = range(int(lo), int(hi or lo) + 1) if ks else range(0)
+        result = run(Library.open(library), embedder=embedder, level=level, label=label or None,
+                     clusters=[c for c in clusters.split(",") if c], ks=k_range, contamination=anomalies,
+                     maps=[m for m in maps.split(",") if m], seed=seed, out_dir=out, write_column=write_column)
+    except (AudioragError, ValueError) as exc:
+        _fail(exc)
+    m = result.record.metrics
+    lines = [f"{k:<40} {v:.4f}" for k, v in m.items()] + [f"written to {out}"]
+    _print(m, as_json, "\n".join(lines))
+
+
 models_app = typer.Typer(help="Registered embedders: are their weights here (where, size, identity)? Verify one.")
 app.add_typer(models_app, name="models")
 

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 SUMMARY_COLUMNS = ["segment/P@1", "segment/P@10", "segment/mAP", "segment/nDCG@10", "track/P@10", "track/mAP",
                    "moment/accuracy", "chance/P", "latency/p50_ms", "latency/p95_ms", "throughput/batch_qps",
-                   "memory/index_bytes_per_segment"]
+                   "memory/index_bytes_per_segment", "cluster/silhouette", "cluster/purity", "cluster/nmi"]
 
 
 class EmbedderSpec(BaseModel):

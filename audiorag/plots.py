@@ -70,3 +70,35 @@ def sweep_comparison(summary: pd.DataFrame, out_dir, quality: str = "segment/P@1
     ax.barh(summary["cell"], summary[quality])
     ax.set(xlabel=quality, xlim=(0, 1))
     return [first, _save(fig, out_dir, "quality_by_cell")]
+
+
+def k_sweep(sweep: pd.DataFrame, out_dir, name: str = "k_sweep") -> Path:
+    """Silhouette (and purity / NMI when present) against KMeans k."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for col in ("silhouette", "purity", "nmi"):
+        if col in sweep:
+            ax.plot(sweep["k"], sweep[col], marker="o", ms=3, label=col)
+    best = sweep.loc[sweep["silhouette"].idxmax()]
+    ax.axvline(best["k"], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="k (KMeans)", ylabel="score", title=f"best silhouette {best['silhouette']:.3f} at k={int(best['k'])}")
+    ax.legend(frameon=False)
+    return _save(fig, out_dir, name)
+
+
+def scatter_map(xy: np.ndarray, colour, out_dir, *, name: str = "map", flagged=None, title: str = "") -> Path:
+    """2-D map of items coloured by a label (or cluster) column; flagged items (outliers) ringed."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if colour is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.7)
+    else:
+        colour = pd.Series(colour).astype(str).to_numpy()
+        cmap = plt.get_cmap("tab20")
+        for i, value in enumerate(sorted(set(colour))):
+            m = colour == value
+            ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.7, color=cmap(i % 20), label=value)
+        ax.legend(fontsize=6, markerscale=2, frameon=False, loc="best", ncol=2)
+    if flagged is not None and np.asarray(flagged).any():
+        f = np.asarray(flagged, bool)
+        ax.scatter(xy[f, 0], xy[f, 1], s=30, facecolors="none", edgecolors="black", lw=0.6, label="outlier")
+    ax.set(title=title, xticks=[], yticks=[])
+    return _save(fig, out_dir, name)

@@ -143,6 +143,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     chance = pd.Series(labels[valid]).value_counts(normalize=True)
     result["chance/P"] = float((chance.loc[labels[queries]]).mean())
 
+    result.update(_label_clusters(vectors[valid], labels[valid], protocol.seed))
     moment, moment_seconds = _moment_accuracy(lib, emb, protocol, sidecar["name"])
     result.update(moment)
     latencies = _latencies(lib, emb, queries, protocol, sidecar["name"])
@@ -168,6 +169,17 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         extra={"per_class_P@10": per_query.groupby("label")[f"segment/P@{protocol.ks[-1]}"].mean().round(6).to_dict(),
                "labels": [str(v) for v in label_values]})
     return Evaluation(record, queries, ranked, ranked_scores, qrels, per_query, latencies)
+
+
+def _label_clusters(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict:
+    """How well the vectors cluster by the label: KMeans with k = number of labels, cosine
+    silhouette (sampled above 5,000 segments), purity and NMI against the labels."""
+    from ..analysis import clusters
+    k = len(np.unique(labels))
+    if not 2 <= k < len(vectors):
+        return {}
+    s = clusters.score(vectors, clusters.fit("kmeans", vectors, k=k, seed=seed), labels, seed=seed)
+    return {"cluster/silhouette": s["silhouette"], "cluster/purity": s["purity"], "cluster/nmi": s["nmi"]}
 
 
 def _max_excluded(keys: list[np.ndarray], queries: np.ndarray) -> int:

@@ -48,10 +48,8 @@ def reported_metrics(lib, *, embedder=None, index: str | None = None, label: str
 
 
 def _kmeans_silhouette(x: np.ndarray, seed: int) -> dict:
-    from sklearn.cluster import KMeans
-    k = min(12, len(x) - 1)
-    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
-    s = M.silhouette(x, labels, metric="cosine", sample_size=5000, seed=seed)
+    from ..analysis import clusters
+    s = clusters.score(x, clusters.fit("kmeans", x, k=min(12, len(x) - 1), seed=seed), seed=seed)
     return {"cluster/silhouette_k12": s["silhouette"]}
 
 

@@ -112,6 +112,16 @@ class Library:
                               "float64" if c == "duration" else "object") for c in TRACK_COLUMNS})
         return self._tracks
 
+    def set_track_column(self, name: str, values: dict) -> None:
+        """Store ``values`` (track_id → value; missing tracks get NA) as track column ``name``,
+        e.g. cluster ids from :mod:`audiorag.analysis.clusters`, usable in search filters."""
+        if name in TRACK_COLUMNS or not name:
+            raise ParameterError(f"{name!r} is a reserved track column: {', '.join(TRACK_COLUMNS)}")
+        tracks = self.tracks.copy()
+        tracks[name] = tracks["track_id"].map(values)
+        write_parquet(self.path / "tracks.parquet", tracks)
+        self._tracks = None
+
     @property
     def segments(self) -> pd.DataFrame:
         """One row per segment: ``segment_id, track_id, start, end``; ``segment_id`` is the vectors row."""

@@ -1,0 +1,132 @@
+"""Analysis of a library's vectors: clusters, anomalies, 2D/3D maps, nearest-neighbour tags.
+
+Each module works on plain arrays first (testable with constructed data) and offers a
+library-level function on top; the metrics themselves live in :mod:`audiorag.evaluate.metrics`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass
+class Analysis:
+    """What :func:`analyse` found; ``record`` is the validated ``metrics.json``."""
+
+    record: object
+    clusters: dict = field(default_factory=dict)        # spec -> cluster id per item
+    k_sweep: pd.DataFrame | None = None
+    compositions: dict = field(default_factory=dict)    # spec -> DataFrame (clusters × labels)
+    outliers: pd.DataFrame | None = None
+    maps: dict = field(default_factory=dict)            # method -> float32[n, 2]
+    items: pd.DataFrame | None = None                   # one row per analysed item (segment or track)
+    figures: list = field(default_factory=list)
+
+
+def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "genre",
+            clusters=("kmeans:8", "hdbscan"), ks=range(2, 21), contamination: float = 0.1,
+            inject_per_kind: int = 5, maps=("pca", "tsne"), tag_k: int = 10, abstain: float = 0.5,
+            sample_size: int = 5000, seed: int = 0, out_dir=None, write_column: str | None = None) -> Analysis:
+    """Clusters (+ k-sweep, composition), anomalies (+ injected-outlier check), maps and
+    leave-one-out tagging of one embedding; writes metrics.json, CSVs and figures to ``out_dir``.
+
+    ``level="track"`` analyses one mean vector per track instead of segments;
+    ``write_column`` stores the first clustering's track-level ids as that track column.
+    """
+    from .. import plots
+    from ..errors import ParameterError
+    from ..evaluate import Protocol
+    from ..evaluate.records import EvaluationRecord, git_commit, library_content_hash, machine
+    from . import anomalies, clusters as C, maps as P, tagging
+    if level not in ("segment", "track"):
+        raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
+    t0 = time.perf_counter()
+    emb = lib.embedding(embedder)
+    items = _items(lib, emb, level)
+    x = np.asarray(items.pop("vector").tolist(), np.float32) if len(items) else np.zeros((0, emb.dim), np.float32)
+    truth = items[label].astype(str).to_numpy() if label and label in items.columns else None
+    if label and truth is None:
+        raise ParameterError(f"no track column {label!r}; columns: {list(lib.tracks.columns)}")
+    out = Analysis(record=None, items=items)
+    metrics: dict[str, float] = {"items": float(len(x))}
+    for spec in clusters:
+        method, params = C.parse(spec)
+        ids = C.fit(method, x, seed=seed, **params)
+        out.clusters[spec] = ids
+        s = C.score(x, ids, truth, sample_size=sample_size, seed=seed)
+        metrics.update({f"cluster/{spec}/{k}": v for k, v in s.items() if isinstance(v, (int, float)) and v is not None})
+        if truth is not None:
+            out.compositions[spec] = C.composition(ids, truth)
+        items[f"cluster:{spec}"] = ids
+    if ks:
+        out.k_sweep = C.k_sweep(x, ks, truth, seed=seed, sample_size=sample_size)
+        best = out.k_sweep.loc[out.k_sweep["silhouette"].idxmax()]
+        metrics.update({"cluster/best_k": float(best["k"]), "cluster/best_k_silhouette": float(best["silhouette"])})
+    if contamination:
+        scores = {"iforest": anomalies.isolation_forest(x, seed=seed), "knn": anomalies.knn_distance(x, k=min(10, len(x) - 1))}
+        for name, sc in scores.items():
+            items[f"anomaly:{name}"] = sc
+        items["outlier"] = anomalies.flagged(scores["iforest"], contamination)
+        out.outliers = items.sort_values("anomaly:iforest", ascending=False).head(max(10, int(items["outlier"].sum())))
+        if inject_per_kind:
+            check = anomalies.injected_check(lib, embedder=emb.key, n_per_kind=inject_per_kind, seed=seed)
+            metrics.update({f"anomaly/{k}": float(v) for k, v in check.items()})
+    for method in maps:
+        out.maps[method] = P.project(x, method, seed=seed)
+    if truth is not None and tag_k:
+        metrics.update(tagging.leave_one_out(lib, embedder=emb.key, label=label, k=tag_k, abstain=abstain))
+    if write_column and clusters and level == "track":
+        lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
+    out.record = EvaluationRecord(
+        kind="analysis", git_commit=git_commit(),
+        dataset={"id": lib.meta.get("dataset"), "content_hash": library_content_hash(lib, [label] if label else []),
+                 "n_tracks": int(len(lib.tracks))},
+        library={"path": str(lib.path), "segmentation": lib.segmentation.to_dict(), "n_segments": int(len(lib.segments)),
+                 "level": level},
+        embedder={k: emb.meta.get(k) for k in ("key", "name", "params", "dim", "sample_rate", "weights", "versions")},
+        protocol=Protocol(label=label or "genre", seed=seed), seed=seed, machine=machine(),
+        timings={"analyse_seconds": round(time.perf_counter() - t0, 3)},
+        metrics={k: float(v) for k, v in metrics.items() if v == v},
+        extra={"clusters": list(clusters), "contamination": contamination, "maps": list(maps),
+               "silhouette_sample_size": sample_size})
+    if out_dir is not None:
+        _write(out, out_dir, label, plots)
+    return out
+
+
+def _items(lib, emb, level: str) -> pd.DataFrame:
+    """One row per analysed item with its vector and track metadata."""
+    from .clusters import track_vectors
+    meta = lib.tracks.drop(columns=[c for c in ("sample_rate", "channels", "content_hash") if c in lib.tracks])
+    if level == "track":
+        ids, x = track_vectors(lib, emb.key)
+        df = pd.DataFrame({"track_id": ids, "vector": list(x)})
+    else:
+        seg = lib.segments.iloc[: emb.n_segments]
+        valid = emb.valid_rows(seg["track_id"].to_numpy())
+        df = seg[valid][["segment_id", "track_id", "start", "end"]].copy()
+        df["vector"] = list(np.asarray(emb.vectors())[valid])
+    return df.merge(meta, on="track_id", how="left")
+
+
+def _write(out: Analysis, out_dir, label, plots) -> None:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out.record.write(out_dir)
+    out.items.to_csv(out_dir / "items.csv", index=False)
+    if out.k_sweep is not None:
+        out.k_sweep.to_csv(out_dir / "k_sweep.csv", index=False)
+        out.figures.append(plots.k_sweep(out.k_sweep, out_dir))
+    for spec, table in out.compositions.items():
+        table.to_csv(out_dir / f"composition-{spec.replace(':', '')}.csv")
+    if out.outliers is not None:
+        out.outliers.to_csv(out_dir / "outliers.csv", index=False)
+    colour = out.items[label].astype(str) if label else None
+    for method, xy in out.maps.items():
+        out.figures.append(plots.scatter_map(xy, colour, out_dir, name=f"map-{method}",
+                                             flagged=out.items.get("outlier"), title=f"{method.upper()} map"))
