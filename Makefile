@@ -14,7 +14,7 @@ $(BIN)/python:
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA torch
 $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[workbench,models,test]"
+	$(BIN)/pip install -q -e ".[workbench,models,analysis,test]"
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(BIN)/pip install -q --no-deps musicnn==0.1.0 aisfx==0.1.2
 	touch $@

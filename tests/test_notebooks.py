@@ -71,3 +71,26 @@ def test_sweep_file_errors(tmp_path):
         SweepConfig.load(bad)
     for path in sorted((NOTEBOOKS.parent / "experiments").glob("*.yaml")):
         assert SweepConfig.load(path).cells(), path
+
+
+def test_clusters_anomalies_notebook(library, tmp_path):
+    pm.execute_notebook(str(NOTEBOOKS / "04_clusters_anomalies.ipynb"), str(tmp_path / "04.ipynb"),
+                        parameters={"library": str(library.path), "clusters": ["kmeans:8", "dbscan:0.3"], "k_min": 2,
+                                    "k_max": 8, "inject_per_kind": 2, "maps": ["pca"], "out_dir": str(tmp_path)},
+                        kernel_name="python3", progress_bar=False)
+    record = EvaluationRecord.read(tmp_path / "metrics.json")
+    assert record.kind == "analysis" and 2 <= record.metrics["cluster/best_k"] <= 8
+    assert record.metrics["cluster/kmeans:8/n_clusters"] == 8 and record.metrics["anomaly/injected"] == 6
+    assert len(pd.read_csv(tmp_path / "k_sweep.csv")) == 7 and (tmp_path / "map-pca.png").exists()
+
+
+def test_explore_notebook_runs_headless(library, tmp_path):
+    pm.execute_notebook(str(NOTEBOOKS / "02_explore_search.ipynb"), str(tmp_path / "02.ipynb"),
+                        parameters={"library": str(library.path), "query_track": 3, "query_at": 4.0, "k": 5,
+                                    "out_dir": str(tmp_path)}, kernel_name="python3", progress_bar=False)
+    hits = pd.read_csv(tmp_path / "hits.csv")
+    assert len(hits) == 5 and hits["track_id"].iloc[0] == 3 and hits["score"].iloc[0] > 0.999
+    assert (tmp_path / "map.png").exists()
+    executed = json.loads((tmp_path / "02.ipynb").read_text())
+    outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
+    assert sum("audio/wav" in json.dumps(o) or "<audio" in json.dumps(o) for o in outputs) >= 5

@@ -54,7 +54,7 @@ def fit(method: str, vectors, *, k: int | None = None, eps: float = 0.3, min_sam
     if method == "dbscan":
         return DBSCAN(eps=eps, min_samples=min_samples, metric="cosine").fit_predict(x)
     if method == "hdbscan":
-        return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples).fit_predict(x)
+        return HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, copy=True).fit_predict(x)
     raise ParameterError(f"unknown clustering {method!r}; use {', '.join(METHODS)}")
 
 

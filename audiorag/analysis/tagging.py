@@ -62,8 +62,8 @@ class TrackSpace:
 
 
 def leave_one_out(lib, *, embedder=None, label: str = "genre", k: int = 10, abstain: float = 0.5) -> dict:
-    """Tag every track from the other tracks: precision (correct / answered), recall (correct / all),
-    coverage (answered / all), and accuracy without abstaining."""
+    """Tag every track from the other tracks: precision (correct / answered; NaN when nothing is
+    answered), recall (correct / all), coverage (answered / all), and accuracy without abstaining."""
     space = TrackSpace(lib, embedder=embedder, label=label)
     n = len(space.track_ids)
     if n <= k:
@@ -74,6 +74,6 @@ def leave_one_out(lib, *, embedder=None, label: str = "genre", k: int = 10, abst
     top = np.array(decide(conf, 0.0), dtype=object)
     answered = guess != None  # noqa: E711  (element-wise)
     correct = answered & (guess == space.labels)
-    return {"tagging/precision": float(correct.sum() / max(1, answered.sum())),
+    return {"tagging/precision": float(correct.sum() / answered.sum()) if answered.any() else float("nan"),
             "tagging/recall": float(correct.mean()), "tagging/coverage": float(answered.mean()),
             "tagging/accuracy": float((top == space.labels).mean()), "tagging/k": k, "tagging/abstain": abstain}
