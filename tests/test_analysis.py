@@ -64,11 +64,16 @@ def test_injected_outliers_are_found(rng):
 
 
 def test_outlier_clips_are_what_they_say():
-    noise = anomalies.outlier_clips("noise", 2, sr=8000, seconds=1)
-    quiet = anomalies.outlier_clips("silence", 2, sr=8000, seconds=1)
-    clicks = anomalies.outlier_clips("clicks", 2, sr=8000, seconds=2)
-    assert noise.shape == (2, 8000) and 0.25 < noise.std() < 0.35
-    assert np.abs(quiet).max() < 1e-3 and (np.count_nonzero(clicks, axis=1) == 6).all()
+    noise = anomalies.outlier_clips("noise", 4, sr=8000, seconds=1)
+    quiet = anomalies.outlier_clips("silence", 4, sr=8000, seconds=1)
+    clicks = anomalies.outlier_clips("clicks", 4, sr=8000, seconds=2)
+    assert noise.shape == (4, 8000) and np.abs(noise).max() <= 0.51 and (np.abs(noise).max(axis=1) >= 0.05).all()
+    assert len({round(float(np.abs(c).max()), 4) for c in noise}) == 4            # every clip different
+    assert np.abs(quiet).max() < 5e-3 and (np.abs(quiet).max(axis=1) > 0).all()
+    counts = np.count_nonzero(clicks, axis=1)
+    assert ((counts >= 1) & (counts <= 16)).all() and len(set(counts)) > 1
+    with pytest.raises(ParameterError):
+        anomalies.outlier_clips("hum", 1, sr=8000, seconds=1)
 
 
 def test_projections(rng):
@@ -94,12 +99,12 @@ def test_votes_and_abstain():
 
 
 def test_analysis_of_the_library(library, tmp_path):
-    a = analyse(library, clusters=["kmeans:8", "hdbscan"], ks=range(2, 11), inject_per_kind=3, maps=("pca",),
+    a = analyse(library, clusters=["kmeans:8", "hdbscan"], ks=range(2, 11), inject_rounds=2, maps=("pca",),
                 out_dir=tmp_path)
     m = a.record.metrics
     assert m["items"] == len(library.segments)
     assert 0 < m["cluster/kmeans:8/silhouette"] < 1 and 0.4 < m["cluster/kmeans:8/purity"] <= 1
-    assert 2 <= m["cluster/best_k"] <= 10 and m["anomaly/injected"] == 9
+    assert 2 <= m["cluster/best_k"] <= 10 and m["anomaly/injected_per_round"] == 3 and m["anomaly/rounds"] == 2
     assert 0 <= m["tagging/precision"] <= 1 and m["tagging/coverage"] >= m["tagging/recall"] * 0 + 0
     record = json.loads((tmp_path / "metrics.json").read_text())
     assert record["kind"] == "analysis" and record["metrics"]["cluster/kmeans:8/n_clusters"] == 8

@@ -76,11 +76,11 @@ def test_sweep_file_errors(tmp_path):
 def test_clusters_anomalies_notebook(library, tmp_path):
     pm.execute_notebook(str(NOTEBOOKS / "04_clusters_anomalies.ipynb"), str(tmp_path / "04.ipynb"),
                         parameters={"library": str(library.path), "clusters": ["kmeans:8", "dbscan:0.3"], "k_min": 2,
-                                    "k_max": 8, "inject_per_kind": 2, "maps": ["pca"], "out_dir": str(tmp_path)},
+                                    "k_max": 8, "inject_rounds": 2, "maps": ["pca"], "out_dir": str(tmp_path)},
                         kernel_name="python3", progress_bar=False)
     record = EvaluationRecord.read(tmp_path / "metrics.json")
     assert record.kind == "analysis" and 2 <= record.metrics["cluster/best_k"] <= 8
-    assert record.metrics["cluster/kmeans:8/n_clusters"] == 8 and record.metrics["anomaly/injected"] == 6
+    assert record.metrics["cluster/kmeans:8/n_clusters"] == 8 and record.metrics["anomaly/rounds"] == 2
     assert len(pd.read_csv(tmp_path / "k_sweep.csv")) == 7 and (tmp_path / "map-pca.png").exists()
 
 

@@ -30,7 +30,7 @@ class Analysis:
 
 def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "genre",
             clusters=("kmeans:8", "hdbscan"), ks=range(2, 21), contamination: float = 0.1,
-            inject_per_kind: int = 5, maps=("pca", "tsne"), tag_k: int = 10, abstain: float = 0.5,
+            inject_rounds: int = 5, maps=("pca", "tsne"), tag_k: int = 10, abstain: float = 0.5,
             sample_size: int = 5000, seed: int = 0, out_dir=None, write_column: str | None = None) -> Analysis:
     """Clusters (+ k-sweep, composition), anomalies (+ injected-outlier check), maps and
     leave-one-out tagging of one embedding; writes metrics.json, CSVs and figures to ``out_dir``.
@@ -73,8 +73,8 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
             items[f"anomaly:{name}"] = sc
         items["outlier"] = anomalies.flagged(scores["iforest"], contamination)
         out.outliers = items.sort_values("anomaly:iforest", ascending=False).head(max(10, int(items["outlier"].sum())))
-        if inject_per_kind:
-            check = anomalies.injected_check(lib, embedder=emb.key, n_per_kind=inject_per_kind, seed=seed)
+        if inject_rounds:
+            check = anomalies.injected_check(lib, embedder=emb.key, rounds=inject_rounds, seed=seed)
             metrics.update({f"anomaly/{k}": float(v) for k, v in check.items()})
     for method in maps:
         out.maps[method] = P.project(x, method, seed=seed)
