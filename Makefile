@@ -23,8 +23,8 @@ install: $(VENV)/.installed
 
 demo: install
 	$(BIN)/audiorag sweep experiments/default.yaml
-	$(BIN)/audiorag search $(DEMO_LIB) --track 0 --at 10 -k 5 --exclude-same-track --by track
-	$(BIN)/audiorag search $(DEMO_LIB) --audio "$$($(BIN)/python -c 'import audiorag; print(audiorag.Library.open("$(DEMO_LIB)").tracks.uri[5])')" --start 4 --end 24 -k 3
+	$(BIN)/audiorag search $(DEMO_LIB) --embedder features45 --track 0 --at 10 -k 5 --exclude-same-track --by track
+	$(BIN)/audiorag search $(DEMO_LIB) --embedder features45 --audio "$$($(BIN)/python -c 'import audiorag; print(audiorag.Library.open("$(DEMO_LIB)").tracks.uri[5])')" --start 4 --end 24 -k 3
 
 test: install
 	$(BIN)/python -m pytest
