@@ -47,8 +47,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
     t0 = time.perf_counter()
     emb = lib.embedding(embedder)
-    items = _items(lib, emb, level)
-    x = np.asarray(items.pop("vector").tolist(), np.float32) if len(items) else np.zeros((0, emb.dim), np.float32)
+    items, x = _items(lib, emb, level)
     truth = items[label].astype(str).to_numpy() if label and label in items.columns else None
     if label and truth is None:
         raise ParameterError(f"no track column {label!r}; columns: {list(lib.tracks.columns)}")
@@ -99,19 +98,19 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     return out
 
 
-def _items(lib, emb, level: str) -> pd.DataFrame:
-    """One row per analysed item with its vector and track metadata."""
+def _items(lib, emb, level: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per analysed item (track metadata joined) and the items' vectors, row for row."""
     from .clusters import track_vectors
     meta = lib.tracks.drop(columns=[c for c in ("sample_rate", "channels", "content_hash") if c in lib.tracks])
     if level == "track":
         ids, x = track_vectors(lib, emb.key)
-        df = pd.DataFrame({"track_id": ids, "vector": list(x)})
+        df = pd.DataFrame({"track_id": ids})
     else:
         seg = lib.segments.iloc[: emb.n_segments]
         valid = emb.valid_rows(seg["track_id"].to_numpy())
-        df = seg[valid][["segment_id", "track_id", "start", "end"]].copy()
-        df["vector"] = list(np.asarray(emb.vectors())[valid])
-    return df.merge(meta, on="track_id", how="left")
+        df = seg[valid][["segment_id", "track_id", "start", "end"]]
+        x = np.asarray(emb.vectors())[valid]
+    return df.merge(meta, on="track_id", how="left", sort=False), np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _write(out: Analysis, out_dir, label, plots) -> None:
