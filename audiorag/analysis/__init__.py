@@ -41,7 +41,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     from .. import plots
     from ..errors import ParameterError
     from ..evaluate import Protocol
-    from ..evaluate.records import EvaluationRecord, git_commit, library_content_hash, machine
+    from ..evaluate.records import EvaluationRecord, provenance
     from . import anomalies, clusters as C, maps as P, tagging
     if level not in ("segment", "track"):
         raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
@@ -82,13 +82,8 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     if write_column and clusters and level == "track":
         lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
     out.record = EvaluationRecord(
-        kind="analysis", git_commit=git_commit(),
-        dataset={"id": lib.meta.get("dataset"), "content_hash": library_content_hash(lib, [label] if label else []),
-                 "n_tracks": int(len(lib.tracks))},
-        library={"path": str(lib.path), "segmentation": lib.segmentation.to_dict(), "n_segments": int(len(lib.segments)),
-                 "level": level},
-        embedder={k: emb.meta.get(k) for k in ("key", "name", "params", "dim", "sample_rate", "weights", "versions")},
-        protocol=Protocol(label=label or "genre", seed=seed), seed=seed, machine=machine(),
+        kind="analysis", **provenance(lib, emb, [label] if label else [], n_tracks=len(lib.tracks), level=level),
+        protocol=Protocol(label=label or "genre", seed=seed), seed=seed,
         timings={"analyse_seconds": round(time.perf_counter() - t0, 3)},
         metrics={k: float(v) for k, v in metrics.items() if v == v},
         extra={"clusters": list(clusters), "contamination": contamination, "maps": list(maps),

@@ -19,7 +19,7 @@ from ..errors import ParameterError
 from ..index import load_index
 from . import metrics as M
 from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
-from .records import EvaluationRecord, git_commit, library_content_hash, machine
+from .records import EvaluationRecord, provenance
 
 log = logging.getLogger(__name__)
 __all__ = ["evaluate", "Protocol", "EvaluationRecord", "Evaluation", "M"]
@@ -155,13 +155,9 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     result["memory/vector_bytes_per_segment"] = float(vectors.shape[1] * 4)
 
     record = EvaluationRecord(
-        git_commit=git_commit(),
-        dataset={"id": lib.meta.get("dataset"), "content_hash": library_content_hash(lib, [protocol.label]),
-                 "n_tracks": int(len(tracks))},
-        library={"path": str(lib.path), "segmentation": lib.segmentation.to_dict(), "n_segments": int(len(segments))},
-        embedder={k: emb.meta.get(k) for k in ("key", "name", "params", "dim", "sample_rate", "weights", "versions")},
+        **provenance(lib, emb, [protocol.label], n_tracks=len(tracks)),
         index={k: sidecar.get(k) for k in ("name", "factory", "search_params", "n", "build_seconds", "bytes")},
-        protocol=protocol, seed=protocol.seed, machine=machine(),
+        protocol=protocol, seed=protocol.seed,
         timings={"evaluate_seconds": round(time.perf_counter() - t_start, 3),
                  "batch_search_seconds": round(search_seconds, 4), "moment_seconds": round(moment_seconds, 3),
                  "n_queries": int(len(queries)), "depth": int(depth)},

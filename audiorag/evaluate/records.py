@@ -98,3 +98,17 @@ def library_content_hash(lib, columns: list[str]) -> str:
     for row in lib.tracks[cols].astype(str).itertuples(index=False):
         h.update(("\t".join(row) + "\n").encode())
     return "sha256:" + h.hexdigest()
+
+
+def provenance(lib, emb, label_columns: list[str], *, n_tracks: int, **library_extra) -> dict:
+    """The record fields that say what was measured: git commit, dataset (id, content hash over
+    ``label_columns``, ``n_tracks``), library (path, segmentation, segments, ``library_extra``),
+    embedder description and machine."""
+    return {"git_commit": git_commit(),
+            "dataset": {"id": lib.meta.get("dataset"), "content_hash": library_content_hash(lib, label_columns),
+                        "n_tracks": int(n_tracks)},
+            "library": {"path": str(lib.path), "segmentation": lib.segmentation.to_dict(),
+                        "n_segments": int(len(lib.segments)), **library_extra},
+            "embedder": {k: emb.meta.get(k) for k in ("key", "name", "params", "dim", "sample_rate", "weights",
+                                                       "versions")},
+            "machine": machine()}
