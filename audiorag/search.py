@@ -205,7 +205,7 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         return _text_search(lib, query.source, embedder=emb.key, k=k, filters=filters, by=by)
     if query.kind == "hybrid" and not emb.has_text:
         raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
-    faiss_index, _ = load_index(emb, index)
+    faiss_index = load_index(lib, emb, index)
     lay = layout(lib)
     qv, own_track = query_vectors(lib, emb, query)
     allowed = _allowed_tracks(lib, filters)

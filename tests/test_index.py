@@ -1,9 +1,15 @@
+import json
+
 import faiss
 import numpy as np
 import pytest
 
-from audiorag import IncompatibleLibraryError, ParameterError
-from audiorag.index import default_search_params, index_name, list_indexes, load_index, make_index
+from audiorag import IncompatibleLibraryError, Library, ParameterError, Query
+from audiorag.index import Index, list_indexes, load_index, make_index, mapped_memory
+from audiorag.index.factory import (apply_search_params, bytes_per_segment, candidates, default_search_params,
+                                    index_name)
+from audiorag.index.quality import exact_neighbours, held_out, neighbour_recall, tune
+from audiorag.library import embedding as embedding_module
 
 
 def _clustered(rng, n=4000, dim=48, centres=40):
@@ -13,51 +19,179 @@ def _clustered(rng, n=4000, dim=48, centres=40):
 
 
 @pytest.mark.parametrize("factory,min_recall", [("Flat", 1.0), ("HNSW32", 0.95), ("IVF32,Flat", 0.9),
-                                                ("IVF32,PQ16", 0.5), ("SQ8", 0.9)])
+                                                ("IVF32,PQ16", 0.5), ("SQ8", 0.9), ("OPQ8_32,IVF32,PQ8", 0.3)])
 def test_index_round_trip_and_recall(tmp_path, rng, factory, min_recall):
     x = _clustered(rng)
     ids = np.arange(len(x)) * 3 + 7  # ids are segment ids, not positions
-    index = make_index(x, ids, factory)
+    index = Index(make_index(x, ids, factory), {"factory": factory, "metric": "l2" if "PQ" in factory else "ip"})
     q = x[:200] + 0.05 * rng.standard_normal((200, x.shape[1])).astype(np.float32)
-    exact = np.argsort(-(q @ x.T), axis=1)[:, :10] * 3 + 7
+    cosine = q @ x.T
+    exact = np.argsort(-cosine, axis=1)[:, :10] * 3 + 7
     d0, i0 = index.search(q, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i0, exact)])
-    assert recall >= min_recall
+    assert neighbour_recall(i0, exact).mean() >= min_recall
+    if factory in ("Flat", "HNSW32"):  # scores are cosines whatever the metric
+        np.testing.assert_allclose(d0[:, 0], cosine.max(axis=1), atol=1e-4)
     path = str(tmp_path / "i.faiss")
-    faiss.write_index(index, path)
-    loaded = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
-    from audiorag.index import apply_search_params
+    faiss.write_index(index.faiss, path)
+    from audiorag.index import _read_flags
+    loaded = faiss.read_index(path, _read_flags(factory))
     apply_search_params(loaded, default_search_params(factory))
     d1, i1 = loaded.search(q, 10)
-    np.testing.assert_array_equal(i0, i1)
-    np.testing.assert_allclose(d0, d1)
+    np.testing.assert_array_equal(index.faiss.search(q, 10)[1], i1)
 
 
-def test_bad_factories_are_named(rng):
+def test_bad_factories_and_budgets_are_named(rng):
     x = _clustered(rng, n=100, dim=45)
     with pytest.raises(ParameterError, match="IVF1024"):
         make_index(x, np.arange(100), "IVF1024,Flat")
     with pytest.raises(ParameterError, match="Bogus"):
         make_index(x, np.arange(100), "Bogus12")
     assert index_name("IVF256,PQ16") == "ivf256-pq16"
+    with pytest.raises(ParameterError, match="smallest.*needs 24 B"):
+        candidates(10_000_000, 512, max_memory=10_000_000 * 10)
+
+
+def test_candidates_follow_size_and_budget():
+    assert candidates(1_000, 45)[0] == "Flat"
+    assert candidates(1_000, 45, max_memory=1_000 * 60) == ["SQ8"] + [f for f in candidates(1_000, 45)
+                                                                    if bytes_per_segment(f, 45) <= 60][1:]
+    assert candidates(500_000, 512)[0] == "HNSW32"
+    big = candidates(10_000_000, 768, max_memory=64 * 10_000_000)
+    assert all(bytes_per_segment(f, 768) <= 64 for f in big) and big[0] == "PCAR224,IVF4096,PQ56"
+    assert bytes_per_segment("HNSW32", 100) == 400 + 8 + 256 + 16
+    assert bytes_per_segment("OPQ16_64,IVF256,PQ16", 512) == 24
+    assert bytes_per_segment("PCAR112,IVF256,PQ28+28", 512) == 64
+
+
+def test_neighbour_recall_counts_padding_as_miss():
+    assert neighbour_recall([[1, 2, -1]], [[1, 2, 3]]).tolist() == [pytest.approx(2 / 3)]
+    with pytest.raises(ParameterError):
+        neighbour_recall([1, 2], [[1, 2]])
+
+
+def test_tune_stops_at_the_cheapest_setting_reaching_the_target(rng):
+    x = _clustered(rng, n=6000)
+    ids = np.arange(len(x))
+    index = make_index(x, ids, "IVF64,Flat")
+    q = held_out(ids, 300)
+    truth = exact_neighbours(x, ids, q, 10)
+    assert not np.any(truth == q[:, None])  # the query itself is not its own neighbour
+    result = tune(index, "IVF64,Flat", x[q], truth, exclude=q, target_recall=0.9)
+    curve = [c["recall@10"] for c in result["curve"]]
+    assert result["target_met"] and result["recall@10"] >= 0.9
+    assert len(curve) == 1 or curve[-2] < 0.9 <= curve[-1]
+    assert result["search_params"] == result["curve"][-1]["search_params"]
+    assert result["latency_p99_ms"] >= result["latency_p50_ms"] > 0 and result["batch_qps"] > 0
+    unreachable = tune(index, "IVF64,Flat", x[q], truth, exclude=q, target_recall=1.01)
+    reached = [c["recall@10"] for c in unreachable["curve"]]
+    assert not unreachable["target_met"] and unreachable["recall@10"] == pytest.approx(max(reached))
+    assert len(reached) == 7 or reached[-1] - reached[-2] < 0.001  # nprobe 1 … 64, or stopped on a plateau
+
+
+def test_auto_index_small_library_is_exact(library):
+    side = library.build_index("features45", "auto")
+    assert side["name"] == "auto" and side["factory"] == "Flat"
+    assert side["quality"]["recall@10"] == 1.0 and side["quality"]["target_met"]
+    assert side["auto"]["tried"][0]["factory"] == "Flat" and side["bytes_per_segment"] < 45 * 4 + 8 + 40
+
+
+def test_auto_index_respects_the_budget_and_records_measured_recall(library):
+    emb = library.embedding("features45")
+    n = len(library.segments)
+    side = library.build_index("features45", "auto", max_memory=60 * n, target_recall=0.5, name="budget")
+    assert side["factory"] == "SQ8" and side["bytes_per_segment"] <= 60
+    # the recorded recall is the one measured on the held-out queries against exact search
+    x = np.asarray(library.vectors("features45"))
+    queries = held_out(np.arange(n), 500)
+    index = load_index(library, emb, "budget")
+    _, found = index.search(x[queries], 11)
+    found = np.array([[i for i in row if i != q][:10] for row, q in zip(found, queries)])
+    sims = x[queries] @ x.T
+    sims[np.arange(len(queries)), queries] = -np.inf
+    truth = np.argsort(-sims, axis=1, kind="stable")[:, :10]
+    assert neighbour_recall(found, truth).mean() == pytest.approx(side["quality"]["recall@10"], abs=0.01)
+    assert 0.5 <= side["quality"]["recall@10"] < 1.0
+    for name in ("budget", "auto"):
+        (emb.path / f"index-{name}.json").unlink(missing_ok=True)
+        (emb.path / f"index-{name}.faiss").unlink(missing_ok=True)
 
 
 def test_library_index_sidecar_mmap_and_staleness(library):
     emb = library.embedding("features45")
     side = library.build_index("features45", "HNSW32")
     assert side["n"] == len(library.segments) and side["factory"] == "HNSW32"
-    assert side["search_params"] == {"efSearch": 64}
+    assert side["search_params"]["efSearch"] >= 16 and side["quality"]["recall@10"] >= 0.95
     assert {i["name"] for i in list_indexes(emb)} >= {"flat", "hnsw32"}
-    index, sidecar = load_index(emb, "HNSW32")
-    assert sidecar["name"] == "hnsw32" and index.ntotal == len(library.segments)
-    flat, _ = load_index(emb, "flat")
+    index = load_index(library, emb, "HNSW32")
+    assert index.sidecar["name"] == "hnsw32" and index.ntotal == len(library.segments)
+    flat = load_index(library, emb, "flat")
+    # served memory-mapped: the file is a mapping of this process, not a private copy
+    assert mapped_memory(emb.path / "index-flat.faiss")["mapped_bytes"] >= side["dim"] * 4 * side["n"]
     q = np.asarray(library.vectors("features45")[:5])
     _, ids = flat.search(q, 1)
     assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
-    stale = dict(sidecar, vectors_state="0" * 16)
     path = emb.path / "index-stale.json"
-    import json
-    path.write_text(json.dumps({**stale, "name": "stale"}))
+    path.write_text(json.dumps({**index.sidecar, "name": "stale", "n_rows": 3}))
     with pytest.raises(IncompatibleLibraryError, match="rebuild"):
-        load_index(emb, "stale")
+        load_index(library, emb, "stale")
     path.unlink()
+
+
+def test_incremental_add_remove_and_replace(tmp_path, corpus, monkeypatch):
+    monkeypatch.setattr(embedding_module, "STANDARDISATION_FROZEN_AFTER", 1)  # frozen after the first fit
+    sources = corpus.sources()
+    files = [s.uri for s in sources]
+    lib = Library.create(tmp_path / "lib", window=10, hop=2)
+    lib.add(sources[:12], embedders=["features45"], progress=False, workers=1)
+    built = [lib.build_index("features45", f)["factory"] for f in ("Flat", "IVF8,Flat", "HNSW32")]
+    old_vectors = np.asarray(lib.vectors("features45")).copy()
+
+    lib.add(sources[12:16], progress=False, workers=1)
+    new_tracks = lib.tracks["track_id"].tolist()[12:]
+    new_segments = int(lib.segments["track_id"].isin(new_tracks).sum())
+    np.testing.assert_array_equal(np.asarray(lib.vectors("features45"))[:len(old_vectors)], old_vectors)
+    for factory in built:  # updated in place (a rebuild writes a sidecar without last_update)
+        side = next(s for s in list_indexes(lib.embedding("features45")) if s["factory"] == factory)
+        assert side["last_update"]["added"] == new_segments and side["n"] == len(lib.segments)
+    fresh = make_index(np.asarray(lib.vectors("features45")), np.arange(len(lib.segments)), "Flat")
+    q = np.asarray(lib.vectors("features45"))[::7]
+    np.testing.assert_array_equal(load_index(lib, lib.embedding("features45"), "flat").search(q, 10)[1], fresh.search(q, 10)[1])
+    hit = lib.search(Query.moment(new_tracks[-1], at=4.0), k=1, index="IVF8,Flat", embedder="features45")
+    assert hit["track_id"].iloc[0] == new_tracks[-1] and hit["score"].iloc[0] == pytest.approx(1.0, abs=1e-4)
+
+    gone = int(lib.tracks["track_id"].iloc[3])
+    gone_rows = lib.segments.index[lib.segments["track_id"] == gone].to_numpy()
+    kept = lib.segments[lib.segments["track_id"] != gone].copy()
+    assert lib.remove([gone]) == 1
+    assert gone not in lib.tracks["track_id"].tolist() and len(lib.tracks) == 15
+    assert (lib.segments.loc[gone_rows, "track_id"] == -1).all()
+    assert lib.segments.loc[kept.index].equals(kept)  # other segment ids unchanged
+    for name in ("flat", "ivf8-flat", "hnsw32"):
+        index = load_index(lib, lib.embedding("features45"), name)
+        assert index.ntotal == len(lib.segments) - len(gone_rows)
+        _, ids = index.search(np.asarray(lib.vectors("features45"))[gone_rows], 20)
+        assert not np.isin(ids, gone_rows).any()
+    sides = {s["name"]: s for s in list_indexes(lib.embedding("features45"))}
+    assert sides["flat"]["last_update"]["removed"] == len(gone_rows)
+    assert "last_update" not in sides["hnsw32"]  # graphs cannot delete: rebuilt
+    with pytest.raises(ParameterError, match="not in the library"):
+        lib.search(Query.moment(gone, at=0.0), embedder="features45")
+    with pytest.raises(ParameterError, match=r"\[424242\]"):
+        lib.remove([424242])
+
+    # a new embedding after a removal lines its rows up with the segments, removed rows left out
+    pytest.importorskip("transformers")
+    from audiorag.embedders.random_models import save_model
+    key = lib.embed("wav2vec2", model=str(save_model("wav2vec2", tmp_path / "w2v")), workers=1, progress=False)
+    w2v = lib.vectors(key)
+    assert len(w2v) == len(lib.segments) and not np.asarray(w2v)[gone_rows].any()
+    assert np.linalg.norm(np.asarray(w2v)[kept.index], axis=1) == pytest.approx(1.0, abs=1e-5)
+    target = int(lib.tracks["track_id"].iloc[0])
+    genre = lib.tracks.loc[lib.tracks["track_id"] == target, "genre"].iloc[0]
+    lib.replace(target, files[20])
+    row = lib.tracks[lib.tracks["track_id"] == target].iloc[0]
+    assert row["uri"] == files[20] and row["genre"] == genre
+    hit = lib.search(Query.audio(files[20], start=0.0, end=10.0), embedder="features45", k=1)
+    assert hit["track_id"].iloc[0] == target
+    reopened = Library.open(lib.path)
+    assert len(reopened.vectors("features45")) == len(reopened.segments)

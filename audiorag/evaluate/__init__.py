@@ -70,7 +70,8 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     protocol = protocol or Protocol()
     t_start = time.perf_counter()
     emb = lib.embedding(embedder)
-    faiss_index, sidecar = load_index(emb, index)
+    faiss_index = load_index(lib, emb, index)
+    sidecar = faiss_index.sidecar
     tracks, segments = lib.tracks, lib.segments
     labels = segment_labels(tracks, segments, protocol)
     keys = exclusion_keys(tracks, segments, protocol)

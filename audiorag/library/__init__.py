@@ -271,7 +271,7 @@ class Library:
             report.added += self._commit_batch(batch, run, state)
         self._consolidate()
         for e in requested:  # embeddings new to this library also need the tracks added before
-            if self.embedding(e.key).meta.get("n_tracks", 0) < len(self.tracks):
+            if self._covered(self.embedding(e.key)) < len(self.tracks):
                 self.embed(e, workers=workers, progress=progress)
         report.embedded = {e.key: len(self.tracks) for e in run}
         report.seconds = time.perf_counter() - t0
@@ -288,7 +288,7 @@ class Library:
         self._consolidate()
         emb = self._ensure_embedding_dir(e)
         tracks = self.tracks
-        covered = int(emb.meta.get("n_tracks", 0))
+        covered = self._covered(emb)
         done = set(self._parts_track_ids(emb))
         todo = tracks.iloc[covered:]
         todo = todo[~todo["track_id"].isin(done)]
@@ -316,6 +316,59 @@ class Library:
                 self._write_part(emb, f"embed-{ids[0]:012d}", ids, raws, failed, tags)
         self._consolidate()
         return e.key
+
+    def remove(self, track_ids) -> int:
+        """Remove tracks: their rows leave ``tracks``, their segments and vectors leave every index.
+
+        Segment ids of the other tracks do not change (a removed track's segment rows stay,
+        with ``track_id`` -1, and are never indexed or returned). Indexes are updated in
+        place where the index type allows (see :func:`audiorag.index.refresh`). Returns the
+        number of tracks removed; unknown ids raise :class:`ParameterError` before anything changes.
+
+        >>> lib.remove([3])                      # doctest: +SKIP
+        1
+        """
+        from ..index import refresh
+        self._consolidate()
+        wanted = {int(t) for t in np.atleast_1d(track_ids)}
+        unknown = sorted(wanted - set(self.tracks["track_id"].tolist()))
+        if unknown:
+            raise ParameterError(f"remove: track ids {unknown} are not in this library")
+        segments = self.segments.copy()
+        segments.loc[segments["track_id"].isin(wanted), "track_id"] = -1
+        tracks = self.tracks[~self.tracks["track_id"].isin(wanted)].reset_index(drop=True)
+        # segments first: a crash before the tracks are written leaves tracks without segments, which
+        # the next remove() of the same ids completes
+        write_parquet(self.path / "segments.parquet", segments)
+        write_parquet(self.path / "tracks.parquet", tracks)
+        self._tracks, self._segments = tracks, segments
+        for emb in self.embeddings():
+            meta = dict(emb.meta, n_tracks=self._covered(emb), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            write_json(emb.path / "embedder.json", meta)
+            refresh(self, emb.reload())
+        log.info("removed %d tracks (%d segments)", len(wanted), int((self.segments["track_id"] < 0).sum()))
+        return len(wanted)
+
+    def replace(self, track_id: int, source, *, workers: int | None = None, progress: bool = False) -> BuildReport:
+        """Replace a track's audio with ``source`` (a path or :class:`TrackSource`), keeping its
+        ``track_id`` and metadata: the old segments are removed and the new audio is added and
+        embedded by every embedding of the library."""
+        row = self.tracks[self.tracks["track_id"] == int(track_id)]
+        if row.empty:
+            raise ParameterError(f"replace: track id {track_id} is not in this library")
+        from ..audio import load_with_hash
+        src = source if isinstance(source, TrackSource) else TrackSource(os.path.abspath(str(source)))
+        _, _, digest, _ = load_with_hash(src.uri)  # a file that does not decode fails here, before any removal
+        if digest in set(self.tracks["content_hash"]):
+            raise ParameterError(f"replace: {src.uri} is already in the library")
+        meta = {k: v for k, v in row.iloc[0].items() if k not in TRACK_COLUMNS and not pd.isna(v)}
+        self.remove([track_id])
+        report = self.add([TrackSource(src.uri, {**meta, **src.metadata, "track_id": int(track_id)})],
+                          workers=workers, progress=progress)
+        if report.added != 1:
+            raise ParameterError(f"replace: track {track_id} was removed but {src.uri} could not be added: "
+                                 f"{report.errors}")
+        return report
 
     def _segment_counts(self, tracks: pd.DataFrame):
         counts = self.segments.groupby("track_id").size()
@@ -415,27 +468,39 @@ class Library:
         if len(staged):
             staged = staged[~staged["track_id"].isin(self.tracks["track_id"])]
         tracks = pd.concat([self.tracks, staged], ignore_index=True) if len(staged) else self.tracks
-        segments = segment_table(tracks["track_id"], tracks["duration"], self.segmentation)
-        counts = segments.groupby("track_id", sort=False).size()
-        for emb in self.embeddings():
-            self._consolidate_embedding(emb, tracks, segments, counts)
+        # segment rows are appended, never renumbered: rows of removed tracks stay (track_id -1)
+        segments = self.segments
+        if len(staged):
+            segments = pd.concat([segments, segment_table(staged["track_id"], staged["duration"], self.segmentation,
+                                                          first_segment_id=len(segments))], ignore_index=True)
+        from ..index import refresh
+        changed = [emb.key for emb in self.embeddings() if self._consolidate_embedding(emb, tracks, segments)]
         if len(staged):
             write_parquet(self.path / "tracks.parquet", tracks)
-        if len(staged) or not (self.path / "segments.parquet").exists() and len(tracks):
             write_parquet(self.path / "segments.parquet", segments)
         self._tracks, self._segments = tracks, segments
         if self._staging().exists():
             shutil.rmtree(self._staging())
         for emb in self.embeddings():
             parts = emb.path / "parts"
-            if parts.exists() and Embedding(emb.path).meta.get("n_tracks") == len(tracks):
+            if parts.exists() and self._covered(emb) == len(tracks):
                 shutil.rmtree(parts)
+            if emb.key in changed:
+                refresh(self, emb)
 
-    def _consolidate_embedding(self, emb: Embedding, tracks, segments, counts) -> None:
+    def _covered(self, emb: Embedding, tracks: pd.DataFrame | None = None, segments: pd.DataFrame | None = None) -> int:
+        """How many of the library's tracks (a prefix) ``emb`` has vectors for."""
+        tracks = self.tracks if tracks is None else tracks
+        segments = self.segments if segments is None else segments
+        first = segments.drop_duplicates("track_id").set_index("track_id")["segment_id"]
+        return int((tracks["track_id"].map(first).to_numpy() < emb.n_segments).sum())
+
+    def _consolidate_embedding(self, emb: Embedding, tracks, segments) -> bool:
+        """Append the vectors of the next tracks whose parts are written; True when it grew."""
         meta = dict(emb.meta)
-        covered = int(meta.get("n_tracks", 0))
+        covered = self._covered(emb, tracks, segments)
         if covered >= len(tracks):
-            return
+            return False
         n_tags = len(meta.get("tag_names") or [])
         parts: dict[int, tuple[np.ndarray, np.ndarray, bool]] = {}
         for p in sorted((emb.path / "parts").glob("*.npz")) if (emb.path / "parts").exists() else []:
@@ -446,39 +511,55 @@ class Library:
                 for i, tid in enumerate(z["track_ids"].tolist()):
                     lo, hi = offsets[i], offsets[i + 1]
                     parts[tid] = (z["raw"][lo:hi], tags[lo:hi], tid in failed)
-        new_rows, new_tags, missing = [], [], list(meta.get("missing_tracks", []))
-        n_new = 0
+        rows = segments[segments["track_id"] >= 0].groupby("track_id", sort=False)["segment_id"].agg(["min", "size"])
+        n_seg_old = emb.n_segments
+        ready = []
         for tid in tracks["track_id"].iloc[covered:]:
             if tid not in parts:
                 break  # the rest is not embedded yet
-            raw, tags, failed = parts[tid]
-            if len(raw) != counts[tid]:
-                raise IncompatibleLibraryError(f"embeddings/{emb.key}: track {tid} has {len(raw)} rows for "
-                                               f"{counts[tid]} segments")
-            new_rows.append(raw)
-            new_tags.append(tags)
-            if failed:
-                missing.append(int(tid))
-            n_new += 1
-        if not n_new:
-            return
-        n_seg_old = int(meta.get("n_segments", 0))
-        raw = np.concatenate([np.asarray(emb.raw()[:n_seg_old])] + new_rows)
+            first, count = rows.loc[tid]
+            if len(parts[tid][0]) != count:
+                raise IncompatibleLibraryError(f"embeddings/{emb.key}: track {tid} has {len(parts[tid][0])} rows "
+                                               f"for {count} segments")
+            ready.append((tid, int(first), int(count)))
+        if not ready:
+            return False
+        end = ready[-1][1] + ready[-1][2]
+        raw = np.zeros((end, emb.dim), np.float32)  # rows of removed tracks in between stay zero
+        raw[:n_seg_old] = emb.raw()[:n_seg_old]
+        tag_rows = np.zeros((end, n_tags), np.float32)
         if n_tags:
-            emb.write_tags(np.concatenate([np.asarray(emb.tags()[:n_seg_old])] + new_tags))
-        n_tracks = covered + n_new
-        meta.update(n_tracks=n_tracks, n_segments=len(raw), missing_tracks=sorted(set(missing)),
+            tag_rows[:n_seg_old] = emb.tags()[:n_seg_old]
+        missing = set(meta.get("missing_tracks", []))
+        for tid, first, count in ready:
+            raw[first:first + count], tag_rows[first:first + count], failed = parts[tid]
+            if failed:
+                missing.add(int(tid))
+        if n_tags:
+            emb.write_tags(tag_rows)
+        meta.update(n_tracks=covered + len(ready), n_segments=end, missing_tracks=sorted(missing),
                     updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        seg_tracks = segments["track_id"].to_numpy()[: len(raw)]
-        emb.write(raw, meta, ~np.isin(seg_tracks, meta["missing_tracks"]))
-        from ..index import rebuild_stale
-        rebuild_stale(self, emb.reload())
+        emb.write(raw, meta, emb.valid_rows(segments["track_id"].to_numpy()[:end], missing=meta["missing_tracks"]))
+        return True
 
     # -- indexes & search -------------------------------------------------------------------
-    def build_index(self, embedder=None, factory: str = "Flat", *, name: str | None = None):
-        """Build a FAISS index over an embedding's vectors (see :func:`audiorag.index.build_index`)."""
+    def build_index(self, embedder=None, factory: str = "Flat", *, name: str | None = None,
+                    max_memory: float | None = None, target_recall: float = 0.95) -> dict:
+        """Build a FAISS index over an embedding's vectors and return its sidecar.
+
+        ``factory`` is a FAISS factory string or ``"auto"`` (the index family chosen from the
+        number of vectors, their dimension and ``max_memory`` bytes); search parameters are
+        tuned to ``target_recall`` (recall@10 against exact search on held-out segments), and
+        the measured recall, latency and bytes per segment are recorded in the sidecar.
+        See :func:`audiorag.index.build_index`.
+
+        >>> side = lib.build_index("features45", "auto", max_memory=2e9)   # doctest: +SKIP
+        >>> side["factory"], side["quality"]["recall@10"]                  # doctest: +SKIP
+        ('Flat', 1.0)
+        """
         from ..index import build_index
-        return build_index(self, self.embedding(embedder), factory, name=name)
+        return build_index(self, self.embedding(embedder), factory, name=name, max_memory=max_memory,
+                           target_recall=target_recall)
 
     def search(self, query, *, embedder=None, k: int = 10, index: str | None = None,
                exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment"):

@@ -12,6 +12,11 @@ from ..errors import IncompatibleLibraryError
 from .store import read_json, write_json, write_npy
 
 
+#: standardisation statistics are refitted on every growth of the library until they rest on this
+#: many vectors, then frozen: vectors already stored (and indexed) stay as they are when tracks are added
+STANDARDISATION_FROZEN_AFTER = 2_000
+
+
 class Embedding:
     """Vectors, standardisation statistics and description of one embedder config.
 
@@ -86,10 +91,13 @@ class Embedding:
     def write_tags(self, tags: np.ndarray) -> None:
         write_npy(self.path / "tags.npy", np.ascontiguousarray(tags, dtype=np.float32))
 
-    def valid_rows(self, segment_track_ids: np.ndarray) -> np.ndarray:
-        """Boolean mask of rows that hold a real vector (not a failed track's zeros)."""
-        missing = self.meta.get("missing_tracks", [])
-        return ~np.isin(segment_track_ids[: self.n_segments], missing)
+    def valid_rows(self, segment_track_ids: np.ndarray, *, missing=None) -> np.ndarray:
+        """Boolean mask of rows that hold a live track's real vector: not a failed track's zeros
+        (``missing``, default the stored list), not a removed track's row (track id -1)."""
+        ids = np.asarray(segment_track_ids)
+        if missing is None:
+            missing, ids = self.meta.get("missing_tracks", []), ids[: self.n_segments]
+        return (ids >= 0) & ~np.isin(ids, missing)
 
     def postprocess(self, raw: np.ndarray) -> np.ndarray:
         """Raw embedder output → stored vector space (standardised if the embedder asks, then L2)."""
@@ -100,9 +108,11 @@ class Embedding:
         return l2_normalise(raw)
 
     def write(self, raw: np.ndarray, meta: dict, valid: np.ndarray) -> None:
-        """Store raw rows, fit standardisation on valid rows, and write vectors + description (in that order)."""
+        """Store raw rows, fit standardisation on valid rows (until frozen, see
+        :data:`STANDARDISATION_FROZEN_AFTER`), and write vectors + description (in that order)."""
         raw = np.ascontiguousarray(raw, dtype=np.float32)
-        if meta.get("standardise") and valid.any():
+        fitted = (meta.get("standardisation") or {}).get("n_fitted", 0)
+        if meta.get("standardise") and valid.any() and fitted < STANDARDISATION_FROZEN_AFTER:
             ref = raw[valid].astype(np.float64)
             std = ref.std(axis=0)
             meta["standardisation"] = {"mean": ref.mean(axis=0).tolist(),

@@ -1,0 +1,277 @@
+"""FAISS indexes over an embedding's vectors: chosen by budget, measured, updated in place, served mmapped.
+
+Every index holds the L2-normalised vectors of one embedding under their segment ids
+(rows of failed or removed tracks are left out). It is ``index-<name>.faiss`` beside an
+``index-<name>.json`` sidecar: factory, metric, n, dim, search params, build time, bytes
+per segment, the recall@10 / latency measured against exact search on held-out queries,
+and the state of the vectors it covers.
+
+* ``factory="auto"`` (:func:`build_index`) tries :func:`~audiorag.index.factory.candidates`
+  for the library's size, dimension and ``max_memory``, tunes each one's ``nprobe`` /
+  ``efSearch`` (:func:`~audiorag.index.quality.tune`) and keeps the first that reaches
+  ``target_recall``; any factory string can still be given.
+* :func:`refresh` follows the library: tracks added are added to the index, tracks removed
+  are removed from it (rebuilt only when the index type cannot remove, or the vectors'
+  standardisation changed).
+* :func:`load_index` opens the file memory-mapped and read-only, so processes serving one
+  library share one copy in the page cache; :func:`mapped_memory` reports what is resident.
+
+>>> import numpy as np
+>>> x = np.random.default_rng(0).standard_normal((500, 16)).astype("float32")
+>>> x /= np.linalg.norm(x, axis=1, keepdims=True)
+>>> index = make_index(x, np.arange(500) * 2, "HNSW32")
+>>> scores, ids = index.search(x[:1], 1)
+>>> int(ids[0, 0])
+0
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+
+import faiss
+import numpy as np
+
+from ..errors import IncompatibleLibraryError, ParameterError
+from ..library.store import read_json, write_json
+from . import factory as F
+from .factory import default_search_params, index_name, make_index
+from .quality import exact_neighbours, held_out, tune
+
+log = logging.getLogger(__name__)
+_CACHE: dict = {}
+TUNING_QUERIES = 500
+
+
+class Index:
+    """A loaded index and its sidecar. :meth:`search` returns cosine scores whatever the metric.
+
+    >>> import numpy as np
+    >>> x = np.eye(4, dtype="float32")
+    >>> index = Index(make_index(x, np.arange(4), "PCAR4,Flat"), {"factory": "PCAR4,Flat", "metric": "l2"})
+    >>> scores, ids = index.search(x[:1], 2)
+    >>> int(ids[0, 0]), round(float(scores[0, 0]), 4)
+    (0, 1.0)
+    """
+
+    def __init__(self, index: faiss.Index, sidecar: dict):
+        self.faiss = index
+        self.sidecar = sidecar
+        self._l2 = sidecar.get("metric") == "l2"
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.faiss.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``[n_queries, k]``; ids are segment ids, -1 past the end."""
+        scores, ids = self.faiss.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        if self._l2:  # unit vectors: |a - b|² = 2 - 2·cos
+            scores = 1.0 - scores / 2.0
+        return scores, ids
+
+
+def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max_memory: float | None = None,
+                target_recall: float = 0.95, seed: int = 0) -> dict:
+    """Build, measure, save and return the sidecar of an index over ``emb``'s vectors in ``lib``.
+
+    ``factory="auto"`` picks the index family from the number of vectors, their dimension and
+    ``max_memory`` (bytes for the whole index), keeping the first candidate whose tuned
+    recall@10 reaches ``target_recall``; its name is ``auto``. Every index, automatic or not,
+    has its search parameters tuned to ``target_recall`` and its measurement in the sidecar.
+    """
+    if not 0 < target_recall <= 1:
+        raise ParameterError(f"target_recall must be in (0, 1], got {target_recall}")
+    vectors, ids = _indexable(lib, emb)
+    if not len(ids):
+        raise ParameterError(f"embeddings/{emb.key}: no vectors to index")
+    x = np.asarray(vectors)[ids]
+    queries = held_out(ids, TUNING_QUERIES, seed=seed)
+    truth = exact_neighbours(x, ids, queries, 10)
+    qx = np.asarray(vectors)[queries]
+    tried = []
+    factories = F.candidates(len(ids), emb.dim, max_memory=max_memory) if factory == "auto" else [factory]
+    for candidate in factories:
+        t0 = time.perf_counter()
+        index = F.empty_index(candidate, emb.dim)
+        n_train = F.train(index, candidate, x, seed=seed) if not index.is_trained else 0
+        F.add(index, candidate, x, ids)
+        seconds = time.perf_counter() - t0
+        measured = tune(index, candidate, qx, truth, exclude=queries, target_recall=target_recall)
+        tried.append({"factory": candidate, "build_seconds": round(seconds, 4), "n_train": n_train,
+                      "index": index, **measured})
+        log.info("index %s over %d vectors: recall@10 %.3f at %s, p99 %.2f ms", candidate, len(ids),
+                 measured["recall@10"], measured["search_params"], measured["latency_p99_ms"])
+        if measured["target_met"]:
+            break
+    best = tried[-1] if tried[-1]["target_met"] else max(tried, key=lambda t: t["recall@10"])
+    if not best["target_met"]:
+        log.warning("no index reached recall@10 %.2f for %s; kept %s (%.3f)", target_recall, emb.key,
+                    best["factory"], best["recall@10"])
+    name = name or ("auto" if factory == "auto" else index_name(factory))
+    path = _save(emb, name, best.pop("index"))
+    sidecar = {"name": name, "factory": best["factory"], "metric": F.metric(best["factory"]),
+               "n": int(len(ids)), "dim": emb.dim, "search_params": best["search_params"],
+               "build_seconds": best["build_seconds"], "n_train": best["n_train"], "bytes": path.stat().st_size,
+               "bytes_per_segment": round(path.stat().st_size / len(ids), 1),
+               "quality": {k: v for k, v in best.items() if k not in ("factory", "build_seconds", "n_train",
+                                                                    "search_params")},
+               "auto": {"max_memory": max_memory, "target_recall": target_recall,
+                        "tried": [{k: t[k] for k in ("factory", "recall@10", "latency_p99_ms", "search_params",
+                                                     "build_seconds")} for t in tried]} if factory == "auto" else None,
+               "embedding": emb.key, **_coverage(lib, emb), "faiss_version": faiss.__version__,
+               "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_json(emb.path / f"index-{name}.json", sidecar)
+    log.info("built index %s (%s) over %d vectors in %.2fs", name, sidecar["factory"], len(ids), best["build_seconds"])
+    return sidecar
+
+
+def _indexable(lib, emb) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding's vectors and the ids (rows) that hold a live track's real vector."""
+    vectors = lib.vectors(emb.key)
+    valid = emb.valid_rows(lib.segments["track_id"].to_numpy())
+    return vectors, np.flatnonzero(valid)
+
+
+def _save(emb, name: str, index: faiss.Index):
+    path = emb.path / f"index-{name}.faiss"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    faiss.write_index(index, str(tmp))
+    os.replace(tmp, path)
+    return path
+
+
+def standardisation_id(emb) -> str:
+    """Fingerprint of the embedding's standardisation statistics (they change every vector)."""
+    return hashlib.sha256(repr(emb.meta.get("standardisation")).encode()).hexdigest()[:16]
+
+
+def _coverage(lib, emb) -> dict:
+    """What an index covers: vector rows, standardisation, and the tracks left out (failed or removed)."""
+    return {"n_rows": emb.n_segments, "standardisation": standardisation_id(emb),
+            "excluded_tracks": sorted(int(t) for t in emb.meta.get("missing_tracks", [])),
+            "removed_segments": int((lib.segments["track_id"].to_numpy()[: emb.n_segments] < 0).sum())}
+
+
+def list_indexes(emb) -> list[dict]:
+    return [read_json(p) for p in sorted(emb.path.glob("index-*.json"))]
+
+
+def load_index(lib, emb, name: str | None = None, *, mmap: bool = True) -> Index:
+    """Open an index read-only (memory-mapped by default); refuses one built from other vectors."""
+    indexes = list_indexes(emb)
+    if not indexes:
+        raise ParameterError(f"embeddings/{emb.key} has no index; build one with lib.build_index()")
+    if name is None:
+        sidecar = indexes[0] if len(indexes) == 1 else next((i for i in indexes if i["name"] == "flat"), indexes[0])
+    else:
+        matches = [i for i in indexes if i["name"] in (name, index_name(name))]
+        if not matches:
+            raise ParameterError(f"no index {name!r} for {emb.key}; have {[i['name'] for i in indexes]}")
+        sidecar = matches[0]
+    if {k: sidecar.get(k) for k in ("n_rows", "standardisation", "removed_segments")} != \
+            {k: v for k, v in _coverage(lib, emb).items() if k != "excluded_tracks"}:
+        raise IncompatibleLibraryError(f"index {sidecar['name']} of {emb.key} was built from other vectors; "
+                                       f"rebuild it with lib.build_index({emb.name!r}, {sidecar['factory']!r})")
+    path = emb.path / f"index-{sidecar['name']}.faiss"
+    key = (str(path), path.stat().st_mtime_ns, mmap)
+    if key not in _CACHE:
+        index = faiss.read_index(str(path), _read_flags(sidecar["factory"]) if mmap else 0)
+        F.apply_search_params(index, sidecar.get("search_params", {}))
+        _CACHE.clear() if len(_CACHE) > 16 else None
+        _CACHE[key] = Index(index, sidecar)
+    return _CACHE[key]
+
+
+def _read_flags(factory: str) -> int:
+    """Memory-map the bulk of the file: inverted lists for IVF, the code array for the rest."""
+    return faiss.IO_FLAG_READ_ONLY | (faiss.IO_FLAG_MMAP if "IVF" in factory else faiss.IO_FLAG_MMAP_IFC)
+
+
+def mapped_memory(path) -> dict:
+    """This process's mappings of ``path``: bytes mapped, resident and shared with other processes
+    (from ``/proc/self/smaps``; empty on systems without it)."""
+    path = os.path.realpath(str(path))
+    out = {"mapped_bytes": 0, "resident_bytes": 0, "shared_bytes": 0}
+    try:
+        with open("/proc/self/smaps") as f:
+            inside = False
+            for line in f:
+                head = line.split()
+                if len(head) >= 6 and "-" in head[0] and not line.startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")):
+                    inside = head[-1] == path
+                elif inside and head and head[0] in ("Size:", "Rss:", "Shared_Clean:", "Shared_Dirty:"):
+                    field = {"Size:": "mapped_bytes", "Rss:": "resident_bytes"}.get(head[0], "shared_bytes")
+                    out[field] += int(head[1]) * 1024
+    except OSError:
+        return {}
+    return out
+
+
+def resident_memory() -> int:
+    """Resident set size of this process in bytes (``VmRSS``; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
+def refresh(lib, emb) -> None:
+    """Bring every index of ``emb`` up to date with the library after tracks were added or removed.
+
+    New rows are added and removed tracks' segments deleted in place; an index is rebuilt
+    (same factory and search parameters) only when its type cannot delete (HNSW) or the
+    embedding's standardisation changed (which moves every vector).
+    """
+    for sidecar in list_indexes(emb):
+        now = _coverage(lib, emb)
+        if all(sidecar.get(k) == v for k, v in now.items()):
+            continue
+        if sidecar.get("standardisation") != now["standardisation"]:
+            _rebuild(lib, emb, sidecar, "the standardisation changed")
+            continue
+        try:
+            _update(lib, emb, sidecar, now)
+        except ParameterError as exc:
+            _rebuild(lib, emb, sidecar, str(exc))
+
+
+def _update(lib, emb, sidecar: dict, now: dict) -> None:
+    path = emb.path / f"index-{sidecar['name']}.faiss"
+    index = faiss.read_index(str(path))
+    seg_tracks = lib.segments["track_id"].to_numpy()
+    old_rows = int(sidecar.get("n_rows", 0))
+    valid = emb.valid_rows(seg_tracks)
+    new = np.flatnonzero(valid[old_rows:]) + old_rows
+    gone = np.zeros(0, dtype=np.int64)
+    if index.ntotal > valid[:old_rows].sum():  # it still holds rows of tracks removed since
+        old = np.arange(old_rows)
+        gone = old[~valid[:old_rows] & ~np.isin(seg_tracks[:old_rows], sidecar.get("excluded_tracks", []))]
+    t0 = time.perf_counter()
+    if len(gone):
+        F.remove(index, gone)
+    if len(new):
+        F.add(index, sidecar["factory"], np.asarray(lib.vectors(emb.key))[new], new)
+    _save(emb, sidecar["name"], index)
+    sidecar.update(n=int(index.ntotal), bytes=path.stat().st_size,
+                   bytes_per_segment=round(path.stat().st_size / max(index.ntotal, 1), 1), **now,
+                   updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   last_update={"added": int(len(new)), "removed": int(len(gone)),
+                                "seconds": round(time.perf_counter() - t0, 4)})
+    write_json(emb.path / f"index-{sidecar['name']}.json", sidecar)
+    log.info("index %s of %s: added %d, removed %d vectors in place", sidecar["name"], emb.key, len(new), len(gone))
+
+
+def _rebuild(lib, emb, sidecar: dict, why: str) -> None:
+    log.info("rebuilding index %s of %s: %s", sidecar["name"], emb.key, why)
+    auto = sidecar.get("auto") or {}
+    build_index(lib, emb, sidecar["factory"], name=sidecar["name"],
+                target_recall=auto.get("target_recall", sidecar.get("quality", {}).get("target_recall", 0.95)))
+
+
+__all__ = ["Index", "build_index", "load_index", "list_indexes", "refresh", "mapped_memory", "resident_memory",
+           "make_index", "index_name", "default_search_params"]

@@ -1,0 +1,205 @@
+"""FAISS index families at 10⁵ … 10⁷ segments: build time, bytes per segment, recall@10, latency.
+
+    python benchmarks/index.py --n 100000                       # dims 200 512 768, every family
+    python benchmarks/index.py --n 1000000
+    python benchmarks/index.py --n 10000000 --dims 512          # compressed families only
+    python benchmarks/index.py --table experiments/results/index-bench/*.json   # the README table
+
+Vectors come from :class:`mixture.Mixture` fitted to a library's real embeddings
+(``--fit``, default the ``make demo`` library: 200-D ← musicnn-mtt, 512-D ← aisfx, 768-D ←
+aisfx carried into 768 dimensions), in tracks of consecutive windows. Queries are 1,000
+fresh windows from the same mixture (other seed), as audio-clip queries are. For each
+family the index is built (trained on a sample, then filled), its ``nprobe`` / ``efSearch``
+tuned with :func:`audiorag.index.quality.tune` to the lowest setting reaching
+``--target`` recall@10 against exact search, and measured there: recall@10, single-query
+latency p50/p99 (one query at a time, 2 threads), batched throughput (all queries in one
+call), and the index file's bytes per segment. At 10⁷ the vectors (float16 on disk, 10 GB
+at 512-D) are streamed; exact search for the ground truth streams over them too; exact and
+graph indexes, which need ≥ 20 GB there, are not built.
+Results go to ``--out`` (one JSON record per run) with a plot beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(__file__))
+from mixture import Mixture  # noqa: E402
+
+from audiorag import Library, __version__  # noqa: E402
+from audiorag.index import factory as F  # noqa: E402
+from audiorag.index.quality import measure, tune  # noqa: E402
+
+DEFAULT_FIT = "experiments/results/default/libraries/synthetic-96-w10-h2"
+SOURCES = {200: "musicnn-mtt", 512: "aisfx", 768: "aisfx"}
+STREAM_ABOVE = 2_000_000
+
+
+def families(n: int, dim: int) -> list[str]:
+    """The families measured at ``n``: exact and graph indexes while they fit, then IVF variants."""
+    nlist = F.ivf_lists(n)
+    pcar = F.pq_family(56, dim, nlist)
+    m = max(d for d in range(1, 33) if dim % d == 0)  # plain PQ: the largest sub-quantiser count ≤ 32 dividing dim
+    compressed = [pcar, pcar.replace("PQ56", "PQ28+28"), f"IVF{nlist},PQ{m}"]
+    if n > STREAM_ABOVE:
+        return compressed
+    return ["Flat", "SQ8", f"HNSW{F.HNSW_M}", f"HNSW{F.HNSW_M},SQ8", f"IVF{nlist},Flat", f"IVF{nlist},SQ8"] + compressed
+
+
+class Vectors:
+    """The database: in memory, or float16 chunks on disk for very large n."""
+
+    def __init__(self, mix: Mixture, n: int, dim: int, seed: int, scratch: Path):
+        self.n, self.dim = n, dim
+        if n <= STREAM_ABOVE:
+            self.memory = mix.sample(n, dim=dim, seed=seed)
+            return
+        self.memory = None
+        path = scratch / f"vectors-{n}-{dim}-{seed}.f16"
+        self.disk = np.lib.format.open_memmap(path, "w+", np.float16, (n, dim))
+        for first, chunk in mix.chunks(n, dim=dim, seed=seed):
+            self.disk[first:first + len(chunk)] = chunk
+            print(f"  generated {first + len(chunk):,}/{n:,}", end="\r", flush=True)
+        self.disk.flush()
+
+    def chunks(self, size: int = 500_000):
+        if self.memory is not None:
+            yield 0, self.memory
+            return
+        for first in range(0, self.n, size):
+            yield first, np.ascontiguousarray(self.disk[first:first + size], dtype=np.float32)
+
+    def sample(self, k: int, seed: int = 0) -> np.ndarray:
+        rows = np.sort(np.random.default_rng(seed).choice(self.n, min(k, self.n), replace=False))
+        src = self.memory if self.memory is not None else self.disk
+        return np.asarray(src[rows], dtype=np.float32)
+
+
+def exact_truth(db: Vectors, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for first, x in db.chunks():
+        scores, ids = faiss.knn(queries, x, k, faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, ids + first)
+    heap.finalize()
+    return heap.I
+
+
+def run_family(factory: str, db: Vectors, queries: np.ndarray, truth: np.ndarray, target: float,
+               scratch: Path) -> dict:
+    t0 = time.perf_counter()
+    index = F.empty_index(factory, db.dim)
+    n_train = 0
+    if not index.is_trained:
+        n_train = F.train(index, factory, db.sample(max(100_000, 64 * F.ivf_lists(db.n)), seed=1),
+                          max_train=10 ** 9)
+    t_train = time.perf_counter() - t0
+    for first, x in db.chunks():
+        F.add(index, factory, x, np.arange(first, first + len(x)), reproducible=False)
+    build = time.perf_counter() - t0
+    tuned = tune(index, factory, queries, truth, target_recall=target)
+    path = scratch / "index.faiss"
+    faiss.write_index(index, str(path))
+    size = path.stat().st_size
+    path.unlink()
+    return {"factory": factory, "metric": F.metric(factory), "build_seconds": round(build, 2),
+            "train_seconds": round(t_train, 2), "n_train": n_train, "bytes_per_segment": round(size / db.n, 1),
+            **{k: v for k, v in tuned.items() if k != "curve"},
+            "curve": [{**c["search_params"], "recall@10": round(c["recall@10"], 4),
+                       "p99_ms": c["latency_p99_ms"]} for c in tuned["curve"]]}
+
+
+def fit(library: str, dim: int) -> Mixture:
+    lib = Library.open(library)
+    emb = lib.embedding(SOURCES.get(dim, "aisfx"))
+    valid = emb.valid_rows(lib.segments["track_id"].to_numpy())
+    return Mixture.fit(np.asarray(lib.vectors(emb.key))[valid], lib.segments["track_id"].to_numpy()[valid],
+                       source=f"{library}:{emb.key}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dims", type=int, nargs="+", default=[200, 512, 768])
+    ap.add_argument("--families", nargs="+", help="factory strings (default: every family for n)")
+    ap.add_argument("--fit", default=DEFAULT_FIT, help="library whose embeddings the mixture is fitted to")
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--target", type=float, default=0.95, help="recall@10 the search parameters are tuned to")
+    ap.add_argument("--scratch", default=tempfile.gettempdir())
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--table", nargs="+", help="print the README table of these result files and exit")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(table([json.loads(Path(p).read_text()) for p in args.table]))
+        return
+    if not Path(args.fit, "library.json").exists():
+        sys.exit(f"{args.fit}: no library to fit the vectors to; run `make demo` first or pass --fit LIBRARY")
+    out = Path(args.out or f"experiments/results/index-bench/index-n{args.n}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"benchmark": "index", "n": args.n, "queries": args.queries, "target_recall": args.target,
+              "audiorag_version": __version__, "faiss_version": faiss.__version__, "machine": {
+                  "platform": platform.platform(), "cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads()},
+              "results": []}
+    scratch = Path(args.scratch)
+    for dim in args.dims:
+        mix = fit(args.fit, dim)
+        t0 = time.perf_counter()
+        db = Vectors(mix, args.n, dim, seed=0, scratch=scratch)
+        queries = mix.sample(args.queries, dim=dim, seed=12345)
+        truth = exact_truth(db, queries)
+        print(f"n={args.n:,} dim={dim}: vectors + exact truth in {time.perf_counter() - t0:.0f}s "
+              f"(mixture from {mix.source}, {mix.explained():.2f} of variance in {mix.basis.shape[0]} latent dims)")
+        for factory in args.families or families(args.n, dim):
+            r = {"dim": dim, **run_family(factory, db, queries, truth, args.target, scratch)}
+            record["results"].append(r)
+            print(f"  {factory:28s} recall@10 {r['recall@10']:.3f} at {r['search_params']}  p50 {r['latency_p50_ms']:.2f}"
+                  f" p99 {r['latency_p99_ms']:.2f} ms  {r['batch_qps']:.0f} q/s batched  "
+                  f"{r['bytes_per_segment']:.0f} B/seg  build {r['build_seconds']:.0f}s", flush=True)
+            out.write_text(json.dumps(record, indent=1))
+        if db.memory is None:
+            os.unlink(db.disk.filename)
+    plot(record, out.with_suffix(".png"))
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def plot(record: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    dims = sorted({r["dim"] for r in record["results"]})
+    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        for r in (r for r in record["results"] if r["dim"] == dim):
+            ax.scatter(r["latency_p99_ms"], r["recall@10"], s=12 + r["bytes_per_segment"] / 20)
+            ax.annotate(f"{r['factory']}\n{r['bytes_per_segment']:.0f} B", (r["latency_p99_ms"], r["recall@10"]),
+                        fontsize=6)
+        ax.set(xscale="log", xlabel="p99 single-query latency (ms)", ylabel="recall@10",
+               title=f"n = {record['n']:,}, {dim}-D")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def table(records: list[dict]) -> str:
+    lines = ["| n | dim | index | recall@10 | search params | p50 ms | p99 ms | batched q/s | B/segment | build s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rec in sorted(records, key=lambda r: r["n"]):
+        for r in rec["results"]:
+            params = ", ".join(f"{k}={v}" for k, v in r["search_params"].items()) or "–"
+            lines.append(f"| {rec['n']:,} | {r['dim']} | `{r['factory']}` | {r['recall@10']:.3f} | {params} | "
+                         f"{r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {r['batch_qps']:,.0f} | "
+                         f"{r['bytes_per_segment']:.0f} | {r['build_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
