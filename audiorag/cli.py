@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import AudioragError
+from .errors import AudioragError, ParameterError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Segment-level audio search: build a library, index it, search moments.")
@@ -41,7 +41,9 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           window: float = typer.Option(10.0, help="window length, seconds"),
           hop: float = typer.Option(2.0, help="hop between windows, seconds"),
           tail: str = typer.Option("keep-short", help="drop | pad | keep-short"),
-          index: List[str] = typer.Option(["Flat"], help="FAISS factory string (repeatable)"),
+          index: List[str] = typer.Option(["Flat"], help="FAISS factory string, or auto (repeatable)"),
+          max_memory: Optional[str] = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
+          target_recall: float = typer.Option(0.95, help="recall@10 the search parameters are tuned to"),
           workers: Optional[int] = typer.Option(None, help="worker processes (default: all cores)"),
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
@@ -57,7 +59,10 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
         if len(lib.tracks) == 0:
             raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}"
                                 + "".join(f"\n  {e['uri']}: {e['message']}" for e in report.errors[:10]))
-        sidecars = [lib.build_index(e.key, f) for e in embedders for f in index]
+        budget = _bytes(max_memory) if max_memory else None
+        sidecars = [_current_index(lib, e.key, f) or lib.build_index(e.key, f, max_memory=budget,
+                                                                      target_recall=target_recall)
+                    for e in embedders for f in index]
     except AudioragError as exc:
         _fail(exc)
     out = {**report.__dict__, "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars],
@@ -65,6 +70,47 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     lines = [report.summary()] + [f"  {e['uri']}: [{e['stage']}] {e['message']}" for e in report.errors]
     lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s" for s in sidecars]
     _print(out, as_json, "\n".join(lines))
+
+
+def _index_line(i: dict) -> str:
+    q = i.get("quality") or {}
+    line = f"  index {i['name']} ({i['factory']}): {i['n']} vectors, {i.get('bytes_per_segment', '?')} B/segment"
+    if q:
+        line += f", recall@10 {q['recall@10']:.3f} at {i['search_params'] or 'exact'}, p99 {q['latency_p99_ms']:.2f} ms"
+    if "resident_bytes" in i:
+        line += f"; mapped {i['mapped_bytes'] / 1e6:.1f} MB, resident {i['resident_bytes'] / 1e6:.1f} MB"
+    return line
+
+
+def _bytes(text: str) -> float:
+    """``"640MB"`` → 6.4e8; plain numbers are bytes."""
+    import re
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)i?B?\s*", text.upper())
+    if not m:
+        raise ParameterError(f"--max-memory: expected a size like 640MB or 2GB, got {text!r}")
+    return float(m.group(1)) * 1000 ** " KMGT".index(m.group(2) or " ")
+
+
+def _current_index(lib, embedding: str, factory: str):
+    """The sidecar of an up-to-date index of that name (kept in step by add/remove), else None."""
+    from .index import index_name, load_index
+    try:
+        return load_index(lib, lib.embedding(embedding), "auto" if factory == "auto" else index_name(factory)).sidecar
+    except AudioragError:
+        return None
+
+
+@app.command()
+def remove(library: Path = typer.Argument(..., help="library directory"),
+           track_id: List[int] = typer.Argument(..., help="track ids to remove"),
+           as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """Remove tracks from LIBRARY: their segments leave every index (updated in place where it can)."""
+    from .library import Library
+    try:
+        n = Library.open(library).remove(track_id)
+    except AudioragError as exc:
+        _fail(exc)
+    _print({"removed": n}, as_json, f"removed {n} tracks")
 
 
 @app.command()
@@ -116,11 +162,12 @@ def search(library: Path = typer.Argument(..., help="library directory"),
 
 @app.command()
 def info(library: Path = typer.Argument(..., help="library directory"),
+         memory: bool = typer.Option(False, help="open every index memory-mapped and report resident memory"),
          as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
-    """Describe LIBRARY: segmentation, counts, embeddings, indexes, errors."""
+    """Describe LIBRARY: segmentation, counts, embeddings, indexes (measured recall, latency, size), errors."""
     from .library import Library
     try:
-        d = Library.open(library).info()
+        d = Library.open(library).info(memory=memory)
     except AudioragError as exc:
         _fail(exc)
     lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
@@ -130,7 +177,9 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     for e in d["embeddings"]:
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")
-        lines += [f"  index {i['name']} ({i['factory']}): {i['n']} vectors" for i in e["indexes"]]
+        lines += [_index_line(i) for i in e["indexes"]]
+    if memory:
+        lines.append(f"process resident memory {d['resident_bytes'] / 1e6:.1f} MB")
     _print(d, as_json, "\n".join(lines))
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -105,38 +104,92 @@ class _Layout:
         self.seg_track = segments["track_id"].to_numpy()
         self.starts = segments["start"].to_numpy()
         self.ends = segments["end"].to_numpy()
-        first = segments.groupby("track_id", sort=False)["segment_id"].agg(["min", "size"])
+        live = segments[segments["track_id"] >= 0]
+        first = live.groupby("track_id", sort=False)["segment_id"].agg(["min", "size"])
         self.first = first["min"].to_dict()
         self.count = first["size"].to_dict()
 
-
-@lru_cache(maxsize=8)
-def _layout(path: str, n_segments: int, mtime: float) -> _Layout:
-    return _Layout(pd.read_parquet(os.path.join(path, "segments.parquet")))
-
-
-def layout(lib) -> _Layout:
-    p = os.path.join(lib.path, "segments.parquet")
-    return _layout(str(lib.path), len(lib.segments), os.path.getmtime(p))
+    def moment(self, track_id: int, at: float) -> int:
+        """The segment of ``track_id`` starting at or just before ``at`` (its first one before it starts)."""
+        if track_id not in self.first:
+            raise ParameterError(f"Query.moment: track {track_id} is not in the library")
+        first, n = self.first[track_id], self.count[track_id]
+        return first + max(0, int(np.searchsorted(self.starts[first:first + n], at + 1e-9, side="right")) - 1)
 
 
-def query_vectors(lib, emb, query: Query) -> tuple[np.ndarray, int | None]:
-    """The query's vectors ``[m, dim]`` (one per window) and the library track it comes from, if any."""
+class _Context:
+    """What every search of one (library, embedding, index) needs, kept between queries:
+    the embedding, the open index (none for tag-space text search), the segment layout, and
+    the hit metadata columns."""
+
+    def __init__(self, lib, emb, index_name: str | None, *, with_index: bool = True):
+        self.emb = emb
+        self.index = load_index(lib, emb, index_name) if with_index else None
+        self.layout = _Layout(lib.segments)
+        self.vectors = emb.vectors()
+        meta = lib.tracks.drop(columns=[c for c in _HIDDEN_TRACK_COLUMNS if c in lib.tracks.columns])
+        meta = meta.rename(columns={"duration": "track_duration"}).drop(columns="track_id")
+        self.track_rows = pd.Index(lib.tracks["track_id"].to_numpy())
+        self.meta_columns = {c: meta[c].array for c in meta.columns}
+        self.stamp = (_mtime(emb.path), _mtime(emb.path / "embedder.json"))
+        self._allowed: dict = {}
+
+    def allowed(self, lib, filters: dict | None) -> np.ndarray | None:
+        """The track ids passing ``filters`` (remembered per filter set)."""
+        if not filters:
+            return None
+        key = repr(sorted((k, sorted(map(str, v)) if isinstance(v, (list, tuple, set)) else str(v))
+                          for k, v in filters.items()))
+        if key not in self._allowed:
+            self._allowed[key] = _allowed_tracks(lib, filters)
+        return self._allowed[key]
+
+    def metadata(self, track_ids: np.ndarray) -> dict:
+        """Track columns for each of ``track_ids`` (one entry per hit)."""
+        pos = self.track_rows.get_indexer(track_ids)
+        return {c: a.take(pos, allow_fill=True) for c, a in self.meta_columns.items()}
+
+
+_CONTEXTS: dict = {}
+
+
+def _mtime(path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def context(lib, embedder=None, index: str | None = None, *, text: bool = False) -> _Context:
+    """The cached search context; rebuilt when the library's tables, embeddings or indexes change
+    (checked by file modification times, a few ``stat`` calls per query)."""
+    root = str(lib.path)
+    key = (root, str(embedder), index, text, *(_mtime(os.path.join(root, f)) for f in
+                                               ("tracks.parquet", "segments.parquet", "embeddings")))
+    ctx = _CONTEXTS.get(key)
+    if ctx is not None and ctx.stamp == (_mtime(ctx.emb.path), _mtime(ctx.emb.path / "embedder.json")):
+        return ctx
+    emb = _text_embedding(lib, embedder) if text else lib.embedding(embedder)
+    ctx = _Context(lib, emb, index, with_index=emb.has_text or not text)
+    if len(_CONTEXTS) > 16:
+        _CONTEXTS.clear()
+    _CONTEXTS[key] = ctx
+    return ctx
+
+
+def query_vectors(lib, emb, query: Query, *, ctx: _Context | None = None) -> tuple[np.ndarray, int | None]:
+    """The query's vectors ``[m, dim]`` (one per window) and the library track it comes from, if any.
+    ``ctx`` (the search's cached context) saves re-reading the segment table."""
     if query.kind in ("text", "hybrid"):
         text = emb.postprocess(emb.embedder.embed_text([query.source]))[0]
         if query.kind == "text":
             return text[None, :], None
-        audio, track = query_vectors(lib, emb, query.audio_part)
+        audio, track = query_vectors(lib, emb, query.audio_part, ctx=ctx)
         audio = l2_normalise(audio.mean(axis=0))
         return l2_normalise(query.alpha * text + (1.0 - query.alpha) * audio)[None, :], track
     if query.kind == "moment":
-        segs = lib.segments
-        own = segs[segs["track_id"] == query.track_id]
-        if own.empty:
-            raise ParameterError(f"Query.moment: track {query.track_id} is not in the library")
-        before = own[own["start"] <= query.at + 1e-9]
-        row = before.iloc[-1] if len(before) else own.iloc[0]
-        return np.asarray(lib.vectors(emb.key)[int(row["segment_id"])])[None, :], query.track_id
+        lay, vectors = (ctx.layout, ctx.vectors) if ctx is not None else (_Layout(lib.segments), emb.vectors())
+        return np.asarray(vectors[lay.moment(query.track_id, query.at)])[None, :], query.track_id
     e = emb.embedder
     if isinstance(query.source, np.ndarray):
         y = resample(query.source.astype(np.float32), query.sr, e.sample_rate)
@@ -180,7 +233,9 @@ def _candidates(index, q: np.ndarray, n_wanted: int, keep) -> tuple[np.ndarray, 
         depth = min(depth, index.ntotal)
         scores, ids = index.search(np.ascontiguousarray(q[None, :], dtype=np.float32), depth)
         scores, ids = scores[0], ids[0]
-        ok = (ids >= 0) & keep(ids)
+        ok = ids >= 0
+        if keep is not None:
+            ok &= keep(ids)
         if ok.sum() >= n_wanted or depth >= index.ntotal:
             return ids[ok], scores[ok]
         depth *= 4
@@ -200,15 +255,15 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
                              "(use Query.audio / .moment / .text / .hybrid)")
-    emb = _text_embedding(lib, embedder) if query.kind in ("text", "hybrid") else lib.embedding(embedder)
+    ctx = context(lib, embedder, index, text=query.kind in ("text", "hybrid"))
+    emb = ctx.emb
     if query.kind == "text" and not emb.has_text:
-        return _text_search(lib, query.source, embedder=emb.key, k=k, filters=filters, by=by)
+        return _text_search(lib, ctx, query.source, k=k, filters=filters, by=by)
     if query.kind == "hybrid" and not emb.has_text:
         raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
-    faiss_index = load_index(lib, emb, index)
-    lay = layout(lib)
-    qv, own_track = query_vectors(lib, emb, query)
-    allowed = _allowed_tracks(lib, filters)
+    lay = ctx.layout
+    qv, own_track = query_vectors(lib, emb, query, ctx=ctx)
+    allowed = ctx.allowed(lib, filters)
     excluded = own_track if exclude_same_track else None
 
     def keep(ids):
@@ -217,10 +272,10 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         return ok if excluded is None else ok & (t != excluded)
 
     if len(qv) == 1:
-        hits = _single(faiss_index, qv[0], k, keep, lay, by)
+        hits = _single(ctx.index, qv[0], k, keep if allowed is not None or excluded is not None else None, lay, by)
     else:
-        hits = _sequence(lib, emb, faiss_index, qv, k, keep, lay, by)
-    return _with_metadata(lib, hits, by)
+        hits = _sequence(lib, emb, ctx.index, qv, k, keep, lay, by)
+    return _with_metadata(ctx, hits)
 
 
 def _text_embedding(lib, embedder):
@@ -240,57 +295,68 @@ def _text_embedding(lib, embedder):
     return lib.tagger()
 
 
-def _text_search(lib, text: str, *, embedder, k: int, filters, by: str) -> pd.DataFrame:
+def _text_search(lib, ctx: _Context, text: str, *, k: int, filters, by: str) -> pd.DataFrame:
     """Rank segments by their tag probabilities against the tags ``text`` matches.
 
     The matched tags and weights are in ``hits.attrs["matched_tags"]``, and each hit
     carries its probability for every matched tag (``tag:<name>`` columns).
     """
     from .embedders.text import score_segments, tag_query
-    emb = lib.tagger(embedder)
+    emb = lib.tagger(ctx.emb.key)
     matched = tag_query(text, emb.tag_names)
     cols = [emb.tag_names.index(t) for t in matched]
     tags = lib.tags(embedder=emb.key).to_numpy()[:, cols]
     scores = score_segments(tags, np.array(list(matched.values())))
-    lay = layout(lib)
+    lay = ctx.layout
     allowed = _allowed_tracks(lib, filters)
     ok = emb.valid_rows(lay.seg_track) & (True if allowed is None else np.isin(lay.seg_track, allowed))
     ids = np.flatnonzero(ok)
     ids = ids[np.lexsort((ids, -scores[ids]))]  # score descending, then segment order
-    df = pd.DataFrame({"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids],
-                       "end": lay.ends[ids], "score": scores[ids]})
-    df = (_aggregate(df) if by == "track" else df).head(k)
+    hits = {"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids],
+            "end": lay.ends[ids], "score": scores[ids]}
+    hits = _head(_aggregate(hits) if by == "track" else hits, k)
     for t, c in zip(matched, range(len(cols))):
-        df[f"tag:{t}"] = tags[df["segment_id"].to_numpy(), c]
-    out = _with_metadata(lib, df, by)
+        hits[f"tag:{t}"] = tags[hits["segment_id"], c]
+    out = _with_metadata(ctx, hits)
     out.attrs["matched_tags"] = matched
     return out
 
 
-def _single(index, q, k, keep, lay, by) -> pd.DataFrame:
+def _single(index, q, k, keep, lay, by) -> dict:
     wanted = k if by == "segment" else 8 * k
     while True:
         ids, scores = _candidates(index, q, wanted, keep)
-        df = pd.DataFrame({"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids],
-                           "end": lay.ends[ids], "score": scores})
         if by == "segment":
-            return df.head(k)
-        tracks = _aggregate(df)
-        if len(tracks) >= k or len(ids) >= index.ntotal or wanted >= index.ntotal:
-            return tracks.head(k)
+            ids, scores = ids[:k], scores[:k]
+        hits = {"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids], "end": lay.ends[ids],
+                "score": scores}
+        if by == "segment":
+            return hits
+        tracks = _aggregate(hits)
+        if len(tracks["track_id"]) >= k or len(ids) >= index.ntotal or wanted >= index.ntotal:
+            return _head(tracks, k)
         wanted *= 4
 
 
-def _aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per track: its best-scoring moment, and how many of its segments matched."""
-    df = df.sort_values("score", ascending=False, kind="stable")
-    n = df.groupby("track_id", sort=False).size()
-    best = df.drop_duplicates("track_id").copy()
-    best["n_segments"] = best["track_id"].map(n).to_numpy()
-    return best.reset_index(drop=True)
+def _aggregate(hits: dict) -> dict:
+    """One hit per track: its best-scoring moment, and how many of its segments matched.
+
+    >>> _aggregate({"track_id": np.array([4, 2, 4]), "score": np.array([.9, .8, .7])})["n_segments"].tolist()
+    [2, 1]
+    """
+    order = np.argsort(-np.asarray(hits["score"]), kind="stable")
+    tracks = np.asarray(hits["track_id"])[order]
+    _, first, counts = np.unique(tracks, return_index=True, return_counts=True)
+    best = np.argsort(first, kind="stable")
+    rows = order[first[best]]
+    return {**{c: np.asarray(v)[rows] for c, v in hits.items()}, "n_segments": counts[best]}
 
 
-def _sequence(lib, emb, index, qv, k, keep, lay, by) -> pd.DataFrame:
+def _head(hits: dict, k: int) -> dict:
+    return {c: v[:k] for c, v in hits.items()}
+
+
+def _sequence(lib, emb, index, qv, k, keep, lay, by) -> dict:
     m = len(qv)
     vectors = lib.vectors(emb.key)
     valid = emb.valid_rows(lay.seg_track)
@@ -320,15 +386,13 @@ def _sequence(lib, emb, index, qv, k, keep, lay, by) -> pd.DataFrame:
         kept.append(row)
         if len(kept) >= (k if by == "segment" else 4 * k):
             break
-    out = pd.DataFrame(kept, columns=df.columns)
-    return (_aggregate(out) if by == "track" else out).head(k)
+    out = {c: np.asarray([getattr(r, c) for r in kept]) for c in df.columns}
+    return _head(_aggregate(out) if by == "track" else out, k)
 
 
-def _with_metadata(lib, hits: pd.DataFrame, by: str) -> pd.DataFrame:
-    hits = hits.reset_index(drop=True)
-    hits.insert(0, "rank", np.arange(1, len(hits) + 1))
-    meta = lib.tracks.drop(columns=[c for c in _HIDDEN_TRACK_COLUMNS if c in lib.tracks.columns])
-    meta = meta.rename(columns={"duration": "track_duration"})
-    out = hits.merge(meta, on="track_id", how="left", sort=False)
-    out["segment_id"] = out["segment_id"].astype(np.int64)
-    return out
+def _with_metadata(ctx: _Context, cols: dict) -> pd.DataFrame:
+    """``rank``, the hit columns, then the hit's track columns (one column-wise take per column)."""
+    n = len(cols["track_id"])
+    out = {"rank": np.arange(1, n + 1), **cols, "segment_id": np.asarray(cols["segment_id"], dtype=np.int64)}
+    out.update(ctx.metadata(np.asarray(cols["track_id"])))
+    return pd.DataFrame(out)

@@ -50,7 +50,7 @@ def families(n: int, dim: int) -> list[str]:
     nlist = F.ivf_lists(n)
     pcar = F.pq_family(56, dim, nlist)
     m = max(d for d in range(1, 33) if dim % d == 0)  # plain PQ: the largest sub-quantiser count ≤ 32 dividing dim
-    compressed = [pcar, pcar.replace("PQ56", "PQ28+28"), f"IVF{nlist},PQ{m}"]
+    compressed = [pcar, f"IVF{nlist},PQ{m}"]
     if n > STREAM_ABOVE:
         return compressed
     return ["Flat", "SQ8", f"HNSW{F.HNSW_M}", f"HNSW{F.HNSW_M},SQ8", f"IVF{nlist},Flat", f"IVF{nlist},SQ8"] + compressed

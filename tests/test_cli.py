@@ -58,6 +58,30 @@ def test_build_info_search_json(tmp_path, rng):
     assert (again["added"], again["duplicates"]) == (0, 6)
 
 
+def test_auto_index_budget_remove_and_memory_report(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    lib = tmp_path / "lib"
+    r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--window", "4", "--hop", "2",
+                            "--index", "auto", "--max-memory", "1KB", "--target-recall", "0.5", "--json"])
+    assert r.exit_code == 0, r.output
+    auto = json.loads(r.stdout)["indexes"][0]
+    assert auto["name"] == "auto" and auto["factory"] == "SQ8"  # 18 segments × 53 B fit 1 kB; 18 × 98 B do not
+    info = json.loads(runner.invoke(app, ["info", str(lib), "--memory", "--json"]).stdout)
+    entry = info["embeddings"][0]["indexes"][0]
+    assert entry["quality"]["recall@10"] >= 0.5 and entry["mapped_bytes"] > 0 and info["resident_bytes"] > 0
+    assert runner.invoke(app, ["remove", str(lib), "0", "3"]).exit_code == 0
+    info = json.loads(runner.invoke(app, ["info", str(lib), "--json"]).stdout)
+    assert (info["tracks"], info["segments"], info["removed_segments"]) == (4, 12, 6)
+    assert info["embeddings"][0]["indexes"][0]["n"] == 12
+    r = runner.invoke(app, ["search", str(lib), "--track", "1", "-k", "20", "--json"])
+    assert {h["track_id"] for h in json.loads(r.stdout)} == {1, 2, 4, 5}
+    r = runner.invoke(app, ["remove", str(lib), "0"])
+    assert r.exit_code != 0 and "[0]" in r.output
+    r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--window", "4", "--hop", "2",
+                            "--index", "auto", "--max-memory", "2x"])
+    assert r.exit_code != 0 and "640MB" in r.output
+
+
 def test_errors_are_clear(tmp_path):
     r = runner.invoke(app, ["info", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no audiorag library" in r.output

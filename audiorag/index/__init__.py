@@ -97,7 +97,13 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
     for candidate in factories:
         t0 = time.perf_counter()
         index = F.empty_index(candidate, emb.dim)
-        n_train = F.train(index, candidate, x, seed=seed) if not index.is_trained else 0
+        try:
+            n_train = F.train(index, candidate, x, seed=seed) if not index.is_trained else 0
+        except ParameterError as exc:
+            if factory != "auto":
+                raise
+            log.info("auto index: skipping %s (%s)", candidate, exc)
+            continue
         F.add(index, candidate, x, ids)
         seconds = time.perf_counter() - t0
         measured = tune(index, candidate, qx, truth, exclude=queries, target_recall=target_recall)
@@ -107,6 +113,8 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
                  measured["recall@10"], measured["search_params"], measured["latency_p99_ms"])
         if measured["target_met"]:
             break
+    if not tried:
+        raise ParameterError(f"embeddings/{emb.key}: none of {factories} could be trained on {len(ids)} vectors")
     best = tried[-1] if tried[-1]["target_met"] else max(tried, key=lambda t: t["recall@10"])
     if not best["target_met"]:
         log.warning("no index reached recall@10 %.2f for %s; kept %s (%.3f)", target_recall, emb.key,

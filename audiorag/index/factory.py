@@ -85,7 +85,7 @@ def candidates(n: int, dim: int, *, max_memory: float | None = None) -> list[str
         families = [f"HNSW{HNSW_M}", f"HNSW{HNSW_M},SQ8", f"IVF{nlist},Flat", f"IVF{nlist},SQ8"]
     else:
         families = [f"IVF{nlist},SQ8"]
-    for m in (56, 32, 16):
+    for m in (m for m in (56, 32, 16) if m <= dim):
         families.append(pq_family(m, dim, nlist))
         if dim % m == 0:
             families.append(f"IVF{nlist},PQ{m}")

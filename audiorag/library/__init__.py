@@ -568,20 +568,38 @@ class Library:
         return search(self, query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
                       filters=filters, by=by)
 
-    def info(self) -> dict:
-        """A summary: paths, segmentation, counts, embeddings and their indexes."""
-        from ..index import list_indexes
+    def info(self, *, memory: bool = False) -> dict:
+        """A summary: paths, segmentation, counts, embeddings and their indexes (with measured quality).
+
+        ``memory`` opens every index as search does (memory-mapped, read-only) and adds the bytes
+        mapped and resident for each, and this process's resident set size.
+        """
+        from ..index import list_indexes, load_index, mapped_memory, resident_memory
         embs = []
         for emb in self.embeddings():
+            indexes = []
+            for i in list_indexes(emb):
+                entry = {k: i.get(k) for k in ("name", "factory", "n", "search_params", "bytes_per_segment", "quality")}
+                entry["quality"] = {k: v for k, v in (i.get("quality") or {}).items() if k != "curve"}
+                if memory:
+                    try:
+                        load_index(self, emb, i["name"])
+                        entry.update(mapped_memory(emb.path / f"index-{i['name']}.faiss"))
+                    except (IncompatibleLibraryError, ParameterError) as exc:
+                        entry["error"] = str(exc)
+                indexes.append(entry)
             embs.append({"key": emb.key, "name": emb.name, "dim": emb.dim, "n_segments": emb.n_segments,
                          "n_tracks": emb.meta.get("n_tracks", 0), "missing_tracks": len(emb.meta.get("missing_tracks", [])),
-                         "weights": emb.meta.get("weights"),
-                         "indexes": [{"name": i["name"], "factory": i["factory"], "n": i["n"]} for i in list_indexes(emb)]})
-        return {"path": str(self.path), "format_version": self.meta["format_version"],
-                "segmentation": self.segmentation.to_dict(), "dataset": self.meta.get("dataset"),
-                "tracks": int(len(self.tracks)), "segments": int(len(self.segments)),
-                "hours": round(float(self.tracks["duration"].sum()) / 3600, 3),
-                "errors": int(len(self.errors())), "embeddings": embs}
+                         "weights": emb.meta.get("weights"), "indexes": indexes})
+        out = {"path": str(self.path), "format_version": self.meta["format_version"],
+               "segmentation": self.segmentation.to_dict(), "dataset": self.meta.get("dataset"),
+               "tracks": int(len(self.tracks)), "segments": int((self.segments["track_id"] >= 0).sum()),
+               "removed_segments": int((self.segments["track_id"] < 0).sum()),
+               "hours": round(float(self.tracks["duration"].sum()) / 3600, 3),
+               "errors": int(len(self.errors())), "embeddings": embs}
+        if memory:
+            out["resident_bytes"] = resident_memory()
+        return out
 
 
 def _as_embedder(e, **params) -> Embedder:
