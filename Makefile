@@ -32,6 +32,8 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/embed.py
+	$(BIN)/python benchmarks/search.py
+	$(BIN)/python benchmarks/index.py --n 100000
 
 clean:
 	rm -rf $(VENV) experiments/results data/cache

@@ -21,7 +21,7 @@ import numpy as np
 from audiorag import Library, Query
 from audiorag.search import context
 
-DEFAULT_LIBRARY = "experiments/results/default/libraries/synthetic-96-w10-h2"
+DEFAULT_LIBRARY = "experiments/results/default/libraries/synthetic-96-w10-h2"  # made by `make demo`
 
 
 def main(argv=None) -> None:

@@ -157,7 +157,8 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
 
     record = EvaluationRecord(
         **provenance(lib, emb, [protocol.label], n_tracks=len(tracks)),
-        index={k: sidecar.get(k) for k in ("name", "factory", "search_params", "n", "build_seconds", "bytes")},
+        index={**{k: sidecar.get(k) for k in ("name", "factory", "search_params", "n", "build_seconds", "bytes")},
+               "recall@10": (sidecar.get("quality") or {}).get("recall@10")},
         protocol=protocol, seed=protocol.seed,
         timings={"evaluate_seconds": round(time.perf_counter() - t_start, 3),
                  "batch_search_seconds": round(search_seconds, 4), "moment_seconds": round(moment_seconds, 3),
