@@ -84,7 +84,7 @@ def test_tune_stops_at_the_cheapest_setting_reaching_the_target(rng):
     assert result["latency_p99_ms"] >= result["latency_p50_ms"] > 0 and result["batch_qps"] > 0
     unreachable = tune(index, "IVF64,Flat", x[q], truth, exclude=q, target_recall=1.01)
     reached = [c["recall@10"] for c in unreachable["curve"]]
-    assert not unreachable["target_met"] and unreachable["recall@10"] == pytest.approx(max(reached))
+    assert not unreachable["target_met"] and unreachable["recall@10"] >= max(reached) - 0.005 - 1e-9
     assert len(reached) == 7 or reached[-1] - reached[-2] < 0.001  # nprobe 1 … 64, or stopped on a plateau
 
 

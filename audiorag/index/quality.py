@@ -107,8 +107,10 @@ def tune(index: faiss.Index, factory: str, queries: np.ndarray, truth: np.ndarra
     """Walk :func:`search_grid` until recall@k reaches ``target_recall``, stops improving
     (less than 0.001 gained by the last doubling), or the grid ends.
 
-    Returns the chosen ``search_params`` with their measurement, ``target_met`` and the
-    ``curve`` of every setting tried; leaves ``index`` set to the chosen parameters.
+    When the target is out of reach, the cheapest setting within 0.005 of the best recall
+    reached is chosen. Returns the chosen ``search_params`` with their measurement,
+    ``target_met`` and the ``curve`` of every setting tried; leaves ``index`` set to the
+    chosen parameters.
     """
     curve = []
     for params in search_grid(factory):
@@ -120,7 +122,11 @@ def tune(index: faiss.Index, factory: str, queries: np.ndarray, truth: np.ndarra
             break
         if len(curve) >= 3 and result[f"recall@{k}"] - curve[-2][f"recall@{k}"] < 0.001:
             break  # a plateau: the codes, not the search breadth, limit recall
-    best = curve[-1] if curve[-1][f"recall@{k}"] >= target_recall else max(curve, key=lambda r: r[f"recall@{k}"])
+    if curve[-1][f"recall@{k}"] >= target_recall:
+        best = curve[-1]
+    else:  # out of reach: the cheapest setting within 0.005 of the best recall the grid reached
+        top = max(r[f"recall@{k}"] for r in curve)
+        best = next(r for r in curve if r[f"recall@{k}"] >= top - 0.005)
     final = measure(index, queries, truth, exclude=exclude, k=k, params=best["search_params"])
     return {"search_params": best["search_params"], **final,
             "target_recall": target_recall, "target_met": final[f"recall@{k}"] >= target_recall,
