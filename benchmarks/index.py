@@ -38,7 +38,7 @@ from mixture import Mixture  # noqa: E402
 
 from audiorag import Library, __version__  # noqa: E402
 from audiorag.index import factory as F  # noqa: E402
-from audiorag.index.quality import measure, tune  # noqa: E402
+from audiorag.index.quality import tune  # noqa: E402
 
 DEFAULT_FIT = "experiments/results/default/libraries/synthetic-96-w10-h2"
 SOURCES = {200: "musicnn-mtt", 512: "aisfx", 768: "aisfx"}

@@ -82,7 +82,7 @@ def measure(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, *, exclu
         _, ids = index.search(row[None, :], depth)
         seconds.append(time.perf_counter() - t0)
         found.append(ids[0])
-    result = {"recall@%d" % k: float(neighbour_recall(_drop_self(np.array(found), exclude, k), truth).mean())}
+    result = {f"recall@{k}": float(neighbour_recall(_drop_self(np.array(found), exclude, k), truth).mean())}
     p50, p99 = np.percentile(np.asarray(seconds) * 1000, [50, 99])
     result.update(latency_p50_ms=round(float(p50), 4), latency_p99_ms=round(float(p99), 4))
     if batch:
