@@ -231,12 +231,12 @@ def resident_memory() -> int:
 def refresh(lib, emb) -> None:
     """Bring every index of ``emb`` up to date with the library after tracks were added or removed.
 
-    New rows are added and removed tracks' segments deleted in place; an index is rebuilt
-    (same factory and search parameters) only when its type cannot delete (HNSW) or the
-    embedding's standardisation changed (which moves every vector).
+    New rows are added and removed tracks' segments deleted in place (the file is rewritten,
+    nothing is retrained); an index is rebuilt (same factory, re-tuned) only when its type
+    cannot delete (HNSW) or the embedding's standardisation changed (which moves every vector).
     """
+    now = _coverage(lib, emb)
     for sidecar in list_indexes(emb):
-        now = _coverage(lib, emb)
         if all(sidecar.get(k) == v for k, v in now.items()):
             continue
         if sidecar.get("standardisation") != now["standardisation"]:
