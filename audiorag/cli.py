@@ -95,7 +95,7 @@ def _current_index(lib, embedding: str, factory: str):
     """The sidecar of an up-to-date index of that name (kept in step by add/remove), else None."""
     from .index import index_name, load_index
     try:
-        return load_index(lib, lib.embedding(embedding), "auto" if factory == "auto" else index_name(factory)).sidecar
+        return load_index(lib, lib.embedding(embedding), index_name(factory)).sidecar
     except AudioragError:
         return None
 

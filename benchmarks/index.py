@@ -96,23 +96,17 @@ def exact_truth(db: Vectors, queries: np.ndarray, k: int = 10) -> np.ndarray:
 
 def run_family(factory: str, db: Vectors, queries: np.ndarray, truth: np.ndarray, target: float,
                scratch: Path) -> dict:
-    t0 = time.perf_counter()
-    index = F.empty_index(factory, db.dim)
-    n_train = 0
-    if not index.is_trained:
-        n_train = F.train(index, factory, db.sample(max(100_000, 64 * F.ivf_lists(db.n)), seed=1),
-                          max_train=10 ** 9)
-    t_train = time.perf_counter() - t0
-    for first, x in db.chunks():
-        F.add(index, factory, x, np.arange(first, first + len(x)), reproducible=False)
-    build = time.perf_counter() - t0
+    index, built = F.build(factory, db.sample(max(100_000, 64 * F.ivf_lists(db.n)), seed=1),
+                           ((np.arange(first, first + len(x)), x) for first, x in db.chunks()),
+                           max_train=10 ** 9, reproducible=False)
     tuned = tune(index, factory, queries, truth, target_recall=target)
     path = scratch / "index.faiss"
     faiss.write_index(index, str(path))
     size = path.stat().st_size
     path.unlink()
-    return {"factory": factory, "metric": F.metric(factory), "build_seconds": round(build, 2),
-            "train_seconds": round(t_train, 2), "n_train": n_train, "bytes_per_segment": round(size / db.n, 1),
+    return {"factory": factory, "metric": F.metric(factory), "build_seconds": round(built["build_seconds"], 2),
+            "train_seconds": round(built["train_seconds"], 2), "n_train": built["n_train"],
+            "bytes_per_segment": round(size / db.n, 1),
             **{k: v for k, v in tuned.items() if k != "curve"},
             "curve": [{**c["search_params"], "recall@10": round(c["recall@10"], 4),
                        "p99_ms": c["latency_p99_ms"]} for c in tuned["curve"]]}

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from ..errors import IncompatibleLibraryError, ParameterError
-from ..library.store import read_json, write_json
+from ..library.store import read_json, write_index, write_json
 from . import factory as F
 from .factory import default_search_params, index_name, make_index
 from .quality import exact_neighbours, held_out, tune
@@ -95,19 +95,15 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
     tried = []
     factories = F.candidates(len(ids), emb.dim, max_memory=max_memory) if factory == "auto" else [factory]
     for candidate in factories:
-        t0 = time.perf_counter()
-        index = F.empty_index(candidate, emb.dim)
         try:
-            n_train = F.train(index, candidate, x, seed=seed) if not index.is_trained else 0
+            index, built = F.build(candidate, x, [(ids, x)], seed=seed)
         except ParameterError as exc:
             if factory != "auto":
                 raise
             log.info("auto index: skipping %s (%s)", candidate, exc)
             continue
-        F.add(index, candidate, x, ids)
-        seconds = time.perf_counter() - t0
         measured = tune(index, candidate, qx, truth, exclude=queries, target_recall=target_recall)
-        tried.append({"factory": candidate, "build_seconds": round(seconds, 4), "n_train": n_train,
+        tried.append({"factory": candidate, "build_seconds": built["build_seconds"], "n_train": built["n_train"],
                       "index": index, **measured})
         log.info("index %s over %d vectors: recall@10 %.3f at %s, p99 %.2f ms", candidate, len(ids),
                  measured["recall@10"], measured["search_params"], measured["latency_p99_ms"])
@@ -146,9 +142,7 @@ def _indexable(lib, emb) -> tuple[np.ndarray, np.ndarray]:
 
 def _save(emb, name: str, index: faiss.Index):
     path = emb.path / f"index-{name}.faiss"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
+    write_index(path, index)
     return path
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 
 import faiss
 import numpy as np
@@ -137,12 +138,23 @@ def make_index(vectors: np.ndarray, ids: np.ndarray, factory: str, *, seed: int 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     if x.ndim != 2 or len(x) == 0:
         raise ParameterError(f"index {factory!r}: no vectors to index")
-    index = empty_index(factory, x.shape[1])
-    if not index.is_trained:
-        train(index, factory, x, seed=seed, max_train=max_train)
-    add(index, factory, x, ids)
+    index, _ = build(factory, x, [(ids, x)], seed=seed, max_train=max_train)
     apply_search_params(index, default_search_params(factory))
     return index
+
+
+def build(factory: str, sample: np.ndarray, batches, *, seed: int = 0, max_train: int | None = None,
+          reproducible: bool = True) -> tuple[faiss.Index, dict]:
+    """An index trained on ``sample`` (when the factory needs training) and filled with
+    ``batches`` of ``(ids, vectors)``; also ``n_train``, ``train_seconds`` and ``build_seconds``."""
+    t0 = time.perf_counter()
+    index = empty_index(factory, sample.shape[1])
+    n_train = train(index, factory, sample, seed=seed, max_train=max_train) if not index.is_trained else 0
+    t_train = time.perf_counter() - t0
+    for ids, x in batches:
+        add(index, factory, x, ids, reproducible=reproducible)
+    return index, {"n_train": n_train, "train_seconds": round(t_train, 4),
+                   "build_seconds": round(time.perf_counter() - t0, 4)}
 
 
 def empty_index(factory: str, dim: int) -> faiss.Index:

@@ -52,6 +52,14 @@ def write_npz(path: Path, **arrays) -> None:
     _fsync_rename(tmp, path)
 
 
+def write_index(path: Path, index) -> None:
+    """A FAISS index, atomically like every other library file."""
+    import faiss
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    faiss.write_index(index, str(tmp))
+    _fsync_rename(tmp, path)
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one line and fsync (a crash loses at most the line being written)."""
     with open(path, "a") as f:
