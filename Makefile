@@ -1,26 +1,39 @@
-# Two commands on a fresh machine: `make demo` and `make test`.
+# Two commands on a fresh machine: `make demo` (or `make demo-quick` first) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export AUDIORAG_CACHE ?= $(CURDIR)/data/cache
 DEMO_LIB ?= experiments/results/default/libraries/synthetic-96-w10-h2
+QUICK_LIB ?= experiments/results/quick/libraries/synthetic-96-w10-h2
+PIP := $(BIN)/python -m pip install -q
+# pip warns once per configured package location that does not exist on this machine (a find-links folder,
+# an extra index without the package): drop those lines only; errors and other warnings still show
+QUIET := 2>&1 | sed "/^WARNING: Location '.*' is ignored/d"
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-quick test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(PIP) --upgrade pip $(QUIET)
 
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA torch
 $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[workbench,models,analysis,test]"
+	$(PIP) torch==2.13.0 $(QUIET)
+	$(PIP) -e ".[workbench,models,analysis,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
-	$(BIN)/pip install -q --no-deps musicnn==0.1.0 aisfx==0.1.2
+	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
 	touch $@
 
 install: $(VENV)/.installed
 
+# ≈2 min: features45 with a Flat and an HNSW index on the generated corpus
+demo-quick: install
+	$(BIN)/audiorag sweep experiments/quick.yaml
+	$(BIN)/audiorag search $(QUICK_LIB) --embedder features45 --track 0 --at 10 -k 5 --exclude-same-track --by track
+
+# the full default sweep: features45, musicnn-mtt and aisfx, each with Flat and HNSW32
 demo: install
 	$(BIN)/audiorag sweep experiments/default.yaml
 	$(BIN)/audiorag search $(DEMO_LIB) --embedder features45 --track 0 --at 10 -k 5 --exclude-same-track --by track
@@ -29,11 +42,21 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# the inner loop: everything not marked slow (notebook runs, wheel install, model loading, big builds)
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+
 bench: install
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/index.py --n 100000
 
+# experiments/results: only what git ignores goes (tracked records such as index-bench stay)
 clean:
-	rm -rf $(VENV) experiments/results data/cache
+	rm -rf $(VENV) data/cache build dist *.egg-info .pytest_cache .ruff_cache
+	if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then git clean -fdXq -- experiments/results; \
+	else echo "not a git checkout: experiments/results left as it is"; fi

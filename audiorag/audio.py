@@ -27,11 +27,15 @@ import soundfile as sf
 import soxr
 
 from .errors import AudioDecodeError, ParameterError
+from .io import encode_path
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 NORMALISATIONS = (None, "peak", "rms")
-# A file whose decoded length falls short of its header by more than this is truncated.
-_TRUNCATION_TOLERANCE = 0.01
+# Frames a decoded file may fall short of its header's count before it counts as truncated:
+# none for PCM and FLAC (exact counts); one MPEG-1 frame for MP3, whose count comes from the
+# Xing/LAME header and may be rounded by some encoders.
+_MPEG_TOLERANCE = 1152
+_BLOCK = 1 << 16  # frames decoded per read (a failing read still tells how far decoding got)
 
 
 @dataclass(frozen=True)
@@ -48,16 +52,66 @@ class AudioInfo:
 def info(path: str | os.PathLike) -> AudioInfo:
     """Read an audio file's header.
 
+    The file is opened as a file object, so names that are not valid UTF-8 work too.
     Raises :class:`AudioDecodeError` naming the file when it is not readable audio.
+
+    >>> import soundfile as sf, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "z.wav"); sf.write(p, np.zeros(800, "float32"), 8000)
+    >>> info(p).duration, info(p).channels
+    (0.1, 1)
     """
+    item = display_name(path)
+    with _open_file(path, item) as fh:
+        _check_not_empty(fh, item)
+        try:
+            with sf.SoundFile(fh) as f:
+                return AudioInfo(f.frames / f.samplerate if f.samplerate else 0.0, int(f.samplerate),
+                                 int(f.channels), int(f.frames), f.format)
+        except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
+            raise AudioDecodeError(item, f"unreadable audio ({_reason(exc)})") from exc
+
+
+def display_name(source) -> str:
+    """How a file is named in messages: its path with bytes that are not UTF-8 shown as ``\\xNN``.
+
+    >>> display_name("caf\\udce9.wav")
+    'caf\\\\xe9.wav'
+    """
+    if isinstance(source, (str, os.PathLike)):
+        return encode_path(os.fsdecode(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    name = getattr(source, "name", None)
+    return encode_path(os.fsdecode(name)) if isinstance(name, (str, bytes)) else "<file>"
+
+
+def _open_file(path, item: str):
+    """``open(path, "rb")``; an ``OSError`` (missing, unreadable, a folder) becomes an AudioDecodeError."""
     try:
-        i = sf.info(str(path))
-    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
-        raise AudioDecodeError(path, f"unreadable audio ({_reason(exc)})") from exc
-    if i.channels < 1:
-        raise AudioDecodeError(path, "zero channels")
-    return AudioInfo(i.frames / i.samplerate if i.samplerate else 0.0, int(i.samplerate),
-                     int(i.channels), int(i.frames), i.format)
+        return open(path, "rb")
+    except OSError as exc:
+        raise AudioDecodeError(item, f"cannot read file ({exc.strerror or exc})") from exc
+
+
+def _peek(fh, n: int) -> bytes:
+    try:
+        pos = fh.tell()
+        head = fh.read(n)
+        fh.seek(pos)
+        return bytes(head)
+    except (OSError, ValueError, AttributeError):
+        return b""
+
+
+def _check_not_empty(fh, item: str) -> None:
+    try:
+        pos = fh.tell()
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(pos)
+    except (OSError, ValueError, AttributeError):
+        return  # not seekable: libsndfile says what it thinks
+    if size == 0:
+        raise AudioDecodeError(item, "empty file (0 bytes)")
 
 
 def valid_audio(y: np.ndarray, *, item: str = "<array>") -> np.ndarray:
@@ -78,8 +132,11 @@ def valid_audio(y: np.ndarray, *, item: str = "<array>") -> np.ndarray:
         raise AudioDecodeError(item, "zero channels")
     if y.shape[-1] == 0:
         raise AudioDecodeError(item, "empty audio (0 samples)")
-    if not np.isfinite(y).all():
-        raise AudioDecodeError(item, "non-finite samples (NaN or Inf)")
+    finite = np.isfinite(y)
+    if not finite.all():
+        bad = ~finite.all(axis=0) if y.ndim == 2 else ~finite
+        raise AudioDecodeError(item, f"non-finite samples (NaN or Inf): {int(bad.sum())} of {bad.size} frames, "
+                                     f"the first at frame {int(np.argmax(bad))}")
     return y
 
 
@@ -140,11 +197,28 @@ def load(source, *, sr: int | None = None, mono: bool = True, offset: float = 0.
     AudioDecodeError
         Naming the file and the reason: unreadable, empty, truncated, zero channels, non-finite.
     """
-    item = str(source) if isinstance(source, (str, os.PathLike)) else str(getattr(source, "name", "<file>"))
-    if offset < 0 or (duration is not None and duration <= 0):
-        raise ParameterError(f"load: offset must be >= 0 and duration > 0, got {offset}, {duration}")
+    if offset < 0 or (duration is not None and duration <= 0) or not np.isfinite(offset) \
+            or (duration is not None and not np.isfinite(duration)):
+        raise ParameterError(f"load: offset must be finite and >= 0 and duration finite and > 0, "
+                             f"got {offset}, {duration}")
+    if sr is not None and sr <= 0:
+        raise ParameterError(f"load: sr must be positive, got {sr}")
+    item = display_name(source)
+    if isinstance(source, (str, os.PathLike)):
+        with _open_file(source, item) as fh:
+            return _load(fh, item, sr, mono, offset, duration, normalize)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    return _load(source, item, sr, mono, offset, duration, normalize)
+
+
+def _load(fh, item, sr, mono, offset, duration, normalize) -> tuple[np.ndarray, int]:
+    _check_not_empty(fh, item)
+    if _peek(fh, 4) == b"OggS":
+        _check_ogg_end(fh, item)
+    start = 0
     try:
-        with sf.SoundFile(source if not isinstance(source, os.PathLike) else str(source)) as f:
+        with sf.SoundFile(fh) as f:
             native_sr, expected = f.samplerate, f.frames
             if f.channels < 1:
                 raise AudioDecodeError(item, "zero channels")
@@ -154,23 +228,41 @@ def load(source, *, sr: int | None = None, mono: bool = True, offset: float = 0.
                 if start >= expected:
                     raise AudioDecodeError(item, f"offset {offset:.3f}s is beyond the end ({expected / native_sr:.3f}s)")
                 f.seek(start)
-            n = -1 if duration is None else int(round(duration * native_sr))
-            data = f.read(n, dtype="float32", always_2d=True)
+            want = (expected - start) if duration is None else min(int(round(duration * native_sr)), expected - start)
+            data = _read_frames(f, None if duration is None else want, item, expected)
+            tolerance = _MPEG_TOLERANCE if f.format == "MPEG" else 0
     except AudioDecodeError:
         raise
     except Exception as exc:
         raise AudioDecodeError(item, f"unreadable audio ({_reason(exc)})") from exc
-    want = (expected - start) if duration is None else min(n, expected - start)
-    if len(data) < want * (1 - _TRUNCATION_TOLERANCE) - 1:
-        raise AudioDecodeError(item, f"truncated: header promises {want} frames, decoded {len(data)}")
+    if want - len(data) > tolerance:
+        raise AudioDecodeError(item, f"truncated: the header promises {want} frames, only {len(data)} decode "
+                                     f"({len(data) / native_sr:.3f}s of {want / native_sr:.3f}s)")
     y = valid_audio(data.T, item=item)
     if mono:
         y = to_mono(y)
     if sr is not None and sr != native_sr:
-        if sr <= 0:
-            raise ParameterError(f"load: sr must be positive, got {sr}")
         y = resample(y, native_sr, sr)
     return normalise(np.ascontiguousarray(y, dtype=np.float32), normalize), int(sr or native_sr)
+
+
+def _read_frames(f: sf.SoundFile, limit: int | None, item: str, expected: int) -> np.ndarray:
+    """Decode up to ``limit`` frames (``None``: to the end) block by block; a decoder failure says
+    how far it got."""
+    blocks, got = [], 0
+    while limit is None or got < limit:
+        try:
+            block = f.read(_BLOCK if limit is None else min(_BLOCK, limit - got), dtype="float32", always_2d=True)
+        except Exception as exc:  # e.g. "flac decoder lost sync" on a cut FLAC
+            raise AudioDecodeError(item, f"truncated or corrupt: the header promises {expected} frames, decoding "
+                                         f"failed after {got} ({_reason(exc)})") from exc
+        if len(block) == 0:
+            break
+        blocks.append(block)
+        got += len(block)
+    if not blocks:
+        return np.zeros((0, f.channels), np.float32)
+    return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
 def read_bytes_and_hash(path: str | os.PathLike) -> tuple[bytes, str]:
@@ -178,7 +270,7 @@ def read_bytes_and_hash(path: str | os.PathLike) -> tuple[bytes, str]:
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
-        raise AudioDecodeError(path, f"cannot read file ({exc.strerror or exc})") from exc
+        raise AudioDecodeError(display_name(path), f"cannot read file ({exc.strerror or exc})") from exc
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -192,32 +284,85 @@ def load_with_hash(path: str | os.PathLike, *, sr: int | None = None,
     >>> (len(y), sr, h[:7], i.channels)
     (800, 8000, 'sha256:', 1)
     """
+    item = display_name(path)
     data, digest = read_bytes_and_hash(path)
     if not data:
-        raise AudioDecodeError(path, "empty file (0 bytes)")
+        raise AudioDecodeError(item, "empty file (0 bytes)")
     buf = io.BytesIO(data)
-    buf.name = str(path)
     try:
-        i = sf.info(buf)
-        buf.seek(0)
+        with sf.SoundFile(buf) as f:
+            header = AudioInfo(f.frames / f.samplerate if f.samplerate else 0.0, int(f.samplerate),
+                               int(f.channels), int(f.frames), f.format)
     except Exception as exc:
-        raise AudioDecodeError(path, f"unreadable audio ({_reason(exc)})") from exc
-    header = AudioInfo(i.frames / i.samplerate, int(i.samplerate), int(i.channels), int(i.frames), i.format)
-    y, sr_out = load(buf, sr=sr, normalize=normalize)
+        raise AudioDecodeError(item, f"unreadable audio ({_reason(exc)})") from exc
+    buf.seek(0)
+    y, sr_out = _load(buf, item, sr, True, 0.0, None, normalize)
     return y, sr_out, digest, header
 
 
-_DECLARED = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+# WAV says "data : N (should be M)", AIFF " SSND : N (should be M)", AU "Data Size : N (should be M)"
+_DECLARED = re.compile(r"^\s*(?:data|SSND|Data Size)\s*: (\d+) \(should be (\d+)\)", re.MULTILINE)
 
 
 def _check_declared_size(f: sf.SoundFile, item: str) -> None:
-    """WAV-family headers declare the data size; libsndfile silently shortens a truncated file."""
+    """WAV/AIFF/AU headers declare the data size; libsndfile silently shortens a truncated file."""
     m = _DECLARED.search(f.extra_info or "")
     if m and int(m.group(1)) > int(m.group(2)):
-        raise AudioDecodeError(item, f"truncated: header declares {m.group(1)} data bytes, file holds {m.group(2)}")
+        declared, held = int(m.group(1)), int(m.group(2))
+        raise AudioDecodeError(item, f"truncated: the header declares {declared} bytes of samples, the file holds "
+                                     f"{held} ({f.frames} frames decode)")
+
+
+_OGG_TAIL = 1 << 16  # an Ogg page is at most 65,307 bytes
+
+
+def _check_ogg_end(fh, item: str) -> None:
+    """An Ogg stream ends with a page flagged end-of-stream. libsndfile takes an Ogg file's length
+    from its last complete page, so a cut file decodes as a shorter track without complaint;
+    a missing (or incomplete) last page is how the cut shows."""
+    try:
+        pos = fh.tell()
+        size = fh.seek(0, io.SEEK_END)
+        fh.seek(max(0, size - _OGG_TAIL))
+        tail = fh.read()
+        fh.seek(pos)
+    except (OSError, ValueError, AttributeError):
+        return
+    end = _ogg_last_page(tail)
+    if end is None:
+        return  # no page structure found in the tail: leave it to the decoder
+    last_start, last_end = end
+    if last_end > len(tail):
+        raise AudioDecodeError(item, f"truncated: the last Ogg page is cut ({size} bytes, the page needs "
+                                     f"{size - len(tail) + last_end})")
+    if not tail[last_start + 5] & 0x04:
+        raise AudioDecodeError(item, f"truncated: the Ogg stream stops after {size} bytes without its "
+                                     "end-of-stream page")
+
+
+def _ogg_last_page(tail: bytes) -> tuple[int, int] | None:
+    """(start, end) of the last page reached by walking page headers from the first ``OggS`` that
+    starts a chain running to the end of ``tail``; ``end`` beyond ``len(tail)`` means a cut page."""
+    i = tail.find(b"OggS")
+    while i >= 0:
+        pos, last = i, None
+        while pos + 27 <= len(tail) and tail[pos:pos + 4] == b"OggS":
+            n = tail[pos + 26]
+            if pos + 27 + n > len(tail):
+                return pos, pos + 27 + n
+            last = (pos, pos + 27 + n + sum(tail[pos + 27:pos + 27 + n]))
+            pos = last[1]
+        if last is not None and pos >= len(tail):
+            return last
+        if last is not None and pos + 27 > len(tail) and tail[pos:] == b"OggS"[:len(tail) - pos]:
+            return pos, pos + 27  # a cut page header
+        i = tail.find(b"OggS", i + 1)
+    return None
 
 
 def _reason(exc: Exception) -> str:
     text = str(exc).strip() or type(exc).__name__
-    # libsndfile prefixes messages with the (possibly long) file name; keep its reason only
-    return text.split(": ", 1)[-1] if text.startswith("Error opening") else text
+    # libsndfile prefixes messages with the (possibly long) file name, or "Error : "; keep its reason only
+    if text.startswith("Error opening"):
+        text = text.split(": ", 1)[-1]
+    return text.removeprefix("Error : ").rstrip(".")

@@ -51,3 +51,20 @@ class DownloadError(AudioragError):
 
 class WeightsNotFoundError(AudioragError, FileNotFoundError):
     """A model's weights are not on this machine; the message says what to get and where to put it."""
+
+
+class LibraryLockedError(AudioragError):
+    """Another process is changing the library; the message names it (pid, host, since)."""
+
+
+class LibraryDamagedError(AudioragError):
+    """A file of a library is missing, truncated or unreadable; the message names it and suggests
+    ``audiorag check LIBRARY``."""
+
+
+class StorageError(AudioragError, OSError):
+    """A file could not be written (no space left, no permission); the message names it."""
+
+
+class MissingDependencyError(AudioragError, ImportError):
+    """An optional package is not installed; the message names it and the extra that installs it."""

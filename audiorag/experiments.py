@@ -10,17 +10,28 @@ Layout of a sweep's output directory::
     cells/<cell>/error.json                 why a cell failed (the sweep goes on)
     summary.parquet  summary.md  quality_vs_latency.png/svg  quality_by_cell.png/svg
 
+The notebooks and the packaged sweeps (``default``, ``quick``) are package data, found through
+:mod:`importlib.resources`, so a wheel install runs sweeps from any directory. In a checkout,
+``audiorag/notebooks`` is a symbolic link to the top-level ``notebooks/`` and
+``audiorag/sweeps/*.yaml`` link to ``experiments/*.yaml``: one copy of each file, nothing to keep
+in sync. ``notebook_dir:`` in a sweep file or ``$AUDIORAG_NOTEBOOKS`` points a sweep at other
+notebooks.
+
 >>> cfg = SweepConfig.model_validate({"name": "t", "dataset": "synthetic:16",
 ...     "grid": {"embedders": ["features45"], "indexes": ["Flat", "HNSW32"]}})
 >>> [c.id for c in cfg.cells()]
 ['features45-flat-w10-h2-genre', 'features45-hnsw32-w10-h2-genre']
+>>> sorted(packaged_sweeps())
+['default', 'quick']
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
+from importlib import resources
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +44,15 @@ from .index import index_name
 from .library.store import write_json
 
 log = logging.getLogger(__name__)
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+#: the notebooks shipped with the package (a checkout: the top-level ``notebooks/``, through a link)
+NOTEBOOKS = Path(str(resources.files(__package__) / "notebooks"))
+#: sweep files shipped with the package, by name (``audiorag sweep default``)
+SWEEPS = Path(str(resources.files(__package__) / "sweeps"))
+#: environment variable naming another notebook directory
+NOTEBOOKS_ENV = "AUDIORAG_NOTEBOOKS"
+#: the columns ``audiorag sweep`` prints
+TABLE_COLUMNS = ["cell", "segment/P@10", "track/P@10", "segment/mAP", "moment/accuracy", "latency/p50_ms",
+                 "memory/index_bytes_per_segment"]
 SUMMARY_COLUMNS = ["segment/P@1", "segment/P@10", "segment/mAP", "segment/nDCG@10", "track/P@10", "track/mAP",
                    "moment/accuracy", "chance/P", "latency/p50_ms", "latency/p95_ms", "throughput/batch_qps",
                    "memory/index_bytes_per_segment", "cluster/silhouette", "cluster/purity", "cluster/nmi"]
@@ -85,11 +104,15 @@ class SweepConfig(BaseModel):
     dataset: str
     grid: Grid
     notebooks: list[str] = Field(default_factory=lambda: ["01_build_index.ipynb", "03_evaluate.ipynb"])
+    #: where the notebooks are (default: ``$AUDIORAG_NOTEBOOKS``, else the packaged ones)
+    notebook_dir: str | None = None
     output: str | None = None
     workers: int | None = None
 
     @classmethod
-    def load(cls, path: str | Path) -> "SweepConfig":
+    def load(cls, path: str | Path) -> SweepConfig:
+        """Read a sweep file: a path, or the name of a packaged sweep (:func:`packaged_sweeps`)."""
+        path = sweep_file(path)
         try:
             data = yaml.safe_load(Path(path).read_text())
         except (OSError, yaml.YAMLError) as exc:
@@ -116,33 +139,101 @@ class SweepConfig(BaseModel):
     def library_dir(self, root: Path, seg: SegmentationSpec) -> Path:
         return root / "libraries" / f"{self.dataset.replace(':', '-').replace('/', '_')}-w{seg.window:g}-h{seg.hop:g}"
 
+    def output_dir(self, output: str | Path | None = None) -> Path:
+        """Where the sweep writes: ``output``, else the file's ``output:``, else ``experiments/results/<name>``."""
+        return Path(output or self.output or f"experiments/results/{self.name}")
+
+
+def packaged_sweeps() -> dict[str, Path]:
+    """The sweep files shipped with audiorag, by name (``default``: the demo; ``quick``: features45 only)."""
+    return {p.stem: p for p in sorted(SWEEPS.glob("*.yaml"))}
+
+
+def sweep_file(path: str | Path) -> Path:
+    """``path`` when it exists, else the packaged sweep of that name (``"default"``, ``"quick.yaml"``).
+
+    >>> sweep_file("quick").name
+    'quick.yaml'
+    """
+    p = Path(path)
+    if p.exists() or p.parent != Path("."):
+        return p
+    packaged = packaged_sweeps()
+    if p.stem in packaged and p.suffix in ("", ".yaml", ".yml"):
+        return packaged[p.stem]
+    raise ParameterError(f"sweep file {path} not found; packaged sweeps: {', '.join(packaged)}")
+
+
+def notebook_dir(config: SweepConfig | None = None) -> Path:
+    """The notebooks a sweep runs: the file's ``notebook_dir``, else ``$AUDIORAG_NOTEBOOKS``, else the packaged ones.
+
+    >>> (notebook_dir() / "01_build_index.ipynb").is_file()
+    True
+    """
+    chosen = (config.notebook_dir if config is not None else None) or os.environ.get(NOTEBOOKS_ENV)
+    return Path(chosen).expanduser() if chosen else NOTEBOOKS
+
+
+def _kernel_arguments(kernel: str) -> list[str]:
+    """Silence an ipykernel's start-up warnings (over TCP it warns that traffic is unencrypted, once per
+    notebook, on the terminal); errors still show. Other kernels get nothing."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+        argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    except Exception:  # unknown kernel: papermill reports it
+        return []
+    return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in a for a in argv) else []
+
 
 def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: str = "python3",
               progress: bool = True) -> pd.DataFrame:
-    """Run every cell not done yet (resume), continue past failures, then write the summary."""
+    """Run every cell not done yet (resume), continue past failures, then write the summary.
+
+    With ``progress``, one bar counts the cells to run (elapsed, ETA, the current cell and
+    notebook); on a terminal a second bar follows the notebook's own cells.
+    """
     import papermill as pm
-    root = Path(output or config.output or f"experiments/results/{config.name}")
+    from tqdm.auto import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    root = config.output_dir(output)
+    nb_dir = notebook_dir(config)
+    missing = [nb for nb in config.notebooks if not (nb_dir / nb).is_file()]
+    if missing:
+        raise ParameterError(f"notebooks not found in {nb_dir}: {', '.join(missing)} "
+                             f"(set notebook_dir in the sweep file or ${NOTEBOOKS_ENV})")
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "sweep.json", config.model_dump(mode="json"))
-    for cell in config.cells():
-        cell_dir = root / "cells" / cell.id
-        if (cell_dir / "metrics.json").exists():
-            log.info("cell %s already done", cell.id)
-            continue
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        (cell_dir / "error.json").unlink(missing_ok=True)
-        params = cell_parameters(config, cell, root)
-        t0 = time.perf_counter()
-        try:
-            for nb in config.notebooks:
-                pm.execute_notebook(str(NOTEBOOKS / nb), str(cell_dir / nb), parameters=params[nb],
-                                    kernel_name=kernel, progress_bar=False, cwd=str(Path.cwd()))
-        except Exception as exc:  # a failed cell is recorded; the sweep goes on
-            write_json(cell_dir / "error.json", {"cell": cell.id, "error": type(exc).__name__,
-                                                 "message": str(exc)[-4000:], "traceback": traceback.format_exc(limit=3)})
-            log.warning("cell %s failed: %s", cell.id, type(exc).__name__)
-            continue
-        log.info("cell %s done in %.1fs", cell.id, time.perf_counter() - t0)
+    cells = config.cells()
+    todo = [c for c in cells if not (root / "cells" / c.id / "metrics.json").exists()]
+    if len(todo) < len(cells):
+        log.info("%d of %d cells already done (delete a cell's metrics.json to run it again)",
+                 len(cells) - len(todo), len(cells))
+    extra = _kernel_arguments(kernel)
+    bar = tqdm(todo, desc=f"sweep {config.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True,
+               bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed} elapsed, ETA {remaining} {postfix}")
+    with logging_redirect_tqdm(loggers=[log]):
+        for cell in bar:
+            cell_dir = root / "cells" / cell.id
+            cell_dir.mkdir(parents=True, exist_ok=True)
+            (cell_dir / "error.json").unlink(missing_ok=True)
+            params = cell_parameters(config, cell, root)
+            t0 = time.perf_counter()
+            try:
+                for nb in config.notebooks:
+                    bar.set_postfix_str(f"{cell.id} · {Path(nb).stem}")
+                    inner = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1, "disable": None} \
+                        if progress else False
+                    pm.execute_notebook(str(nb_dir / nb), str(cell_dir / nb), parameters=params[nb],
+                                        kernel_name=kernel, progress_bar=inner, log_output=False,
+                                        cwd=str(Path.cwd()), extra_arguments=extra)
+            except Exception as exc:  # a failed cell is recorded; the sweep goes on
+                write_json(cell_dir / "error.json", {"cell": cell.id, "error": type(exc).__name__,
+                                                     "message": str(exc)[-4000:],
+                                                     "traceback": traceback.format_exc(limit=3)})
+                log.warning("cell %s failed: %s (see %s)", cell.id, type(exc).__name__, cell_dir / "error.json")
+                continue
+            log.info("cell %s done in %.1fs", cell.id, time.perf_counter() - t0)
+    bar.close()
     return summarise(root)
 
 
@@ -184,6 +275,48 @@ def summarise(root: str | Path) -> pd.DataFrame:
     (root / "summary.md").write_text(markdown_table(summary) + "".join(f"\nfailed cell: {c} (see cells/{c}/error.json)"
                                                                         for c in failed) + "\n")
     return summary
+
+
+def closing_note(config: SweepConfig, summary: pd.DataFrame, *, output: str | Path | None = None,
+                 quality: str = "segment/P@10") -> str:
+    """What ``audiorag sweep`` prints at the end: the summary table, failed cells, where the figures
+    are, and three commands to try next on the best cell's library.
+
+    >>> cfg = SweepConfig.model_validate({"name": "t", "dataset": "synthetic:16", "output": "out",
+    ...     "grid": {"embedders": ["features45"]}})
+    >>> print(closing_note(cfg, pd.DataFrame()))
+    (no finished cells)
+    <BLANKLINE>
+    figures: none yet
+    """
+    root = config.output_dir(output)
+    cols = [c for c in TABLE_COLUMNS if c in summary.columns]
+    lines = [markdown_table(summary[cols]) if len(summary) else "(no finished cells)"]
+    failed = sorted(p.parent.name for p in (root / "cells").glob("*/error.json"))
+    lines += [f"failed cell: {c} (see {root / 'cells' / c / 'error.json'})" for c in failed]
+    if not len(summary):
+        return "\n".join(lines + ["", "figures: none yet"])
+    best = summary.loc[summary[quality].astype(float).idxmax()]
+    cells = {c.id: c for c in config.cells()}
+    cell = cells.get(best["cell"], next(iter(cells.values())))
+    lib = config.library_dir(root, cell.segmentation)
+    key, index = best["embedder"], index_name(str(best["index"]))
+    notebook = notebook_dir(config) / "02_explore_search.ipynb"
+    try:
+        notebook = notebook.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    lines += ["",
+              f"summary: {root / 'summary.md'} ({root / 'summary.parquet'})",
+              f"figures: {root / 'quality_vs_latency.png'}, {root / 'quality_by_cell.png'}; "
+              f"per cell: {root / 'cells' / '<cell>'}/*.png",
+              "",
+              f"next, on the best cell ({best['cell']}, {quality} {float(best[quality]):.3f}):",
+              f"  audiorag search {lib} --embedder {key} --index {index} --track 0 --at 10 -k 5 "
+              "--exclude-same-track --by track",
+              f"  audiorag analyse {lib} --embedder {key} --maps pca --out {root / 'analyse'}",
+              f"  jupyter lab {notebook}    # set library = \"{lib}\", embedder = \"{key}\""]
+    return "\n".join(lines)
 
 
 def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:

@@ -1,104 +1,314 @@
-"""Figures built from evaluation results (matplotlib, headless-safe). Each function saves PNG + SVG
-next to the metrics and returns the PNG path.
+"""Figures built from evaluation results, drawn for a paper: short labels, legends outside the data,
+text readable at 100 % zoom.
+
+Every figure has two functions: ``<name>_figure(...)`` builds a :class:`matplotlib.figure.Figure`
+(matplotlib's object API: no pyplot, no backend switch, nothing global changes — safe inside a
+Jupyter session), and ``<name>(..., out_dir)`` writes it as PNG + SVG and returns the PNG path.
+
+>>> import tempfile
+>>> summary = pd.DataFrame({"cell": ["a", "b"], "embedder": ["features45-6b0fdaa4", "musicnn-mtt-0c1d2e3f"],
+...                         "index": ["Flat", "HNSW32"], "segment/P@10": [0.41, 0.58],
+...                         "latency/p50_ms": [0.9, 0.2], "chance/P": [0.125, 0.125]})
+>>> [p.name for p in sweep_comparison(summary, tempfile.mkdtemp())]
+['quality_vs_latency.png', 'quality_by_cell.png']
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+#: figure resolution of the PNGs (the SVGs are vector)
+DPI = 150
+#: one colour per embedder / category (colour-blind-safe "tab10" first, then its light shades)
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d",
+           "#9edae5")
+#: one marker per index family (order of first use); a filled shape for every family
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+#: fill styles that tell segmentations / protocols apart when a sweep has several
+FILLS = ("full", "none", "left", "bottom", "right", "top")
+#: at most this many categories get their own colour on a map; the rest are drawn grey as "other"
+MAX_CATEGORIES = len(PALETTE)
 
 
-def _save(fig, out_dir, name: str) -> Path:
+def figure(width: float, height: float):
+    """A new :class:`~matplotlib.figure.Figure` with constrained layout (legends outside the axes
+    are given room), not registered with pyplot."""
+    from matplotlib.figure import Figure
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig, out_dir, name: str) -> Path:
+    """Write ``fig`` as ``<out_dir>/<name>.png`` and ``.svg``; return the PNG path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out / f"{name}.png", dpi=120)
+    fig.savefig(out / f"{name}.png", dpi=DPI)
     fig.savefig(out / f"{name}.svg")
-    plt.close(fig)
     return out / f"{name}.png"
 
 
-def precision_curve(metrics: dict, ks: list[int], out_dir, name: str = "precision_at_k") -> Path:
-    """P@k for segment- and track-level retrieval, with the chance level."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for level in ("segment", "track"):
-        ax.plot(ks, [metrics[f"{level}/P@{k}"] for k in ks], marker="o", label=f"{level} level")
+def short_embedder(key: str) -> str:
+    """An embedding key without its parameter hash: ``"musicnn-mtt-0c1d2e3f"`` → ``"musicnn-mtt"``.
+
+    >>> short_embedder("features45-6b0fdaa4"), short_embedder("features45")
+    ('features45', 'features45')
+    """
+    return re.sub(r"-[0-9a-f]{8}$", "", str(key))
+
+
+def _short_labels(keys) -> dict[str, str]:
+    """Short embedder labels; keys sharing a name (different params) keep their hash."""
+    keys = list(dict.fromkeys(map(str, keys)))
+    names = [short_embedder(k) for k in keys]
+    return {k: n if names.count(n) == 1 else k for k, n in zip(keys, names)}
+
+
+def _legend_outside(fig, handles, title: str | None = None, **kw):
+    """A legend to the right of the axes; a string among ``handles`` is a bold section header."""
+    from matplotlib.lines import Line2D
+    headers = {h for h in handles if isinstance(h, str)}
+    handles = [Line2D([], [], ls="none", label=h) if isinstance(h, str) else h for h in handles]
+    legend = fig.legend(handles=handles, loc="outside right upper", frameon=False, title=title,
+                        alignment="left", fontsize=8, title_fontsize=8, handletextpad=0.4, **kw)
+    for text in legend.get_texts():
+        if text.get_text() in headers:
+            text.set_fontweight("bold")
+    return legend
+
+
+# -- evaluation of one cell -----------------------------------------------------------------------
+def precision_curve_figure(metrics: dict, ks: list[int]):
+    """P@k for segment- and track-level retrieval against k, with the chance level."""
+    fig = figure(5, 3.4)
+    ax = fig.subplots()
+    for level, marker in (("segment", "o"), ("track", "s")):
+        ax.plot(ks, [metrics[f"{level}/P@{k}"] for k in ks], marker=marker, label=f"{level} level")
     ax.axhline(metrics["chance/P"], ls="--", c="grey", label="chance")
     ax.set(xlabel="k", ylabel="precision@k", ylim=(0, 1), xticks=ks)
-    ax.legend()
-    return _save(fig, out_dir, name)
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return fig
+
+
+def precision_curve(metrics: dict, ks: list[int], out_dir, name: str = "precision_at_k") -> Path:
+    """Write :func:`precision_curve_figure`; return the PNG path."""
+    return save(precision_curve_figure(metrics, ks), out_dir, name)
+
+
+def latency_histogram_figure(seconds: np.ndarray):
+    """Histogram of query latencies (ms) with p50 / p95 / p99 marked."""
+    ms = np.asarray(seconds, dtype=float) * 1000
+    fig = figure(5.8, 3.4)
+    ax = fig.subplots()
+    ax.hist(ms, bins=30, color=PALETTE[0])
+    handles = []
+    for q, style in ((50, "-"), (95, "--"), (99, ":")):
+        handles.append(ax.axvline(np.percentile(ms, q), c="k", ls=style, label=f"p{q} {np.percentile(ms, q):.2f} ms"))
+    ax.set(xlabel="Library.search latency (ms)", ylabel="queries")
+    _legend_outside(fig, handles)
+    return fig
 
 
 def latency_histogram(seconds: np.ndarray, out_dir, name: str = "latency") -> Path:
-    ms = np.asarray(seconds) * 1000
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.hist(ms, bins=30)
-    for q, style in ((50, "-"), (95, "--"), (99, ":")):
-        ax.axvline(np.percentile(ms, q), c="k", ls=style, label=f"p{q} {np.percentile(ms, q):.2f} ms")
-    ax.set(xlabel="Library.search latency (ms)", ylabel="queries")
-    ax.legend()
-    return _save(fig, out_dir, name)
+    """Write :func:`latency_histogram_figure`; return the PNG path."""
+    return save(latency_histogram_figure(seconds), out_dir, name)
+
+
+def per_class_precision_figure(per_class: dict, k: int = 10):
+    """Segment precision@k per class, sorted, one bar per class."""
+    s = pd.Series(per_class, dtype=float).sort_values()
+    fig = figure(5, 0.26 * len(s) + 1.1)
+    ax = fig.subplots()
+    ax.barh(s.index.astype(str), s.to_numpy(), color=PALETTE[0])
+    ax.set(xlabel=f"segment precision@{k}", xlim=(0, 1))
+    ax.tick_params(axis="y", labelsize=8)
+    return fig
 
 
 def per_class_precision(per_class: dict, out_dir, name: str = "per_class_precision", k: int = 10) -> Path:
-    s = pd.Series(per_class).sort_values()
-    fig, ax = plt.subplots(figsize=(5, 0.3 * len(s) + 1.2))
-    ax.barh(s.index.astype(str), s.values)
-    ax.set(xlabel=f"segment precision@{k}", xlim=(0, 1))
-    return _save(fig, out_dir, name)
+    """Write :func:`per_class_precision_figure`; return the PNG path."""
+    return save(per_class_precision_figure(per_class, k), out_dir, name)
+
+
+# -- a sweep's cells side by side -------------------------------------------------------------------
+def _variants(summary: pd.DataFrame) -> pd.Series:
+    """What tells cells with the same embedder and index apart (segmentation, protocol), as a label."""
+    parts = []
+    if {"window", "hop"} <= set(summary.columns) and summary[["window", "hop"]].drop_duplicates().shape[0] > 1:
+        parts.append("w" + summary["window"].map("{:g}".format) + " h" + summary["hop"].map("{:g}".format))
+    if "protocol" in summary.columns and summary["protocol"].nunique() > 1:
+        parts.append(summary["protocol"].astype(str).str.slice(0, 24))
+    if not parts:
+        return pd.Series([""] * len(summary), index=summary.index)
+    out = parts[0]
+    for p in parts[1:]:
+        out = out + ", " + p
+    return out
+
+
+def _pareto(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both lower ``x`` and higher ``y``, by ``x``.
+
+    >>> _pareto(np.array([1.0, 2.0, 3.0]), np.array([0.5, 0.4, 0.9])).tolist()
+    [0, 2]
+    """
+    order = np.lexsort((-y, x))
+    front, best = [], -np.inf
+    for i in order:
+        if y[i] > best:
+            front.append(int(i))
+            best = y[i]
+    return np.asarray(front, dtype=int)
+
+
+def quality_vs_latency_figure(summary: pd.DataFrame, quality: str = "segment/P@10"):
+    """Quality against search latency, one point per cell: colour = embedder, marker = index,
+    fill = segmentation / protocol (when a sweep has several); the grey line joins the cells no
+    other cell beats on both axes (the Pareto front)."""
+    from matplotlib.lines import Line2D
+    df = summary.dropna(subset=[quality, "latency/p50_ms"]).reset_index(drop=True)
+    labels = _short_labels(df["embedder"])
+    colours = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(labels)}
+    indexes = list(dict.fromkeys(df["index"].astype(str)))
+    markers = {ix: MARKERS[i % len(MARKERS)] for i, ix in enumerate(indexes)}
+    variants = _variants(df)
+    fills = {v: FILLS[i % len(FILLS)] for i, v in enumerate(dict.fromkeys(variants))}
+    fig = figure(6.4, 3.8)
+    ax = fig.subplots()
+    x, y = df["latency/p50_ms"].to_numpy(float), df[quality].to_numpy(float)
+    front = _pareto(x, y)
+    if len(front) > 1:
+        ax.plot(x[front], y[front], c="0.6", lw=1, zorder=1)
+    for i, row in df.iterrows():
+        c = colours[str(row["embedder"])]
+        ax.plot(x[i], y[i], ls="none", marker=markers[str(row["index"])], ms=8, color=c, mec=c,
+                fillstyle=fills[variants.iloc[i]], mew=1.4, zorder=3)
+    if "chance/P" in df.columns and quality.split("/")[-1].startswith("P@") and df["chance/P"].notna().any():
+        ax.axhline(float(df["chance/P"].mean()), ls="--", lw=0.8, c="grey", zorder=0)
+        ax.annotate("chance", (0.01, float(df["chance/P"].mean())), xycoords=("axes fraction", "data"),
+                    xytext=(0, 2), textcoords="offset points", fontsize=8, color="grey", va="bottom")
+    if len(x) and x.min() > 0 and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.set(xlabel="search latency, p50 (ms)", ylabel=quality.replace("/", " "), ylim=(0, 1))
+    ax.margins(x=0.1)
+    handles = ["embedder"]
+    handles += [Line2D([], [], ls="none", marker="o", ms=7, color=c, label=labels[k]) for k, c in colours.items()]
+    handles += ["index"]
+    handles += [Line2D([], [], ls="none", marker=m, ms=7, color="k", label=ix) for ix, m in markers.items()]
+    if len(fills) > 1:
+        handles += ["segmentation, protocol"]
+        handles += [Line2D([], [], ls="none", marker="o", ms=7, color="k", fillstyle=f, label=v or "—")
+                    for v, f in fills.items()]
+    if len(front) > 1:
+        handles += [Line2D([], [], c="0.6", lw=1, label="Pareto front")]
+    _legend_outside(fig, handles)
+    return fig
+
+
+def quality_by_cell_figure(summary: pd.DataFrame, quality: str = "segment/P@10"):
+    """One bar per cell (best first), coloured by embedder, labelled ``embedder · index [variant]``."""
+    df = summary.dropna(subset=[quality]).reset_index(drop=True)
+    labels = _short_labels(df["embedder"])
+    colours = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(labels)}
+    variants = _variants(df)
+    names = [f"{labels[str(e)]} · {ix}" + (f" · {v}" if v else "")
+             for e, ix, v in zip(df["embedder"], df["index"].astype(str), variants)]
+    order = np.argsort(df[quality].to_numpy(float), kind="stable")
+    fig = figure(6.4, 0.28 * len(df) + 1.2)
+    ax = fig.subplots()
+    values = df[quality].to_numpy(float)[order]
+    bars = ax.barh([names[i] for i in order], values, color=[colours[str(df["embedder"].iloc[i])] for i in order])
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], padding=3, fontsize=8)
+    if "chance/P" in df.columns and quality.split("/")[-1].startswith("P@") and df["chance/P"].notna().any():
+        chance = float(df["chance/P"].mean())
+        ax.axvline(chance, ls="--", lw=0.8, c="grey")
+        ax.annotate("chance", (chance, 1), xycoords=("data", "axes fraction"), xytext=(2, 2),
+                    textcoords="offset points", fontsize=8, color="grey", va="bottom")
+    ax.set(xlabel=quality.replace("/", " "), xlim=(0, 1))
+    ax.tick_params(axis="y", labelsize=8)
+    return fig
 
 
 def sweep_comparison(summary: pd.DataFrame, out_dir, quality: str = "segment/P@10") -> list[Path]:
-    """Quality vs latency (marker size: index bytes per segment), and quality per cell."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sizes = 20 + 200 * summary["memory/index_bytes_per_segment"] / max(summary["memory/index_bytes_per_segment"].max(), 1)
-    ax.scatter(summary["latency/p50_ms"], summary[quality], s=sizes)
-    for _, row in summary.iterrows():
-        ax.annotate(row["cell"], (row["latency/p50_ms"], row[quality]), fontsize=7, xytext=(4, 2),
-                    textcoords="offset points")
-    ax.margins(x=0.35)
-    ax.set(xlabel="search latency p50 (ms)", ylabel=quality, ylim=(0, 1))
-    ax.set_title("quality vs latency (marker area: index bytes per segment)", fontsize=9)
-    first = _save(fig, out_dir, "quality_vs_latency")
-    fig, ax = plt.subplots(figsize=(6, 0.35 * len(summary) + 1.5))
-    ax.barh(summary["cell"], summary[quality])
-    ax.set(xlabel=quality, xlim=(0, 1))
-    return [first, _save(fig, out_dir, "quality_by_cell")]
+    """Write :func:`quality_vs_latency_figure` and :func:`quality_by_cell_figure`; return the PNG paths."""
+    return [save(quality_vs_latency_figure(summary, quality), out_dir, "quality_vs_latency"),
+            save(quality_by_cell_figure(summary, quality), out_dir, "quality_by_cell")]
+
+
+# -- analysis ---------------------------------------------------------------------------------------
+def k_sweep_figure(sweep: pd.DataFrame):
+    """Silhouette (and purity / NMI when present) against KMeans k; the best silhouette is marked."""
+    fig = figure(5.8, 3.4)
+    ax = fig.subplots()
+    handles = [ax.plot(sweep["k"], sweep[col], marker=marker, ms=3, label=col)[0]
+               for col, marker in (("silhouette", "o"), ("purity", "s"), ("nmi", "^")) if col in sweep]
+    best = sweep.loc[sweep["silhouette"].idxmax()]
+    ax.axvline(best["k"], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="k (KMeans)", ylabel="score")
+    ax.set_title(f"best silhouette {best['silhouette']:.3f} at k={int(best['k'])}", fontsize=9)
+    _legend_outside(fig, handles)
+    return fig
 
 
 def k_sweep(sweep: pd.DataFrame, out_dir, name: str = "k_sweep") -> Path:
-    """Silhouette (and purity / NMI when present) against KMeans k."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for col in ("silhouette", "purity", "nmi"):
-        if col in sweep:
-            ax.plot(sweep["k"], sweep[col], marker="o", ms=3, label=col)
-    best = sweep.loc[sweep["silhouette"].idxmax()]
-    ax.axvline(best["k"], color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="k (KMeans)", ylabel="score", title=f"best silhouette {best['silhouette']:.3f} at k={int(best['k'])}")
-    ax.legend(frameon=False)
-    return _save(fig, out_dir, name)
+    """Write :func:`k_sweep_figure`; return the PNG path."""
+    return save(k_sweep_figure(sweep), out_dir, name)
+
+
+def scatter_map_figure(xy: np.ndarray, colour=None, *, flagged=None, title: str = ""):
+    """2-D map of items coloured by a label (or cluster) column; flagged items (outliers, hits)
+    ringed. The :data:`MAX_CATEGORIES` - 1 most frequent values get a colour each, the rest are
+    drawn light grey as one "other" entry, so the legend stays readable with many clusters."""
+    from matplotlib.lines import Line2D
+    xy = np.asarray(xy, dtype=float)
+    fig = figure(6.4, 4.6)
+    ax = fig.subplots()
+    handles = []
+    if colour is None:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.7, color=PALETTE[0], lw=0)
+    else:
+        values = pd.Series(colour).astype(str).to_numpy()
+        counts = pd.Series(values).value_counts(sort=True)
+        keep = counts.index[: MAX_CATEGORIES - 1] if len(counts) > MAX_CATEGORIES else counts.index
+        other = ~np.isin(values, keep)
+        if other.any():
+            ax.scatter(xy[other, 0], xy[other, 1], s=5, color="0.8", lw=0)
+        for i, value in enumerate(sorted(keep, key=_natural)):
+            m = values == value
+            ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.8, color=PALETTE[i % len(PALETTE)], lw=0)
+            handles.append(Line2D([], [], ls="none", marker="o", ms=5, color=PALETTE[i % len(PALETTE)],
+                                  label=_clip(value)))
+        if other.any():
+            handles.append(Line2D([], [], ls="none", marker="o", ms=5, color="0.8",
+                                  label=f"other ({len(counts) - len(keep)} values)"))
+    if flagged is not None and np.asarray(flagged, bool).any():
+        f = np.asarray(flagged, bool)
+        ax.scatter(xy[f, 0], xy[f, 1], s=30, facecolors="none", edgecolors="black", lw=0.6)
+        handles.append(Line2D([], [], ls="none", marker="o", ms=6, mfc="none", mec="black", label="flagged"))
+    ax.set(xticks=[], yticks=[])
+    if title:
+        ax.set_title(title, fontsize=9)
+    if handles:
+        _legend_outside(fig, handles, ncols=1 if len(handles) <= 12 else 2)
+    return fig
 
 
 def scatter_map(xy: np.ndarray, colour, out_dir, *, name: str = "map", flagged=None, title: str = "") -> Path:
-    """2-D map of items coloured by a label (or cluster) column; flagged items (outliers) ringed."""
-    fig, ax = plt.subplots(figsize=(6, 5))
-    if colour is None:
-        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.7)
-    else:
-        colour = pd.Series(colour).astype(str).to_numpy()
-        cmap = plt.get_cmap("tab20")
-        for i, value in enumerate(sorted(set(colour))):
-            m = colour == value
-            ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.7, color=cmap(i % 20), label=value)
-        ax.legend(fontsize=6, markerscale=2, frameon=False, loc="best", ncol=2)
-    if flagged is not None and np.asarray(flagged).any():
-        f = np.asarray(flagged, bool)
-        ax.scatter(xy[f, 0], xy[f, 1], s=30, facecolors="none", edgecolors="black", lw=0.6, label="outlier")
-    ax.set(title=title, xticks=[], yticks=[])
-    return _save(fig, out_dir, name)
+    """Write :func:`scatter_map_figure`; return the PNG path."""
+    return save(scatter_map_figure(xy, colour, flagged=flagged, title=title), out_dir, name)
+
+
+def _natural(value: str):
+    """Sort key putting ``"cluster 2"`` before ``"cluster 10"``.
+
+    >>> sorted(["cluster 10", "cluster 2", "-1", "jazz"], key=_natural)
+    ['-1', 'cluster 2', 'cluster 10', 'jazz']
+    """
+    return [(0, int(p), "") if re.fullmatch(r"-?\d+", p) else (1, 0, p) for p in re.split(r"(-?\d+)", value) if p]
+
+
+def _clip(text: str, n: int = 22) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

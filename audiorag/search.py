@@ -19,6 +19,7 @@ and an audio query on normalised vectors, ``alpha·text + (1 − alpha)·audio``
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,9 @@ class Query:
             source = os.path.abspath(str(source))
         else:
             raise ParameterError(f"Query.audio: expected a path or numpy array, got {type(source).__name__}")
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise ParameterError(f"Query.audio: {name} must be a finite time >= 0 (seconds), got {value}")
         if start is not None and end is not None and end <= start:
             raise ParameterError(f"Query.audio: end ({end}) must be after start ({start})")
         return cls("audio", source, sr, start, end)
@@ -92,15 +96,17 @@ class Query:
     @classmethod
     def moment(cls, track_id: int, at: float = 0.0) -> "Query":
         """The library's own segment of ``track_id`` that starts at (or just before) ``at`` seconds."""
-        if at < 0:
-            raise ParameterError(f"Query.moment: at must be >= 0, got {at}")
+        if not (np.isfinite(at) and at >= 0):
+            raise ParameterError(f"Query.moment: at must be a finite time >= 0 (seconds), got {at}")
         return cls("moment", track_id=int(track_id), at=float(at))
 
 
 class _Layout:
     """Where each track's segments sit in the vectors (segments are contiguous per track)."""
 
-    def __init__(self, segments: pd.DataFrame):
+    def __init__(self, segments: pd.DataFrame, tracks: pd.DataFrame | None = None):
+        self.duration = ({} if tracks is None or "duration" not in tracks.columns
+                         else dict(zip(tracks["track_id"].tolist(), tracks["duration"].tolist())))
         self.seg_track = segments["track_id"].to_numpy()
         self.starts = segments["start"].to_numpy()
         self.ends = segments["end"].to_numpy()
@@ -114,6 +120,9 @@ class _Layout:
         if track_id not in self.first:
             raise ParameterError(f"Query.moment: track {track_id} is not in the library")
         first, n = self.first[track_id], self.count[track_id]
+        end = max(float(self.ends[first + n - 1]), float(self.duration.get(track_id) or 0.0))
+        if at > end:
+            raise ParameterError(f"Query.moment: at={at:g}s is beyond the end of track {track_id} ({end:g}s)")
         return first + max(0, int(np.searchsorted(self.starts[first:first + n], at + 1e-9, side="right")) - 1)
 
 
@@ -125,7 +134,7 @@ class _Context:
     def __init__(self, lib, emb, index_name: str | None, *, with_index: bool = True):
         self.emb = emb
         self.index = load_index(lib, emb, index_name) if with_index else None
-        self.layout = _Layout(lib.segments)
+        self.layout = _Layout(lib.segments, lib.tracks)
         self.vectors = emb.vectors()
         meta = lib.tracks.drop(columns=[c for c in _HIDDEN_TRACK_COLUMNS if c in lib.tracks.columns])
         meta = meta.rename(columns={"duration": "track_duration"}).drop(columns="track_id")
@@ -163,7 +172,7 @@ def _mtime(path) -> int:
 def context(lib, embedder=None, index: str | None = None, *, text: bool = False) -> _Context:
     """The cached search context; rebuilt when the library's tables, embeddings or indexes change
     (checked by file modification times, a few ``stat`` calls per query)."""
-    root = str(lib.path)
+    root = str(lib.data)  # the generation read: a commit changes it
     key = (root, str(embedder), index, text, *(_mtime(os.path.join(root, f)) for f in
                                                ("tracks.parquet", "segments.parquet", "embeddings")))
     ctx = _CONTEXTS.get(key)
@@ -188,7 +197,7 @@ def query_vectors(lib, emb, query: Query, *, ctx: _Context | None = None) -> tup
         audio = l2_normalise(audio.mean(axis=0))
         return l2_normalise(query.alpha * text + (1.0 - query.alpha) * audio)[None, :], track
     if query.kind == "moment":
-        lay, vectors = (ctx.layout, ctx.vectors) if ctx is not None else (_Layout(lib.segments), emb.vectors())
+        lay, vectors = (ctx.layout, ctx.vectors) if ctx is not None else (_Layout(lib.segments, lib.tracks), emb.vectors())
         return np.asarray(vectors[lay.moment(query.track_id, query.at)])[None, :], query.track_id
     e = emb.embedder
     if isinstance(query.source, np.ndarray):
@@ -217,13 +226,91 @@ def _allowed_tracks(lib, filters: dict | None) -> np.ndarray | None:
     if not filters:
         return None
     tracks = lib.tracks
+    return tracks["track_id"].to_numpy()[track_mask(tracks, filters)]
+
+
+#: comparison operators of a filter condition ``{"op": OP, "value": V}`` (and of ``COLUMN<OP>VALUE`` text)
+OPERATORS = ("=", "!=", ">=", "<=", ">", "<")
+_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(==|!=|>=|<=|=|>|<)\s*(.*?)\s*$", re.DOTALL)
+
+
+def parse_condition(text: str, *, option: str = "--where") -> tuple[str, dict]:
+    """``"year>=2001"`` → ``("year", {"op": ">=", "value": "2001"})``; ``==`` is ``=``.
+
+    >>> parse_condition("genre=rock"), parse_condition("year >= 2001")
+    (('genre', {'op': '=', 'value': 'rock'}), ('year', {'op': '>=', 'value': '2001'}))
+    """
+    m = _CONDITION.match(text)
+    if not m:
+        raise ParameterError(f"{option} expects COLUMN=VALUE (or !=, >=, <=, >, <), got {text!r}")
+    op = "=" if m.group(2) == "==" else m.group(2)
+    return m.group(1), {"op": op, "value": m.group(3)}
+
+
+def track_mask(tracks: pd.DataFrame, filters: dict, *, what: str = "filter") -> np.ndarray:
+    """Boolean mask of the ``tracks`` rows that pass every column's condition(s).
+
+    ``filters`` maps a column to a value, a list of accepted values, a condition
+    ``{"op": OP, "value": V}`` (``OP`` in :data:`OPERATORS`), or a list mixing both: the plain
+    values of one column are alternatives (any may match), conditions must all hold. Values
+    compare by the column's type: a numeric column as numbers (``"2001"`` matches ``2001.0``;
+    text that is not a number is an error), other columns as text. Tracks without a value in
+    the column never match.
+
+    >>> t = pd.DataFrame({"year": [1999.0, 2001.0, None], "genre": ["rock", "jazz", "rock"]})
+    >>> track_mask(t, {"year": "2001"}).tolist(), track_mask(t, {"year": {"op": "<", "value": 2001}}).tolist()
+    ([False, True, False], [True, False, False])
+    >>> track_mask(t, {"genre": ["rock", "pop"], "year": {"op": "!=", "value": "1999"}}).tolist()
+    [False, False, False]
+    """
     mask = np.ones(len(tracks), dtype=bool)
     for col, want in filters.items():
         if col not in tracks.columns:
-            raise ParameterError(f"filter on unknown column {col!r}; track columns: {list(tracks.columns)}")
-        values = want if isinstance(want, (list, tuple, set)) else [want]
-        mask &= tracks[col].isin(values).to_numpy()
-    return tracks["track_id"].to_numpy()[mask]
+            raise ParameterError(f"{what} on unknown column {col!r}; track columns: {', '.join(map(str, tracks.columns))}")
+        items = list(want) if isinstance(want, (list, tuple, set)) else [want]
+        equal = [i for i in items if not isinstance(i, dict)]
+        conditions = [i for i in items if isinstance(i, dict)]
+        column = tracks[col]
+        present = column.notna().to_numpy()
+        col_mask = present.copy()
+        for c in conditions:
+            if set(c) != {"op", "value"} or c["op"] not in OPERATORS:
+                raise ParameterError(f"{what} on {col!r}: a condition is {{'op': one of {OPERATORS}, 'value': V}}, "
+                                     f"got {c!r}")
+            if c["op"] == "=":
+                equal.append(c["value"])
+            else:
+                col_mask &= _compare(column, c["op"], c["value"], col, what) & present
+        if equal:
+            col_mask &= np.logical_or.reduce([_compare(column, "=", v, col, what) for v in equal]) & present
+        mask &= col_mask
+    return mask
+
+
+def _compare(column: pd.Series, op: str, value, col: str, what: str) -> np.ndarray:
+    """``column OP value`` by the column's type (numbers as numbers, anything else as text)."""
+    if pd.api.types.is_bool_dtype(column):
+        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+        key = str(value).strip().lower()
+        if key not in truth or op not in ("=", "!="):
+            raise ParameterError(f"{what} on {col!r}: the column holds true/false; use {col}=true or {col}=false, "
+                                 f"got {op}{value!r}")
+        left, right = column.to_numpy(dtype=object), truth[key]
+    elif pd.api.types.is_numeric_dtype(column):
+        try:
+            right = float(value)
+        except (TypeError, ValueError):
+            raise ParameterError(f"{what} on {col!r}: the column holds numbers; {value!r} is not a number") from None
+        if not np.isfinite(right):
+            raise ParameterError(f"{what} on {col!r}: {value!r} is not a finite number")
+        left = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    else:
+        left = column.astype(object).map(lambda v: "" if v is None else str(v)).to_numpy(dtype=object)
+        right = str(value)
+    with np.errstate(invalid="ignore"):
+        out = {"=": left == right, "!=": left != right, ">=": left >= right, "<=": left <= right,
+               ">": left > right, "<": left < right}[op]
+    return np.asarray(out, dtype=bool)
 
 
 def _candidates(index, q: np.ndarray, n_wanted: int, keep) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +335,8 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     ``by="track"`` aggregates to one row per track (its best moment, ``n_segments`` matched).
     ``filters`` maps a track column to a value or list of accepted values.
     """
-    if k < 1:
-        raise ParameterError(f"search: k must be >= 1, got {k}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ParameterError(f"search: k must be an integer >= 1, got {k!r}")
     if by not in ("segment", "track"):
         raise ParameterError(f"search: by must be 'segment' or 'track', got {by!r}")
     if not isinstance(query, Query):

@@ -42,8 +42,12 @@ class Segmentation:
     tail: str = "keep-short"
 
     def __post_init__(self):
-        if not (self.window > 0 and self.hop > 0):
-            raise ParameterError(f"Segmentation: window and hop must be > 0, got {self.window}, {self.hop}")
+        for name in ("window", "hop"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise ParameterError(f"Segmentation: {name} must be a number of seconds, got {value!r}")
+            if not (np.isfinite(value) and value > 0):
+                raise ParameterError(f"Segmentation: {name} must be a finite number of seconds > 0, got {value}")
         if self.hop > self.window:
             raise ParameterError(f"Segmentation: hop ({self.hop}) larger than window ({self.window}) leaves gaps")
         if self.tail not in TAIL_POLICIES:
@@ -56,8 +60,8 @@ class Segmentation:
 
     def windows(self, duration: float) -> tuple[np.ndarray, np.ndarray]:
         """Start and end times (float64 seconds) of the windows of a track of ``duration`` seconds."""
-        if not duration > 0:
-            raise ParameterError(f"windows: duration must be > 0, got {duration}")
+        if not (duration > 0 and np.isfinite(duration)):
+            raise ParameterError(f"windows: duration must be finite and > 0, got {duration}")
         if duration < self.window - _EPS:
             return np.zeros(1), np.array([self.window if self.tail == "pad" else float(duration)])
         n_full = int(np.floor((duration - self.window + _EPS) / self.hop)) + 1

@@ -5,7 +5,7 @@
     python benchmarks/embed.py --embedders clap wav2vec2 mert --tracks 8
 
 Hub models (clap, wav2vec2, hubert, mert) have no weights here: they run at their real
-size with random weights (``audiorag.embedders.random_models``, saved with
+size with random weights (``tests/random_models.py``, saved with
 ``save_pretrained`` and loaded through the normal path) — a model's cost does not depend
 on its weights' values. mert runs with ``layer=all`` (every hidden state is computed anyway).
 
@@ -27,9 +27,10 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import tempfile
 import time
-
+from pathlib import Path
 
 from audiorag import Library
 from audiorag.audio import load, resample
@@ -48,7 +49,8 @@ def embedder(name: str, scratch: str):
     """The registered embedder, or for hub models a real-size random one saved under ``scratch``."""
     if name not in HUB:
         return get_embedder(name)
-    from audiorag.embedders.random_models import save_model
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test fixture's random models
+    from random_models import save_model
     path = save_model(name, f"{scratch}/{name}", size="base")
     return get_embedder(name, model=str(path), **HUB[name])
 
@@ -89,7 +91,8 @@ def measure(name: str, files: list[str], *, workers: int, scratch: str) -> dict:
             e.embed_text([f"query number {i}: slow piano with soft strings"])
             times.append(1000 * (time.perf_counter() - t0))
         text_ms = sorted(times)[len(times) // 2]
-    return {"embedder": name, "clips": n_clips, "text_query_ms": text_ms, "forward_s": forward, "front_end_s": front, "ingest_s": ingest,
+    return {"embedder": name, "clips": n_clips, "text_query_ms": text_ms, "forward_s": forward, "front_end_s": front,
+            "ingest_s": ingest,
             "forward_clips_per_s": n_clips / forward, "ingest_clips_per_s": n_clips / ingest,
             "ingest_over_forward": ingest / forward}
 

@@ -3,7 +3,7 @@
     python benchmarks/index.py --n 100000                       # dims 200 512 768, every family
     python benchmarks/index.py --n 1000000
     python benchmarks/index.py --n 10000000 --dims 512          # compressed families only
-    python benchmarks/index.py --table experiments/results/index-bench/*.json   # the README table
+    python benchmarks/index.py --table experiments/results/index-bench/*.json   # the docs table
 
 Vectors come from :class:`mixture.Mixture` fitted to a library's real embeddings
 (``--fit``, default the ``make demo`` library: 200-D ← musicnn-mtt, 512-D ← aisfx, 768-D ←
@@ -39,6 +39,7 @@ from mixture import Mixture  # noqa: E402
 from audiorag import Library, __version__  # noqa: E402
 from audiorag.index import factory as F  # noqa: E402
 from audiorag.index.quality import tune  # noqa: E402
+from audiorag.report import index_table  # noqa: E402
 
 DEFAULT_FIT = "experiments/results/default/libraries/synthetic-96-w10-h2"
 SOURCES = {200: "musicnn-mtt", 512: "aisfx", 768: "aisfx"}
@@ -130,10 +131,10 @@ def main(argv=None) -> None:
     ap.add_argument("--target", type=float, default=0.95, help="recall@10 the search parameters are tuned to")
     ap.add_argument("--scratch", default=tempfile.gettempdir())
     ap.add_argument("--out", default=None)
-    ap.add_argument("--table", nargs="+", help="print the README table of these result files and exit")
+    ap.add_argument("--table", nargs="+", help="print the docs table of these result files and exit")
     args = ap.parse_args(argv)
     if args.table:
-        print(table([json.loads(Path(p).read_text()) for p in args.table]))
+        print(index_table([json.loads(Path(p).read_text()) for p in args.table]))
         return
     if not Path(args.fit, "library.json").exists():
         sys.exit(f"{args.fit}: no library to fit the vectors to; run `make demo` first or pass --fit LIBRARY")
@@ -141,7 +142,8 @@ def main(argv=None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"benchmark": "index", "n": args.n, "queries": args.queries, "target_recall": args.target,
               "audiorag_version": __version__, "faiss_version": faiss.__version__, "machine": {
-                  "platform": platform.platform(), "cpus": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads()},
+                  "platform": platform.platform(), "cpus": os.cpu_count(),
+                  "faiss_threads": faiss.omp_get_max_threads()},
               "results": []}
     scratch = Path(args.scratch)
     for dim in args.dims:
@@ -155,7 +157,8 @@ def main(argv=None) -> None:
         for factory in args.families or families(args.n, dim):
             r = {"dim": dim, **run_family(factory, db, queries, truth, args.target, scratch)}
             record["results"].append(r)
-            print(f"  {factory:28s} recall@10 {r['recall@10']:.3f} at {r['search_params']}  p50 {r['latency_p50_ms']:.2f}"
+            print(f"  {factory:28s} recall@10 {r['recall@10']:.3f} at {r['search_params']}"
+                  f"  p50 {r['latency_p50_ms']:.2f}"
                   f" p99 {r['latency_p99_ms']:.2f} ms  {r['batch_qps']:.0f} q/s batched  "
                   f"{r['bytes_per_segment']:.0f} B/seg  build {r['build_seconds']:.0f}s", flush=True)
             out.write_text(json.dumps(record, indent=1))
@@ -181,18 +184,6 @@ def plot(record: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-
-
-def table(records: list[dict]) -> str:
-    lines = ["| n | dim | index | recall@10 | search params | p50 ms | p99 ms | batched q/s | B/segment | build s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for rec in sorted(records, key=lambda r: r["n"]):
-        for r in rec["results"]:
-            params = ", ".join(f"{k}={v}" for k, v in r["search_params"].items()) or "–"
-            lines.append(f"| {rec['n']:,} | {r['dim']} | `{r['factory']}` | {r['recall@10']:.3f} | {params} | "
-                         f"{r['latency_p50_ms']:.2f} | {r['latency_p99_ms']:.2f} | {r['batch_qps']:,.0f} | "
-                         f"{r['bytes_per_segment']:.0f} | {r['build_seconds']:.0f} |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

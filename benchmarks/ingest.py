@@ -3,6 +3,8 @@
     python benchmarks/ingest.py                      # the generated corpus (FLAC, 22.05 kHz mono)
     python benchmarks/ingest.py --as mp3             # the same audio as 44.1 kHz stereo MP3 (FMA-like)
     python benchmarks/ingest.py --folder ~/music     # real files
+    python benchmarks/ingest.py --out experiments/results/ingest-bench/flac.json   # the docs' record
+    python benchmarks/ingest.py --as mp3 --out experiments/results/ingest-bench/mp3.json
 
 All passes use the same number of worker processes and see the same files from a warm
 page cache. Order: decode only, naive per-window features, full ingest; the embedder is
@@ -122,6 +124,7 @@ def main() -> None:
     print(f"ingest / decode time ratio: {result['ingest_over_decode']:.2f}; "
           f"ingest is {result['speedup_over_naive']:.1f}x faster than naive")
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -59,7 +59,7 @@ class Mixture:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, track_ids: np.ndarray, *, latent: int = 32, components: int = 16,
-            seed: int = 0, source: str = "") -> "Mixture":
+            seed: int = 0, source: str = "") -> Mixture:
         """Fit to ``vectors`` whose rows are consecutive windows of the tracks ``track_ids``."""
         x = np.asarray(vectors, dtype=np.float64)
         track_ids = np.asarray(track_ids)
@@ -77,8 +77,9 @@ class Mixture:
 
     def explained(self) -> float:
         """Share of the real vectors' variance in the latent subspace."""
+        mean = self.weights @ self.means
         latent = float(np.einsum("kij,kij,k->", self.chol, self.chol, self.weights)
-                       + (self.weights @ (self.means ** 2).sum(1)) - (self.weights @ self.means) @ (self.weights @ self.means))
+                       + (self.weights @ (self.means ** 2).sum(1)) - mean @ mean)
         return latent / (latent + float((self.residual_std ** 2).sum()))
 
     def _lift(self, dim: int):

@@ -1,6 +1,6 @@
 """What ``Library.search`` adds on top of the raw FAISS call, side by side in one run.
 
-    python benchmarks/search.py                                   # the make-demo library, features45
+    python benchmarks/search.py                                   # the make-demo library, features45 (the docs' record)
     python benchmarks/search.py --library LIB --embedder aisfx --index auto
 
 For each of ``--queries`` moments of the library (seeded), interleaved: the raw
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorag import Library, Query
-from audiorag.search import context
+from audiorag.search import context, search
 
 DEFAULT_LIBRARY = "experiments/results/default/libraries/synthetic-96-w10-h2"  # made by `make demo`
 
@@ -30,7 +30,7 @@ def main(argv=None) -> None:
     ap.add_argument("--embedder", default="features45")
     ap.add_argument("--index", default=None, help="index name (default: flat or the only one)")
     ap.add_argument("--queries", type=int, default=500)
-    ap.add_argument("--out", default="experiments/results/search-overhead.json")
+    ap.add_argument("--out", default="experiments/results/search-bench/overhead.json")
     args = ap.parse_args(argv)
     lib = Library.open(args.library)
     ctx = context(lib, args.embedder, args.index)
@@ -54,7 +54,7 @@ def main(argv=None) -> None:
             times["raw"].append(time.perf_counter() - t0)
             for name, kw in variants.items():
                 t0 = time.perf_counter()
-                lib.search(Query.moment(track, at), embedder=ctx.emb.key, index=args.index, k=10, **kw)
+                search(lib, Query.moment(track, at), embedder=ctx.emb.key, index=args.index, k=10, **kw)
                 times[name].append(time.perf_counter() - t0)
     p50 = {k: float(np.median(v) * 1000) for k, v in times.items()}
     record = {"library": args.library, "embedding": ctx.emb.key, "index": ctx.index.sidecar["factory"],

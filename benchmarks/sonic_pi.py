@@ -3,7 +3,7 @@ category = filename prefix (ambi_, bass_, bd_, drum_, elec_, ...).
 
     sudo apt-get install sonic-pi-samples
     python benchmarks/sonic_pi.py                       # features45, musicnn-mtt, aisfx
-    python benchmarks/sonic_pi.py --out sonic_pi.json
+    python benchmarks/sonic_pi.py --out experiments/results/sonic-pi/sonic-pi.json   # the docs' record
 
 For each embedder: a library of 3 s windows every 1.5 s (short samples keep one short
 window), a Flat index, and ``audiorag eval``'s protocol with label = category, the query's
@@ -49,6 +49,8 @@ def main() -> None:
         lib = Library.create(f"{tmp}/lib", window=3.0, hop=1.5)
         lib.add(FolderDataset(args.root, label_regex=r"^([a-z]+)_"), embedders=args.embedders, progress=False)
         protocol = Protocol(label="label", queries="all", ks=[1, 5, 10], moment_queries=0)
+        results.update(tracks=len(lib.tracks), segments=len(lib.segments), labels=int(lib.tracks["label"].nunique()),
+                       window=3.0, hop=1.5, errors=len(lib.errors()))
         print(f"{len(lib.tracks)} samples, {len(lib.segments)} windows, "
               f"{lib.tracks['label'].nunique()} categories, {len(lib.errors())} errors")
         print(f"{'embedder':<14}{'seg P@10':>10}{'track P@10':>12}{'seg mAP':>10}{'chance':>9}")
@@ -80,12 +82,14 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2, default=float))
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
 
 
 def analysis_notebook(lib, embedder: str, out_dir: Path) -> dict:
     """Run notebooks/04_clusters_anomalies.ipynb on ``embedder``'s vectors; returns its metrics."""
     import papermill as pm
+
     from audiorag.evaluate import EvaluationRecord
     from audiorag.experiments import NOTEBOOKS
     out_dir.mkdir(parents=True, exist_ok=True)

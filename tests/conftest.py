@@ -1,6 +1,14 @@
-"""Shared fixtures: generated audio only (no downloads); one small synthetic corpus per session."""
+"""Shared fixtures: generated audio only (no downloads); one small synthetic corpus, generated once.
 
+Generated datasets are deterministic and named by their generator version, so they are kept between
+test sessions in pytest's cache (``.pytest_cache/d/audiorag-data``; ``pytest --cache-clear`` drops it):
+the first session generates the corpus, later ones reuse it. ``tests/`` is on ``sys.path``
+(``pythonpath`` in pyproject.toml), so tests import fixtures such as ``random_models`` directly.
+"""
+
+import fcntl
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -14,9 +22,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
+@contextmanager
+def locked(path):
+    """An exclusive lock on ``path`` (other test sessions generating the same data wait)."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cache(request, tmp_path_factory):
+    """``$AUDIORAG_CACHE`` for the whole session: pytest's cache (kept between sessions) or, with the
+    cache plugin off (``-p no:cacheprovider``), a temporary folder."""
+    store = getattr(request.config, "cache", None)
+    path = store.mkdir("audiorag-data") if store is not None else tmp_path_factory.mktemp("cache")
     old = os.environ.get("AUDIORAG_CACHE")
     os.environ["AUDIORAG_CACHE"] = str(path)
     yield path
@@ -31,7 +53,8 @@ def corpus(cache):
     """24 synthetic 30 s tracks (3 per genre), generated once."""
     from audiorag.datasets.synthetic import SyntheticDataset
     ds = SyntheticDataset(24, seed=7)
-    ds.generate()
+    with locked(cache / ".corpus.lock"):
+        ds.generate()
     return ds
 
 

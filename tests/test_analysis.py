@@ -11,7 +11,7 @@ from audiorag.analysis import analyse, anomalies, clusters, maps, tagging
 from audiorag.cli import app
 from audiorag.embedders import l2_normalise
 from audiorag.errors import ParameterError
-from audiorag.search import Query
+from audiorag.search import Query, search
 
 
 def blobs(rng, n_per=30, k=4, dim=16, spread=0.05):
@@ -134,7 +134,7 @@ def test_cluster_column_filters_search(library, tmp_path):
     assert lib.tracks["cluster"].notna().all() and lib.tracks["cluster"].nunique() == 4
     assert a.items["cluster:kmeans:4"].tolist() == lib.tracks.set_index("track_id").loc[a.items["track_id"], "cluster"].tolist()
     wanted = int(lib.tracks["cluster"].iloc[0])
-    hits = lib.search(Query.moment(int(lib.tracks["track_id"].iloc[-1])), k=5, filters={"cluster": wanted})
+    hits = search(lib, Query.moment(int(lib.tracks["track_id"].iloc[-1])), k=5, filters={"cluster": wanted})
     assert set(hits["cluster"]) == {wanted}
     with pytest.raises(ParameterError, match="reserved"):
         lib.set_track_column("uri", {})

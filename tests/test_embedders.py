@@ -3,11 +3,10 @@ import pytest
 
 from audiorag.datasets.synthetic import plan, render_track
 from audiorag.embedders import Embedder, get_embedder, list_embedders
-from audiorag.embedders.validate import validate
 from audiorag.embedders.features import FEATURE_NAMES
+from audiorag.embedders.validate import validate
 from audiorag.errors import ParameterError, UnknownEmbedderError
 from audiorag.segment import Segmentation
-
 
 #: hub models have no weights here; tests/test_hub_models.py validates them with tiny local models
 OFFLINE = [n for n in list_embedders() if n not in ("clap", "mert", "wav2vec2", "hubert")]
@@ -66,7 +65,7 @@ def test_pooled_equals_per_window_away_from_edges():
         frames, _ = e.frame_features(y)
         fs = frames.std(axis=0)
         scale = np.concatenate([fs[:13], fs[:13], fs[13:25], fs[25:28], fs[28:30], fs[29:30]])
-        errors.append((np.abs(pooled - direct)[1:-1, :44] / scale))
+        errors.append(np.abs(pooled - direct)[1:-1, :44] / scale)
         same_tempo += list(pooled[1:-1, 44] == direct[1:-1, 44])
     errors = np.concatenate(errors)
     assert errors.max() < 0.075

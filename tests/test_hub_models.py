@@ -15,16 +15,16 @@ from typer.testing import CliRunner
 pytest.importorskip("transformers")
 
 import torch  # noqa: E402
+from random_models import clap_config, save_model  # noqa: E402
 
 from audiorag import Library  # noqa: E402
 from audiorag.cli import app  # noqa: E402
 from audiorag.embedders import get_embedder, l2_normalise, parse_spec, weights_status  # noqa: E402
 from audiorag.embedders.clap import chunk_starts  # noqa: E402
 from audiorag.embedders.laionclap import infer_config, to_laion, to_transformers  # noqa: E402
-from audiorag.embedders.random_models import clap_config, save_model  # noqa: E402
 from audiorag.embedders.validate import validate  # noqa: E402
 from audiorag.errors import ParameterError, WeightsNotFoundError  # noqa: E402
-from audiorag.search import Query  # noqa: E402
+from audiorag.search import Query, search  # noqa: E402
 
 runner = CliRunner()
 
@@ -95,9 +95,9 @@ def test_laion_checkpoint_problems_are_refused(models, tmp_path):
             get_embedder("clap", checkpoint=str(path)).embed(np.zeros((1, 48000), np.float32) + 0.1)
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(WeightsNotFoundError, match="not a laion-clap checkpoint"):
-        get_embedder("clap", checkpoint=str(tmp_path / "list.pt")).dim
+        _ = get_embedder("clap", checkpoint=str(tmp_path / "list.pt")).dim
     with pytest.raises(WeightsNotFoundError, match="not found"):
-        get_embedder("clap", checkpoint=str(tmp_path / "absent.pt")).dim
+        _ = get_embedder("clap", checkpoint=str(tmp_path / "absent.pt")).dim
 
 
 def test_clap_feeds_long_windows_as_even_ten_second_chunks(models, rng):
@@ -176,7 +176,7 @@ def test_weights_are_found_in_models_dir_and_hf_cache_or_reported_missing(models
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.delenv("AUDIORAG_MODELS", raising=False)
     with pytest.raises(WeightsNotFoundError) as err:
-        get_embedder("wav2vec2").dim
+        _ = get_embedder("wav2vec2").dim
     msg = str(err.value)
     assert "facebook/wav2vec2-base" in msg and str(tmp_path / "hf") in msg and "hf download" in msg
     assert weights_status("wav2vec2")["available"] is False
@@ -198,7 +198,7 @@ def test_weights_are_found_in_models_dir_and_hf_cache_or_reported_missing(models
     partial.mkdir()
     (partial / "config.json").write_text("{}")
     with pytest.raises(WeightsNotFoundError, match="no weights file"):
-        get_embedder("hubert", model=str(partial)).dim
+        _ = get_embedder("hubert", model=str(partial)).dim
 
 
 def test_parse_spec():
@@ -256,16 +256,16 @@ def test_text_and_hybrid_queries_use_the_text_tower(hub_library, models):
     e = get_embedder("clap", model=str(models["clap"]))
     text = l2_normalise(e.embed_text(["slow piano"]))[0]
     vectors = np.asarray(lib.vectors(key))
-    hits = lib.search(Query.text("slow piano"), k=5)
+    hits = search(lib, Query.text("slow piano"), k=5)
     expected = np.argsort(-(vectors @ text), kind="stable")[:5]
     assert hits["segment_id"].tolist() == expected.tolist()
     np.testing.assert_allclose(hits["score"], (vectors @ text)[expected], atol=1e-5)
     moment = Query.moment(1, at=2.5)
-    audio_only = lib.search(moment, embedder=key, k=5)
+    audio_only = search(lib, moment, embedder=key, k=5)
     for alpha, same_as in ((0.0, audio_only), (1.0, hits)):
-        blended = lib.search(Query.hybrid("slow piano", moment, alpha=alpha), embedder=key, k=5)
+        blended = search(lib, Query.hybrid("slow piano", moment, alpha=alpha), embedder=key, k=5)
         assert blended["segment_id"].tolist() == same_as["segment_id"].tolist(), alpha
-    half = lib.search(Query.hybrid("slow piano", moment, alpha=0.5), embedder=key, k=len(lib.segments))
+    half = search(lib, Query.hybrid("slow piano", moment, alpha=0.5), embedder=key, k=len(lib.segments))
     q = l2_normalise(0.5 * text + 0.5 * vectors[int(audio_only["segment_id"].iloc[0])])
     np.testing.assert_allclose(half.sort_values("segment_id")["score"], vectors @ q, atol=1e-5)
     with pytest.raises(ParameterError, match="alpha"):

@@ -42,7 +42,7 @@ def test_bad_files_are_recorded_and_never_stop_the_build(tmp_path, rng):
     reasons = dict(zip(errors["uri"].map(os.path.basename), errors["message"]))
     assert "empty file" in reasons["zero.wav"] and "non-finite" in reasons["nan.wav"]
     assert "unreadable" in reasons["text.mp3"]
-    lines = (tmp_path / "lib" / "errors.jsonl").read_text().splitlines()
+    lines = (lib.data / "errors.jsonl").read_text().splitlines()
     assert {"uri", "stage", "error", "message"} <= set(json.loads(lines[0]))
     # segments: durations 12, 15, 18, 21 s at 5 s / 2.5 s with keep-short tails
     assert len(lib.segments) == 4 + 5 + 7 + 8
@@ -97,7 +97,7 @@ def test_incompatible_configurations_are_refused(tmp_path):
     with pytest.raises(ParameterError, match="already exists"):
         Library.create(tmp_path / "lib", window=2, hop=1)
     # vectors made with another segmentation are never mixed in
-    desc = tmp_path / "lib" / "embeddings" / lib.embedding().key / "embedder.json"
+    desc = lib.embedding().path / "embedder.json"
     meta = json.loads(desc.read_text())
     meta["segmentation"]["hop"] = 0.5
     desc.write_text(json.dumps(meta))

@@ -27,7 +27,7 @@ from audiorag.embedders.musicnn import MTT_TAGS, PATCH_FRAMES, log_mel, patch_st
 from audiorag.embedders.tfcheckpoint import CheckpointFormatError, read_checkpoint  # noqa: E402
 from audiorag.errors import ParameterError  # noqa: E402
 from audiorag.library import Library  # noqa: E402
-from audiorag.search import Query  # noqa: E402
+from audiorag.search import Query, search  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 
@@ -146,7 +146,7 @@ def test_tags_per_segment_and_track(tagged):
 
 
 def test_text_search_ranks_by_matched_tags(tagged):
-    hits = tagged.search(Query.text("fast techno beat"), k=5)
+    hits = search(tagged, Query.text("fast techno beat"), k=5)
     matched = hits.attrs["matched_tags"]
     assert "techno" in matched and len(matched) <= 5
     assert hits["score"].is_monotonic_decreasing
@@ -156,10 +156,10 @@ def test_text_search_ranks_by_matched_tags(tagged):
     scores_all = tagged.tags()[list(matched)].to_numpy() @ weights / weights.sum()
     assert hits["score"].iloc[0] == pytest.approx(scores_all.max(), rel=1e-5)
     techno = tagged.tracks.loc[tagged.tracks["genre"] == "techno", "track_id"].tolist()
-    by_track = tagged.search(Query.text("fast techno beat"), by="track", k=3)
+    by_track = search(tagged, Query.text("fast techno beat"), by="track", k=3)
     if techno:
         assert by_track["track_id"].iloc[0] in techno
-    only = tagged.search(Query.text("piano"), k=3, filters={"genre": "ambient"})
+    only = search(tagged, Query.text("piano"), k=3, filters={"genre": "ambient"})
     assert set(only["genre"]) <= {"ambient"}
     with pytest.raises(ParameterError):
         Query.text("  ")

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from audiorag import Library, ParameterError, Query
+from audiorag.search import search
 from audiorag.audio import load
 from audiorag.datasets.synthetic import SyntheticDataset
 
@@ -12,7 +13,7 @@ def test_clip_cut_from_indexed_track_finds_its_moment(library):
     trials = [(tid, at) for tid in library.tracks["track_id"][::3] for at in (3.3, 11.0, 17.9)]
     for tid, at in trials:
         uri = library.tracks.set_index("track_id").at[tid, "uri"]
-        hits = library.search(Query.audio(uri, start=at, end=at + 10), k=3)
+        hits = search(library, Query.audio(uri, start=at, end=at + 10), k=3)
         top = hits.iloc[0]
         found += top["track_id"] == tid and abs(top["start"] - at) <= hop
     assert found == len(trials)
@@ -21,31 +22,31 @@ def test_clip_cut_from_indexed_track_finds_its_moment(library):
 def test_array_query_equals_file_query(library):
     uri = library.tracks["uri"].iloc[4]
     y, sr = load(uri)
-    from_file = library.search(Query.audio(uri, start=5, end=15), k=5)
-    from_array = library.search(Query.audio(y, sr=sr, start=5, end=15), k=5)
+    from_file = search(library, Query.audio(uri, start=5, end=15), k=5)
+    from_array = search(library, Query.audio(y, sr=sr, start=5, end=15), k=5)
     assert from_file["segment_id"].tolist() == from_array["segment_id"].tolist()
     np.testing.assert_allclose(from_file["score"], from_array["score"], atol=1e-5)
 
 
 def test_moment_query_exclusion_filters_and_track_aggregation(library):
     tid = int(library.tracks["track_id"].iloc[2])
-    hits = library.search(Query.moment(tid, at=8.5), k=5)
+    hits = search(library, Query.moment(tid, at=8.5), k=5)
     assert hits.iloc[0]["track_id"] == tid and hits.iloc[0]["start"] == 8.0
     assert hits.iloc[0]["score"] == pytest.approx(1.0, abs=1e-5)
     assert list(hits.columns[:6]) == ["rank", "track_id", "segment_id", "start", "end", "score"]
     assert {"uri", "genre", "artist"} <= set(hits.columns)
-    other = library.search(Query.moment(tid, at=8.5), k=20, exclude_same_track=True)
+    other = search(library, Query.moment(tid, at=8.5), k=20, exclude_same_track=True)
     assert len(other) == 20 and (other["track_id"] != tid).all()
     assert other["score"].is_monotonic_decreasing
     genre = library.tracks["genre"].iloc[0]
-    only = library.search(Query.moment(tid, 0), k=10, filters={"genre": genre})
+    only = search(library, Query.moment(tid, 0), k=10, filters={"genre": genre})
     assert (only["genre"] == genre).all() and len(only) == 10
-    tracks = library.search(Query.moment(tid, 0), k=6, by="track", exclude_same_track=True)
+    tracks = search(library, Query.moment(tid, 0), k=6, by="track", exclude_same_track=True)
     assert tracks["track_id"].is_unique and len(tracks) == 6 and "n_segments" in tracks
     with pytest.raises(ParameterError, match="unknown column"):
-        library.search(Query.moment(tid, 0), filters={"mood": "sad"})
+        search(library, Query.moment(tid, 0), filters={"mood": "sad"})
     with pytest.raises(ParameterError, match="not in the library"):
-        library.search(Query.moment(10_000, 0))
+        search(library, Query.moment(10_000, 0))
 
 
 def test_features45_discriminates_but_is_not_perfect(library):
@@ -53,7 +54,7 @@ def test_features45_discriminates_but_is_not_perfect(library):
     tracks = library.tracks.set_index("track_id")
     precisions = []
     for tid in tracks.index:
-        hits = library.search(Query.moment(int(tid), 10.0), k=5, by="track", exclude_same_track=True)
+        hits = search(library, Query.moment(int(tid), 10.0), k=5, by="track", exclude_same_track=True)
         precisions.append(np.mean(tracks.loc[hits["track_id"], "genre"].to_numpy() == tracks.at[tid, "genre"]))
     p = float(np.mean(precisions))
     assert 1 / 8 + 0.1 < p < 0.97, p
@@ -67,7 +68,7 @@ def test_long_query_is_matched_as_a_sequence(cache, tmp_path):
     lib.build_index("features45", "Flat")
     for tid, at in [(1, 20.0), (5, 33.0), (6, 41.5)]:
         uri = lib.tracks.set_index("track_id").at[tid, "uri"]
-        hits = lib.search(Query.audio(uri, start=at, end=at + 30), k=3)
+        hits = search(lib, Query.audio(uri, start=at, end=at + 30), k=3)
         top = hits.iloc[0]
         assert top["track_id"] == tid
         assert abs(top["start"] - at) <= lib.segmentation.hop

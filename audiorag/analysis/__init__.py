@@ -1,7 +1,10 @@
 """Analysis of a library's vectors: clusters, anomalies, 2D/3D maps, nearest-neighbour tags.
 
 Each module works on plain arrays first (testable with constructed data) and offers a
-library-level function on top; the metrics themselves live in :mod:`audiorag.evaluate.metrics`.
+library-level function on top. The cluster metrics (silhouette, purity, NMI) are pure functions
+in :mod:`audiorag.analysis.clusters` and the run records in :mod:`audiorag.analysis.records`;
+evaluation builds on both (never the reverse). Items with no value in the label column are
+clustered and mapped but not scored against the labels; their count is in the metrics.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .clusters import label_array
 
 
 @dataclass
@@ -40,19 +45,20 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     """
     from .. import plots
     from ..errors import ParameterError
-    from ..evaluate import Protocol
-    from ..evaluate.records import EvaluationRecord, provenance
     from . import anomalies, clusters as C, maps as P, tagging
+    from .records import Record, provenance
     if level not in ("segment", "track"):
         raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
     t0 = time.perf_counter()
     emb = lib.embedding(embedder)
     items, x = _items(lib, emb, level)
-    truth = items[label].astype(str).to_numpy() if label and label in items.columns else None
-    if label and truth is None:
+    if label and label not in items.columns:
         raise ParameterError(f"no track column {label!r}; columns: {list(lib.tracks.columns)}")
+    truth = label_array(items[label]) if label else None
     out = Analysis(record=None, items=items)
     metrics: dict[str, float] = {"items": float(len(x))}
+    if truth is not None:
+        metrics["n_unlabelled"] = float(sum(v is None for v in truth))
     for spec in clusters:
         method, params = C.parse(spec)
         ids = C.fit(method, x, seed=seed, **params)
@@ -81,9 +87,9 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         metrics.update(tagging.leave_one_out(lib, embedder=emb.key, label=label, k=tag_k, abstain=abstain))
     if write_column and clusters and level == "track":
         lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
-    out.record = EvaluationRecord(
+    out.record = Record(
         kind="analysis", **provenance(lib, emb, [label] if label else [], n_tracks=len(lib.tracks), level=level),
-        protocol=Protocol(label=label or "genre", seed=seed), seed=seed,
+        protocol={"label": label or "genre", "seed": seed}, seed=seed,
         timings={"analyse_seconds": round(time.perf_counter() - t0, 3)},
         metrics={k: float(v) for k, v in metrics.items() if v == v},
         extra={"clusters": list(clusters), "contamination": contamination, "maps": list(maps),
@@ -120,7 +126,7 @@ def _write(out: Analysis, out_dir, label, plots) -> None:
         table.to_csv(out_dir / f"composition-{spec.replace(':', '')}.csv")
     if out.outliers is not None:
         out.outliers.to_csv(out_dir / "outliers.csv", index=False)
-    colour = out.items[label].astype(str) if label else None
+    colour = pd.Series(label_array(out.items[label])).fillna("(unlabelled)") if label else None
     for method, xy in out.maps.items():
         out.figures.append(plots.scatter_map(xy, colour, out_dir, name=f"map-{method}",
                                              flagged=out.items.get("outlier"), title=f"{method.upper()} map"))

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from ..evaluate import metrics as M
 
 METHODS = ("kmeans", "dbscan", "hdbscan")
 
@@ -65,12 +64,18 @@ def score(vectors, clusters, labels=None, *, sample_size: int = 5000, seed: int 
     kept = c >= 0
     out = {"n_clusters": int(len(np.unique(c[kept]))), "noise_share": float(1 - kept.mean())}
     if 2 <= out["n_clusters"] < kept.sum():
-        s = M.silhouette(np.asarray(vectors)[kept], c[kept], sample_size=sample_size, seed=seed)
+        s = silhouette(np.asarray(vectors)[kept], c[kept], sample_size=sample_size, seed=seed)
         out.update(silhouette=s["silhouette"], silhouette_sample=s["silhouette_sample"])
     else:
         out.update(silhouette=float("nan"), silhouette_sample=None)
     if labels is not None:
-        out.update(purity=M.purity(labels, c), nmi=M.nmi(labels, c))
+        lab = label_array(labels)
+        known = np.array([v is not None for v in lab], dtype=bool)  # unlabelled items are not scored
+        out["unlabelled"] = int((~known).sum())
+        if known.any():
+            out.update(purity=purity(lab[known].astype(str), c[known]), nmi=nmi(lab[known].astype(str), c[known]))
+        else:
+            out.update(purity=float("nan"), nmi=float("nan"))
     return out
 
 
@@ -99,3 +104,71 @@ def track_vectors(lib, embedder=None) -> tuple[np.ndarray, np.ndarray]:
     sums = np.zeros((len(ids), x.shape[1]), np.float64)
     np.add.at(sums, inverse, x)
     return ids, l2_normalise(sums)
+
+
+def label_array(values) -> np.ndarray:
+    """Labels as an object array of strings, ``None`` where there is no label (None, NaN, empty text).
+
+    >>> label_array(pd.Series(["rock", None, float("nan"), "", 3.0])).tolist()
+    ['rock', None, None, None, '3.0']
+    """
+    return np.array([None if _missing(v) else str(v) for v in pd.Series(values).astype(object)], dtype=object)
+
+
+def _missing(value) -> bool:
+    """No label: None, NaN, or empty text."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+# -- cluster metrics: pure functions on arrays (evaluation uses them too) -------------------------
+
+def purity(labels_true, labels_pred) -> float:
+    """Fraction of items whose cluster's majority label is their own label.
+
+    >>> purity(["a", "a", "b", "b"], [0, 0, 0, 1])
+    0.75
+    """
+    t, p = np.asarray(labels_true), np.asarray(labels_pred)
+    if t.shape != p.shape or t.size == 0:
+        raise ParameterError("purity: label arrays must be non-empty and of equal length")
+    total = 0
+    for c in np.unique(p):
+        _, counts = np.unique(t[p == c], return_counts=True)
+        total += counts.max()
+    return float(total / t.size)
+
+
+def nmi(labels_true, labels_pred) -> float:
+    """Normalised mutual information (scikit-learn's, arithmetic normalisation).
+
+    >>> nmi(["a", "a", "b", "b"], [1, 1, 0, 0])
+    1.0
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+    return float(normalized_mutual_info_score(labels_true, labels_pred))
+
+
+def silhouette(vectors, labels, *, metric: str = "cosine", sample_size: int | None = 5000, seed: int = 0) -> dict:
+    """Silhouette coefficient (scikit-learn's), on a seeded sample when there are more than ``sample_size`` items.
+
+    Returns the score and the sample size used (``None`` when every item was used).
+
+    >>> x = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]])
+    >>> round(silhouette(x, [0, 0, 1, 1])["silhouette"], 2)
+    0.99
+    """
+    from sklearn.metrics import silhouette_score
+    x, lab = np.asarray(vectors), np.asarray(labels)
+    n_labels = len(np.unique(lab))
+    if not 2 <= n_labels < len(lab):
+        raise ParameterError(f"silhouette needs 2 <= n_labels < n_items, got {n_labels} labels for {len(lab)} items")
+    used = sample_size if sample_size is not None and len(x) > sample_size else None
+    score = silhouette_score(x, lab, metric=metric, sample_size=used, random_state=seed)
+    return {"silhouette": float(score), "silhouette_sample": used}

@@ -14,6 +14,26 @@ import pandas as pd
 from ..audio import load
 
 
+def map_items(lib, embedder=None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The items a map shows: one row per live segment (its track's metadata joined) and the
+    segments' vectors, row for row — the table :func:`audiorag.analysis.analyse` uses, so removed
+    or failed tracks' segments are left out and row ``i`` of the table is point ``i`` of the map.
+
+    Returns ``(items, vectors)``; ``items["segment_id"]`` maps rows back to segments (hits).
+    """
+    from . import _items
+    return _items(lib, lib.embedding(embedder), "segment")
+
+
+def rows_of(items: pd.DataFrame, segment_ids) -> np.ndarray:
+    """Row positions in ``items`` of the given segment ids (e.g. a search's hits), in ``items`` order.
+
+    >>> rows_of(pd.DataFrame({"segment_id": [4, 7, 9]}), [9, 4]).tolist()
+    [0, 2]
+    """
+    return np.flatnonzero(np.isin(items["segment_id"].to_numpy(), np.asarray(segment_ids)))
+
+
 def clip(uri: str, start: float, end: float, *, sr: int = 22050) -> np.ndarray:
     """The mono audio of ``uri`` between ``start`` and ``end`` seconds."""
     y, _ = load(uri, sr=sr, offset=float(start), duration=float(end) - float(start))
@@ -42,8 +62,8 @@ def interactive_map(xy: np.ndarray, items: pd.DataFrame, *, colour: str | None =
     import ipywidgets as widgets
     import plotly.graph_objects as go
     from IPython.display import display
-    text = [f"track {r.track_id} {getattr(r, 'start', 0):.1f}–{getattr(r, 'end', 0):.1f}s {getattr(r, colour, '') if colour else ''}"
-            for r in items.itertuples()]
+    text = [f"track {r.track_id} {getattr(r, 'start', 0):.1f}–{getattr(r, 'end', 0):.1f}s "
+            f"{getattr(r, colour, '') if colour else ''}" for r in items.itertuples()]
     groups = items[colour].astype(str) if colour else pd.Series(["items"] * len(items))
     fig = go.FigureWidget(layout=go.Layout(height=500, margin=dict(l=0, r=0, t=30, b=0), hovermode="closest"))
     for value in sorted(groups.unique()):

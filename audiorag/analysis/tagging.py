@@ -38,12 +38,14 @@ class TrackSpace:
     """Track vectors and a label column of a library: the neighbours tags come from."""
 
     def __init__(self, lib, *, embedder=None, label: str = "genre"):
-        from .clusters import track_vectors
+        from .clusters import label_array, track_vectors
         if label not in lib.tracks.columns:
             raise ParameterError(f"no track column {label!r}; columns: {list(lib.tracks.columns)}")
-        self.track_ids, self.vectors = track_vectors(lib, embedder)
-        labels = lib.tracks.set_index("track_id")[label]
-        self.labels = labels.reindex(self.track_ids).to_numpy()
+        ids, vectors = track_vectors(lib, embedder)
+        labels = label_array(lib.tracks.set_index("track_id")[label].reindex(ids))
+        known = np.array([v is not None for v in labels], dtype=bool)  # unlabelled tracks give no tags
+        self.n_unlabelled = int((~known).sum())
+        self.track_ids, self.vectors, self.labels = ids[known], vectors[known], labels[known]
         self.emb = lib.embedding(embedder)
 
     def neighbours(self, q: np.ndarray, k: int, exclude: np.ndarray | None = None):
@@ -62,8 +64,9 @@ class TrackSpace:
 
 
 def leave_one_out(lib, *, embedder=None, label: str = "genre", k: int = 10, abstain: float = 0.5) -> dict:
-    """Tag every track from the other tracks: precision (correct / answered; NaN when nothing is
-    answered), recall (correct / all), coverage (answered / all), and accuracy without abstaining."""
+    """Tag every labelled track from the other labelled tracks: precision (correct / answered; NaN
+    when nothing is answered), recall (correct / all), coverage (answered / all), accuracy without
+    abstaining, and how many tracks had no label (left out)."""
     space = TrackSpace(lib, embedder=embedder, label=label)
     n = len(space.track_ids)
     if n <= k:
@@ -76,4 +79,5 @@ def leave_one_out(lib, *, embedder=None, label: str = "genre", k: int = 10, abst
     correct = answered & (guess == space.labels)
     return {"tagging/precision": float(correct.sum() / answered.sum()) if answered.any() else float("nan"),
             "tagging/recall": float(correct.mean()), "tagging/coverage": float(answered.mean()),
-            "tagging/accuracy": float((top == space.labels).mean()), "tagging/k": k, "tagging/abstain": abstain}
+            "tagging/accuracy": float((top == space.labels).mean()), "tagging/k": k, "tagging/abstain": abstain,
+            "tagging/unlabelled": space.n_unlabelled}

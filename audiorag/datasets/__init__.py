@@ -8,12 +8,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ParameterError
+from ..io import file_sha256, write_atomic  # noqa: F401  (used by the recipes; re-exported for old imports)
 
 
 @dataclass
@@ -25,11 +25,33 @@ class TrackSource:
 
 
 class Dataset:
-    """A recipe that yields track sources. Subclasses set ``id`` and implement :meth:`sources`."""
+    """A recipe that yields track sources. Subclasses set ``id`` and implement :meth:`sources`.
+
+    ``problems`` lists what :meth:`sources` found but could not offer as a source (a dangling
+    symlink, a symlink loop, an unreadable folder): one record per item,
+    ``{"uri": path, "stage": "scan", "error": type name, "message": reason}``, refilled by
+    every call of :meth:`sources` (empty for recipes that have nothing to report).
+
+    >>> Dataset().problems
+    []
+    """
 
     id: str = ""
 
+    @property
+    def problems(self) -> list[dict]:
+        return self.__dict__.setdefault("_problems", [])
+
+    @problems.setter
+    def problems(self, value: list[dict]) -> None:
+        self.__dict__["_problems"] = list(value)
+
+    def _problem(self, uri: str, error: str, message: str) -> None:
+        """Record one item that cannot be a source (``stage`` "scan")."""
+        self.problems.append({"uri": str(uri), "stage": "scan", "error": error, "message": message})
+
     def sources(self) -> list[TrackSource]:
+        """The items to ingest (and, as a side effect, :attr:`problems`)."""
         raise NotImplementedError
 
     def content_hash(self) -> str:
@@ -40,25 +62,6 @@ class Dataset:
 def cache_dir() -> Path:
     """Where generated and downloaded audio goes: ``$AUDIORAG_CACHE`` or ``~/.cache/audiorag``."""
     return Path(os.environ.get("AUDIORAG_CACHE") or Path.home() / ".cache" / "audiorag")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
-def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def resolve(spec: str, **options) -> Dataset:

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ParameterError
-from . import Dataset, TrackSource, cache_dir, write_atomic
+from ..io import write_atomic
+from . import Dataset, TrackSource, cache_dir
 from .fetch import download
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class FMADataset(Dataset):
         return out
 
     def content_hash(self) -> str:
-        from . import file_sha256
+        from ..io import file_sha256
         return file_sha256(self.root / "fma_metadata" / "tracks.csv")
 
 

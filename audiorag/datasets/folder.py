@@ -7,10 +7,18 @@
 - ``label_regex``: ``label`` = the first group of a regular expression matched against the file
   name, e.g. ``^([a-z]+)_`` turns sonic-pi's ``bd_haus.flac`` into ``bd``; named groups
   (``(?P<group>...)``) become columns of their own.
+
+Every file is accounted for: names that are not valid UTF-8 are found (as ``str`` holding
+surrogates, PEP 383); a symlink to a file is a source under the link's own path, wherever its
+target lives; symlinked folders are walked. A dangling symlink, a symlink loop and a folder
+that cannot be read are each recorded once in :attr:`FolderDataset.problems`, with the reason.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import math
 import os
 import re
 from pathlib import Path
@@ -19,22 +27,24 @@ import pandas as pd
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import ParameterError
-from . import Dataset, TrackSource, file_sha256
+from ..io import decode_path, encode_path, file_sha256
+from . import Dataset, TrackSource
 
 
 class FolderDataset(Dataset):
     """Every audio file under ``root`` (recursively, sorted), with optional ``labels`` CSV.
 
     >>> import tempfile; d = tempfile.mkdtemp()
-    >>> FolderDataset(d).sources()
-    []
+    >>> ds = FolderDataset(d)
+    >>> ds.sources(), ds.problems
+    ([], [])
     """
 
     def __init__(self, root: str | os.PathLike, *, labels: str | os.PathLike | None = None,
                  label_from_folder: bool = False, label_regex: str | None = None):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise ParameterError(f"folder dataset: {self.root} is not a directory")
+            raise ParameterError(f"folder dataset: {encode_path(str(self.root))} is not a directory")
         self.labels = Path(labels).expanduser() if labels else None
         if self.labels is not None and not self.labels.is_file():
             raise ParameterError(f"folder dataset: labels CSV {self.labels} does not exist")
@@ -43,33 +53,121 @@ class FolderDataset(Dataset):
             self.label_regex = re.compile(label_regex) if label_regex else None
         except re.error as exc:
             raise ParameterError(f"folder dataset: bad label_regex {label_regex!r}: {exc}") from None
-        self.id = f"folder:{self.root.resolve()}"
+        # the root is resolved once; paths under it keep their own (link) names
+        self._base = os.path.realpath(self.root)
+        self.id = f"folder:{self._base}"
 
-    def _label_table(self) -> dict[str, dict]:
+    def _label_table(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """CSV rows by absolute path, and the real (symlink-free) path of each row's file."""
         if self.labels is None:
-            return {}
-        df = pd.read_csv(self.labels, keep_default_na=False)
+            return {}, {}
+        try:
+            # only empty cells are missing ("NA" or "None" may be real labels); a numeric column
+            # with blanks then reads as numbers, not text
+            df = pd.read_csv(self.labels, keep_default_na=False, na_values=[""])
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise ParameterError(f"labels CSV {self.labels}: cannot be read ({exc})") from None
         if "path" not in df.columns:
             raise ParameterError(f"labels CSV {self.labels}: needs a 'path' column, has {list(df.columns)}")
-        base = self.labels.parent
-        table = {}
+        base = os.path.abspath(self.labels.parent)
+        table, real = {}, {}
         for row in df.to_dict("records"):
-            p = Path(str(row.pop("path")))
-            table[str((p if p.is_absolute() else base / p).resolve())] = row
-        return table
+            row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+            if "path" not in row:
+                continue  # a row without a path names no file
+            p = str(row.pop("path"))
+            if not os.path.lexists(os.path.join(base, p)) and os.path.lexists(os.path.join(base, decode_path(p))):
+                p = decode_path(p)  # a name written as audiorag displays it (\xNN escapes)
+            path = os.path.normpath(os.path.join(base, p))
+            if path.startswith(os.path.abspath(self.root) + os.sep) and self._base != os.path.abspath(self.root):
+                path = os.path.join(self._base, os.path.relpath(path, os.path.abspath(self.root)))
+            table[path] = row
+            real[os.path.realpath(path)] = path
+        return table, real
 
     def sources(self) -> list[TrackSource]:
-        table = self._label_table()
-        files = sorted(str(p.resolve()) for p in self.root.rglob("*")
-                       if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-        seen = set(files)
-        out = [TrackSource(f, {**self._derived(f), **table.get(f, {})}) for f in files]
-        out += [TrackSource(f, dict(meta)) for f, meta in table.items() if f not in seen]
+        """Audio files under the root (sorted by path), then CSV rows naming files that were not found.
+
+        Fills :attr:`problems` with what could not be offered (dangling links, loops, unreadable folders).
+        """
+        self.problems = []
+        table, real = self._label_table()
+        files = sorted(self._scan())
+        out, used = [], set()
+        for f in files:
+            key = f if f in table else real.get(os.path.realpath(f))
+            meta = {**self._derived(f), **(table.get(key, {}) if key else {})}
+            if key:
+                used.add(key)
+            out.append(TrackSource(f, meta))
+        out += [TrackSource(f, dict(meta)) for f, meta in table.items() if f not in used]
         return out
+
+    def _scan(self) -> list[str]:
+        """Walk the root with ``os.scandir``. Real folders first; symlinked folders afterwards, each
+        real folder once (so a file is found under its real path when it has one inside the root)."""
+        found: list[str] = []
+        seen: set[tuple[int, int]] = set()
+        links: list[tuple[str, list]] = []
+        st = os.stat(self._base)
+        self._walk(self._base, [(st.st_dev, st.st_ino)], seen, links, found)
+        while links:
+            path, ancestors = links.pop(0)
+            try:
+                st = os.stat(path)
+            except OSError as exc:  # changed under our feet
+                self._problem(path, type(exc).__name__, f"folder cannot be read ({exc.strerror or exc})")
+                continue
+            ident = (st.st_dev, st.st_ino)
+            if ident in ancestors:
+                self._problem(path, "SymlinkLoop", f"symlink loop: the link (to {_target(path)}) leads back to a "
+                                                   "folder it is in; not followed")
+            elif ident not in seen:  # a link to a folder already walked adds nothing
+                self._walk(path, ancestors + [ident], seen, links, found)
+        return found
+
+    def _walk(self, folder: str, ancestors: list, seen: set, links: list, found: list) -> None:
+        seen.add(ancestors[-1])
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self._problem(folder, type(exc).__name__, f"folder cannot be read ({exc.strerror or exc}); "
+                                                      "its files were not scanned")
+            return
+        for entry in entries:
+            try:
+                st = entry.stat()  # follows symlinks
+            except OSError as exc:
+                self._broken_entry(entry, exc)
+                continue
+            if entry.is_dir():
+                if entry.is_symlink():
+                    links.append((entry.path, ancestors))
+                else:
+                    self._walk(entry.path, ancestors + [(st.st_dev, st.st_ino)], seen, links, found)
+            elif _is_audio_name(entry.name):
+                found.append(entry.path)
+
+    def _broken_entry(self, entry: os.DirEntry, exc: OSError) -> None:
+        """A name whose target cannot be reached: record it if it may have been audio or a folder."""
+        if not entry.is_symlink():
+            self._problem(entry.path, type(exc).__name__, f"cannot be read ({exc.strerror or exc})")
+            return
+        if Path(entry.name).suffix and not _is_audio_name(entry.name):
+            return  # a link to some other kind of file (notes.txt): not ours to report
+        if exc.errno == errno.ELOOP:
+            self._problem(entry.path, "SymlinkLoop", f"symlink loop: the link (to {_target(entry.path)}) never "
+                                                     "reaches a file")
+        elif exc.errno == errno.ENOENT:
+            self._problem(entry.path, "DanglingSymlink", f"dangling symlink: its target {_target(entry.path)} does not exist")
+        else:
+            self._problem(entry.path, type(exc).__name__, f"symlink to {_target(entry.path)} cannot be followed "
+                                                          f"({exc.strerror or exc})")
 
     def _derived(self, path: str) -> dict:
         meta = {}
-        rel = Path(path).relative_to(self.root.resolve())
+        rel = Path(os.path.relpath(path, self._base))
         if self.label_from_folder and len(rel.parts) > 1:
             meta["label"] = rel.parts[0]
         if self.label_regex is not None:
@@ -82,12 +180,28 @@ class FolderDataset(Dataset):
         return meta
 
     def content_hash(self) -> str:
-        """sha256 over the sorted (relative path, file sha256) pairs and the labels CSV."""
-        import hashlib
+        """sha256 over the sorted (relative path, file sha256) pairs and the labels CSV
+        (files that cannot be read count by name only: the build records them)."""
         h = hashlib.sha256()
         for src in self.sources():
-            if os.path.exists(src.uri):
-                h.update(f"{os.path.relpath(src.uri, self.root)}\0{file_sha256(src.uri)}\n".encode())
+            try:
+                digest = file_sha256(src.uri)
+            except OSError:
+                continue
+            rel = encode_path(os.path.relpath(src.uri, self._base))
+            h.update(f"{rel}\0{digest}\n".encode())
         if self.labels is not None:
             h.update(file_sha256(self.labels).encode())
         return "sha256:" + h.hexdigest()
+
+
+def _is_audio_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+
+
+def _target(link: str) -> str:
+    """A symlink's target as written in the link (escaped for display)."""
+    try:
+        return encode_path(os.readlink(link))
+    except OSError:
+        return "?"

@@ -22,7 +22,7 @@ from pathlib import Path
 import requests
 
 from ..errors import DownloadError, ParameterError
-from . import write_atomic
+from ..io import write_atomic
 from .fetch import CONNECT_TIMEOUT, READ_TIMEOUT, download, failure_reason, public_url, unreachable
 
 log = logging.getLogger(__name__)

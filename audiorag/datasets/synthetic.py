@@ -24,7 +24,8 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import ParameterError
-from . import Dataset, TrackSource, cache_dir, file_sha256, write_atomic
+from ..io import file_sha256, write_atomic
+from . import Dataset, TrackSource, cache_dir
 from .genres import GENRES, render
 from .synth import SR
 

@@ -1,5 +1,10 @@
 """Embedder registry: names map to embedder families and their default params.
 
+Every family is registered by name and imported only when it is asked for, so
+``import audiorag.embedders`` loads neither librosa nor torch; a family whose framework is
+not installed raises :class:`~audiorag.errors.MissingDependencyError` naming the package
+and the extra that installs it.
+
 >>> from audiorag.embedders import get_embedder, list_embedders
 >>> "features45" in list_embedders()
 True
@@ -11,16 +16,30 @@ True
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
-from ..errors import ParameterError, UnknownEmbedderError, WeightsNotFoundError
+from ..errors import MissingDependencyError, ParameterError, UnknownEmbedderError, WeightsNotFoundError
 from .base import Embedder, l2_normalise
 
 _REGISTRY: dict[str, Callable[..., Embedder]] = {}
+#: the extra that installs each optional framework an embedder family may need
+EXTRAS = {"torch": "models", "transformers": "models", "tokenizers": "models", "huggingface_hub": "models",
+          "sentence_transformers": "models", "safetensors": "models"}
 
 
 def register(name: str):
-    """Decorator registering an embedder factory (usually the class) under ``name``."""
+    """Decorator registering an embedder factory (usually the class) under ``name``.
+
+    >>> import numpy as np
+    >>> @register("ones3")
+    ... class Ones(Embedder):
+    ...     name, sample_rate, dim = "ones3", 8000, 3
+    ...     def embed(self, batch):
+    ...         return np.ones((len(batch), 3), np.float32)
+    >>> get_embedder("ones3").embed(np.zeros((2, 800), np.float32)).shape
+    (2, 3)
+    >>> _ = _REGISTRY.pop("ones3")
+    """
     def deco(factory):
         _REGISTRY[name] = factory
         return factory
@@ -29,12 +48,34 @@ def register(name: str):
 
 def register_lazy(name: str, target: str) -> None:
     """Register ``name`` for the class at ``"module:Class"``, imported only when it is asked for
-    (model embedders need torch; the registry must not)."""
+    (model embedders need torch; the registry must not).
+
+    A module that cannot be imported because an optional package is missing raises
+    :class:`~audiorag.errors.MissingDependencyError` saying what to install.
+    """
     module, _, cls = target.partition(":")
 
     def factory(**params):
-        return getattr(importlib.import_module(module), cls)(**params)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] == "audiorag":
+                raise
+            raise missing_dependency(name, exc.name) from None
+        return getattr(mod, cls)(**params)
     _REGISTRY[name] = factory
+
+
+def missing_dependency(what: str, package: str | None) -> MissingDependencyError:
+    """The error for ``what`` needing an optional ``package`` that is not installed.
+
+    >>> print(missing_dependency("aisfx", "torch"))
+    aisfx needs torch, which is not installed: pip install 'audiorag[models]'
+    """
+    top = (package or "?").split(".")[0]
+    extra = EXTRAS.get(top)
+    how = f"pip install 'audiorag[{extra}]'" if extra else f"pip install {top}"
+    return MissingDependencyError(f"{what} needs {top}, which is not installed: {how}")
 
 
 def list_embedders() -> list[str]:
@@ -88,8 +129,7 @@ def weights_status(name: str, **params) -> dict:
             "identity": ident.get("revision") or ident.get("sha256")}
 
 
-from . import features  # noqa: E402,F401  (registers its embedders)
-
+register_lazy("features45", "audiorag.embedders.features:Features45")
 register_lazy("musicnn-mtt", "audiorag.embedders.musicnn:MusicnnMTT")
 register_lazy("musicnn-msd", "audiorag.embedders.musicnn:MusicnnMSD")
 register_lazy("aisfx", "audiorag.embedders.aisfx:Aisfx")
@@ -98,4 +138,6 @@ register_lazy("mert", "audiorag.embedders.wav2vec:Mert")
 register_lazy("wav2vec2", "audiorag.embedders.wav2vec:Wav2Vec2")
 register_lazy("hubert", "audiorag.embedders.wav2vec:Hubert")
 
-__all__ = ["Embedder", "get_embedder", "list_embedders", "parse_spec", "register", "l2_normalise", "weights_status"]
+
+__all__ = ["Embedder", "get_embedder", "list_embedders", "parse_spec", "register", "register_lazy", "l2_normalise",
+           "weights_status", "missing_dependency"]

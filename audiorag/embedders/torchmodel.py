@@ -18,24 +18,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioragError, WeightsNotFoundError
+from ..errors import WeightsNotFoundError
 from ..segment import cut
 from .base import Embedder
 
-try:
-    import torch
-except ModuleNotFoundError:  # the package imports without the models extra
-    torch = None
-
 
 def require_torch(name: str):
-    if torch is None:
-        raise AudioragError(f"{name} needs PyTorch: pip install 'audiorag[models]' (torch==2.13.0, CPU)")
+    """The ``torch`` module, imported on first use (this module itself loads without it, so the build
+    can test ``isinstance(e, TorchEmbedder)`` cheaply); :class:`~audiorag.errors.MissingDependencyError`
+    naming the extra when torch is not installed.
+    """
+    try:
+        import torch
+    except ModuleNotFoundError:
+        from . import missing_dependency
+        raise missing_dependency(name, "torch") from None
     return torch
 
 
 def set_threads(n: int | None = None) -> int:
     """Give torch ``n`` intra-op threads (default: every core); returns the number set."""
+    torch = require_torch("set_threads")
     n = n or os.cpu_count() or 1
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
@@ -66,6 +69,7 @@ def file_identity(path: Path) -> dict:
 
 def mean_per_window(values, counts):
     """Mean of consecutive rows of ``values``: ``counts[i]`` rows (patches, blocks) per window."""
+    import torch
     index = torch.repeat_interleave(torch.arange(len(counts)), counts)
     return torch.zeros(len(counts), values.shape[1]).index_add_(0, index, values) / counts[:, None]
 
@@ -108,7 +112,7 @@ class TorchEmbedder(Embedder):
 
     def run(self, prepared: list) -> dict[str, np.ndarray]:
         """:meth:`forward` in batches of :attr:`batch_windows`, under ``torch.inference_mode``."""
-        require_torch(self.name)
+        torch = require_torch(self.name)
         outs = []
         with torch.inference_mode():
             for lo in range(0, len(prepared), self.batch_windows):

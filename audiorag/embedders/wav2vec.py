@@ -30,10 +30,11 @@ import json
 from functools import cached_property
 
 import numpy as np
+import torch
 
 from ..errors import ParameterError, WeightsNotFoundError
 from . import hub
-from .torchmodel import TorchEmbedder, torch
+from .torchmodel import TorchEmbedder
 
 
 def layer_spec(layer):
@@ -54,7 +55,7 @@ def layer_spec(layer):
     raise ParameterError(f"layer must be an int, 'mean', 'all' or a list of weights, got {layer!r}")
 
 
-def combine_layers(hidden: "torch.Tensor", layer) -> "torch.Tensor":
+def combine_layers(hidden: torch.Tensor, layer) -> torch.Tensor:
     """``[layers, batch, frames, dim]`` hidden states → ``[batch, dim′]`` per :func:`layer_spec`, mean over frames."""
     pooled = hidden.mean(dim=2)  # [layers, batch, dim]
     if layer == "mean":
@@ -127,7 +128,7 @@ class HiddenStates(TorchEmbedder):
         self._check_layer()
         cls = getattr(hub.transformers(), self.model_class)
         found = self.locate_weights()
-        model, info = cls.from_pretrained(found.path, local_files_only=True, output_loading_info=True)
+        model, info = hub.pretrained(cls, found.path, output_loading_info=True)
         return _checked(model, info, found, self.name)
 
     def prepare_window(self, y: np.ndarray) -> np.ndarray:
@@ -192,15 +193,14 @@ class Mert(HiddenStates):
         tf = hub.transformers()
         found = self.locate_weights()
         if self.uses_remote_code:
-            model, info = tf.AutoModel.from_pretrained(found.path, local_files_only=True, trust_remote_code=True,
-                                                    output_loading_info=True)
+            model, info = hub.pretrained(tf.AutoModel, found.path, trust_remote_code=True, output_loading_info=True)
             return _checked(model, info, found, self.name)
         cfg = self.config_dict
         unsupported = [k for k in ("feature_extractor_cqt", "deepnorm") if cfg.get(k)]
         if unsupported:
             raise WeightsNotFoundError(f"mert: {found.path} uses {', '.join(unsupported)}, which only MERT's own code "
                                        "computes; put its modeling_MERT.py and configuration_MERT.py in the folder")
-        config = tf.HubertConfig(**{k: v for k, v in cfg.items() if k not in ("model_type", "architectures", "auto_map")})
-        model, info = tf.HubertModel.from_pretrained(found.path, config=config, local_files_only=True,
-                                                  output_loading_info=True)
+        own = ("model_type", "architectures", "auto_map")  # MERT's, not HubertConfig's
+        config = tf.HubertConfig(**{k: v for k, v in cfg.items() if k not in own})
+        model, info = hub.pretrained(tf.HubertModel, found.path, config=config, output_loading_info=True)
         return _checked(model, info, found, self.name)

@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..analysis import clusters
+from ..analysis.clusters import label_array
 from ..errors import ParameterError
 from ..index import load_index
+from ..search import Query, search
 from . import metrics as M
 from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
 from .records import EvaluationRecord, provenance
@@ -65,7 +68,9 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
              keep_details: bool = True) -> Evaluation:
     """Run ``protocol`` on ``lib``'s ``embedder`` vectors through its ``index``.
 
-    Quality metrics are deterministic for a given library, index and protocol.
+    Quality metrics are deterministic for a given library, index and protocol. Tracks with no
+    value in the label column are left out (neither queries nor candidates); their number is
+    in the metrics as ``n_unlabelled`` (tracks) and ``n_unlabelled_segments``.
     """
     protocol = protocol or Protocol()
     t_start = time.perf_counter()
@@ -75,15 +80,25 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     tracks, segments = lib.tracks, lib.segments
     labels = segment_labels(tracks, segments, protocol)
     keys = exclusion_keys(tracks, segments, protocol)
-    in_subset = segments["track_id"].isin(tracks["track_id"][subset_tracks(tracks, protocol)]).to_numpy()
+    chosen = subset_tracks(tracks, protocol)
+    in_subset = segments["track_id"].isin(tracks["track_id"][chosen]).to_numpy()
     valid = emb.valid_rows(segments["track_id"].to_numpy()) & in_subset
+    labelled = np.array([v is not None for v in labels], dtype=bool)
+    n_unlabelled_segments = int((valid & ~labelled).sum())
+    track_labels = label_array(tracks[protocol.label])
+    n_unlabelled = int(sum(v is None for v in track_labels[chosen]))
+    valid &= labelled
     if protocol.subset:
-        tracks = tracks[subset_tracks(tracks, protocol)]
+        tracks, track_labels = tracks[chosen], track_labels[chosen]
+    if n_unlabelled:
+        log.warning("evaluate: %d track(s) with no %r value left out (neither queries nor relevant)",
+                    n_unlabelled, protocol.label)
     queries = query_segments(segments, valid, protocol)
     if len(queries) == 0:
-        raise ParameterError("evaluate: no query segments")
+        why = f" (every track in it lacks a {protocol.label!r} value)" if n_unlabelled and not labelled.any() else ""
+        raise ParameterError(f"evaluate: no query segments{why}")
     vectors = np.asarray(lib.vectors(emb.key))
-    codes, label_values = pd.factorize(labels)
+    codes, label_values = pd.factorize(pd.Series(labels, dtype=object))  # unlabelled: code -1
     depth = min(protocol.depth, int(valid.sum()))
     max_excluded = _max_excluded(keys, queries) + int((~valid).sum())
     fetch = min(faiss_index.ntotal, depth + max_excluded)
@@ -98,7 +113,8 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     track_rel, track_n = [], []
     seg_track = keys[0]
     valid_codes = np.where(valid, codes, -1)
-    track_label = tracks.set_index("track_id")[protocol.label].astype(str)
+    track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy())
+    other_labels = pd.Series(track_labels, index=tracks.index)
     for qi, q in enumerate(queries):
         ids, sc = ids_all[qi], scores_all[qi]
         keep = ids >= 0
@@ -124,7 +140,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         best_tracks = seg_track[ids][np.sort(first)]
         track_rel.append(track_label.loc[best_tracks].to_numpy() == labels[q])
         other = tracks[~tracks["track_id"].isin(np.unique(seg_track[excluded_all]))]
-        track_n.append(int((other[protocol.label].astype(str) == labels[q]).sum()))
+        track_n.append(int((other_labels.loc[other.index] == labels[q]).sum()))
     track_depth = max(len(r) for r in track_rel)
     track_relevance = np.zeros((len(queries), track_depth), dtype=bool)
     for qi, r in enumerate(track_rel):
@@ -144,7 +160,9 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     chance = pd.Series(labels[valid]).value_counts(normalize=True)
     result["chance/P"] = float((chance.loc[labels[queries]]).mean())
 
-    result.update(_label_clusters(vectors[valid], labels[valid], protocol.seed))
+    result["n_unlabelled"] = float(n_unlabelled)
+    result["n_unlabelled_segments"] = float(n_unlabelled_segments)
+    result.update(_label_clusters(vectors[valid], labels[valid].astype(str), protocol.seed))
     moment, moment_seconds = _moment_accuracy(lib, emb, protocol, sidecar["name"])
     result.update(moment)
     latencies = _latencies(lib, emb, queries, protocol, sidecar["name"])
@@ -172,7 +190,6 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
 def _label_clusters(vectors: np.ndarray, labels: np.ndarray, seed: int) -> dict:
     """How well the vectors cluster by the label: KMeans with k = number of labels, cosine
     silhouette (sampled above 5,000 segments), purity and NMI against the labels."""
-    from ..analysis import clusters
     k = len(np.unique(labels))
     if not 2 <= k < len(vectors):
         return {}
@@ -196,7 +213,6 @@ def _max_excluded(keys: list[np.ndarray], queries: np.ndarray) -> int:
 
 def _moment_accuracy(lib, emb, protocol: Protocol, index_name: str) -> tuple[dict, float]:
     """Clips of one window cut at random (non-hop-aligned) times; is the top hit the same track, within tolerance?"""
-    from ..search import Query
     n = protocol.moment_queries
     if n <= 0:
         return {}, 0.0
@@ -212,8 +228,8 @@ def _moment_accuracy(lib, emb, protocol: Protocol, index_name: str) -> tuple[dic
     found_t, found_s = [], []
     t0 = time.perf_counter()
     for uri, start in zip(rows["uri"], starts):
-        hits = lib.search(Query.audio(uri, start=float(start), end=float(start) + seg.window), embedder=emb.key,
-                          index=index_name, k=1)
+        hits = search(lib, Query.audio(uri, start=float(start), end=float(start) + seg.window), embedder=emb.key,
+                      index=index_name, k=1)
         found_t.append(int(hits["track_id"].iat[0]))
         found_s.append(float(hits["start"].iat[0]))
     seconds = time.perf_counter() - t0
@@ -224,8 +240,7 @@ def _moment_accuracy(lib, emb, protocol: Protocol, index_name: str) -> tuple[dic
 
 
 def _latencies(lib, emb, queries: np.ndarray, protocol: Protocol, index_name: str) -> np.ndarray:
-    """End-to-end ``Library.search`` time of single moment queries (k = largest k), seconds."""
-    from ..search import Query
+    """End-to-end :func:`audiorag.search.search` time of single moment queries (k = largest k), seconds."""
     segs = lib.segments.set_index("segment_id")
     rng = np.random.default_rng(protocol.seed + 2)
     sample = rng.choice(queries, min(protocol.latency_queries, len(queries)), replace=False)
@@ -233,7 +248,7 @@ def _latencies(lib, emb, queries: np.ndarray, protocol: Protocol, index_name: st
     for q in sample:
         tid, start = int(segs.at[q, "track_id"]), float(segs.at[q, "start"])
         t0 = time.perf_counter()
-        lib.search(Query.moment(tid, start), embedder=emb.key, index=index_name, k=protocol.ks[-1],
-                   exclude_same_track=True)
+        search(lib, Query.moment(tid, start), embedder=emb.key, index=index_name, k=protocol.ks[-1],
+               exclude_same_track=True)
         out.append(time.perf_counter() - t0)
     return np.asarray(out)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# cluster metrics are analysis' pure functions; evaluation uses them, and they are part of this API
+from ..analysis.clusters import nmi, purity, silhouette  # noqa: F401
 from ..errors import ParameterError
 
 
@@ -131,40 +133,3 @@ def memory_per_segment(n_bytes: int, n_segments: int) -> float:
     if n_segments <= 0:
         raise ParameterError("memory_per_segment: no segments")
     return n_bytes / n_segments
-
-
-def purity(labels_true, labels_pred) -> float:
-    """Fraction of items whose cluster's majority label is their own label.
-
-    >>> purity(["a", "a", "b", "b"], [0, 0, 0, 1])
-    0.75
-    """
-    t, p = np.asarray(labels_true), np.asarray(labels_pred)
-    if t.shape != p.shape or t.size == 0:
-        raise ParameterError("purity: label arrays must be non-empty and of equal length")
-    total = 0
-    for c in np.unique(p):
-        _, counts = np.unique(t[p == c], return_counts=True)
-        total += counts.max()
-    return float(total / t.size)
-
-
-def nmi(labels_true, labels_pred) -> float:
-    """Normalised mutual information (scikit-learn's, arithmetic normalisation)."""
-    from sklearn.metrics import normalized_mutual_info_score
-    return float(normalized_mutual_info_score(labels_true, labels_pred))
-
-
-def silhouette(vectors, labels, *, metric: str = "cosine", sample_size: int | None = 5000, seed: int = 0) -> dict:
-    """Silhouette coefficient (scikit-learn's), on a seeded sample when there are more than ``sample_size`` items.
-
-    Returns the score and the sample size used (``None`` when every item was used).
-    """
-    from sklearn.metrics import silhouette_score
-    x, lab = np.asarray(vectors), np.asarray(labels)
-    n_labels = len(np.unique(lab))
-    if not 2 <= n_labels < len(lab):
-        raise ParameterError(f"silhouette needs 2 <= n_labels < n_items, got {n_labels} labels for {len(lab)} items")
-    used = sample_size if sample_size is not None and len(x) > sample_size else None
-    score = silhouette_score(x, lab, metric=metric, sample_size=used, random_state=seed)
-    return {"silhouette": float(score), "silhouette_sample": used}

@@ -1,114 +1,25 @@
-"""Result records: every evaluation writes a validated ``metrics.json``.
+"""Evaluation records: every evaluation writes a validated ``metrics.json``.
 
-A record carries everything needed to reproduce and compare a number: audiorag version
-and git commit, dataset id and content hash, segmentation, embedder key and weights
-identity, index factory, protocol, seed, machine, timings and the metrics.
+The record's shape and the provenance helpers live in :mod:`audiorag.analysis.records`
+(analysis runs write the same records); an :class:`EvaluationRecord` carries the full
+evaluation :class:`~audiorag.evaluate.Protocol`.
+
+>>> EvaluationRecord.model_fields["protocol"].annotation.__name__
+'Protocol'
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import subprocess
-import time
-from pathlib import Path
-
-from pydantic import BaseModel, Field
-
-from .. import __version__
-from ..library.store import read_json, write_json
+from ..analysis.records import (SCHEMA_VERSION, Machine, Record, git_commit, library_content_hash,  # noqa: F401
+                                machine, provenance)
 from .protocol import Protocol
 
-SCHEMA_VERSION = 1
 
+class EvaluationRecord(Record):
+    """One evaluation (or analysis) run; ``protocol`` is validated as a :class:`Protocol`."""
 
-class Machine(BaseModel):
-    cores: int
-    ram_gb: float
-    cpu: str
-    python: str
-    platform: str
-
-
-class EvaluationRecord(BaseModel):
-    """One evaluation run. ``metrics`` maps names like ``segment/P@10`` to numbers."""
-
-    schema_version: int = SCHEMA_VERSION
-    kind: str = "retrieval"
-    audiorag_version: str = __version__
-    git_commit: str | None = None
-    created: str = Field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    dataset: dict
-    library: dict
-    embedder: dict
-    index: dict | None = None
     protocol: Protocol
-    seed: int
-    machine: Machine
-    timings: dict = Field(default_factory=dict)
-    metrics: dict[str, float]
-    extra: dict = Field(default_factory=dict)
-
-    def write(self, out_dir: str | os.PathLike) -> Path:
-        path = Path(out_dir) / "metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, self.model_dump(mode="json"))
-        return path
-
-    @classmethod
-    def read(cls, path: str | os.PathLike) -> "EvaluationRecord":
-        return cls.model_validate(read_json(Path(path)))
 
 
-def machine() -> Machine:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2 ** 30
-    except (ValueError, OSError, AttributeError):
-        ram = 0.0
-    return Machine(cores=os.cpu_count() or 1, ram_gb=round(ram, 1), cpu=cpu, python=platform.python_version(),
-                   platform=platform.platform())
-
-
-def git_commit() -> str | None:
-    """Commit of the audiorag source tree, with ``-dirty`` when it has uncommitted changes; None outside git."""
-    root = Path(__file__).resolve().parents[2]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "audiorag"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def library_content_hash(lib, columns: list[str]) -> str:
-    """sha256 over the tracks' content hashes and the given metadata columns, in track order."""
-    h = hashlib.sha256()
-    cols = ["content_hash"] + [c for c in columns if c in lib.tracks.columns]
-    for row in lib.tracks[cols].astype(str).itertuples(index=False):
-        h.update(("\t".join(row) + "\n").encode())
-    return "sha256:" + h.hexdigest()
-
-
-def provenance(lib, emb, label_columns: list[str], *, n_tracks: int, **library_extra) -> dict:
-    """The record fields that say what was measured: git commit, dataset (id, content hash over
-    ``label_columns``, ``n_tracks``), library (path, segmentation, segments, ``library_extra``),
-    embedder description and machine."""
-    return {"git_commit": git_commit(),
-            "dataset": {"id": lib.meta.get("dataset"), "content_hash": library_content_hash(lib, label_columns),
-                        "n_tracks": int(n_tracks)},
-            "library": {"path": str(lib.path), "segmentation": lib.segmentation.to_dict(),
-                        "n_segments": int(len(lib.segments)), **library_extra},
-            "embedder": {k: emb.meta.get(k) for k in ("key", "name", "params", "dim", "sample_rate", "weights",
-                                                       "versions")},
-            "machine": machine()}
+__all__ = ["EvaluationRecord", "Machine", "Record", "SCHEMA_VERSION", "git_commit", "library_content_hash",
+           "machine", "provenance"]

@@ -36,7 +36,7 @@ import faiss
 import numpy as np
 
 from ..errors import IncompatibleLibraryError, ParameterError
-from ..library.store import read_json, write_index, write_json
+from ..library.store import read_index, read_json, write_index, write_json
 from . import factory as F
 from .factory import default_search_params, index_name, make_index
 from .quality import exact_neighbours, held_out, tune
@@ -179,9 +179,9 @@ def load_index(lib, emb, name: str | None = None, *, mmap: bool = True) -> Index
         raise IncompatibleLibraryError(f"index {sidecar['name']} of {emb.key} was built from other vectors; "
                                        f"rebuild it with lib.build_index({emb.name!r}, {sidecar['factory']!r})")
     path = emb.path / f"index-{sidecar['name']}.faiss"
-    key = (str(path), path.stat().st_mtime_ns, mmap)
+    key = (str(path), path.stat().st_mtime_ns if path.exists() else 0, mmap)
     if key not in _CACHE:
-        index = faiss.read_index(str(path), _read_flags(sidecar["factory"]) if mmap else 0)
+        index = read_index(path, _read_flags(sidecar["factory"]) if mmap else 0)
         F.apply_search_params(index, sidecar.get("search_params", {}))
         _CACHE.clear() if len(_CACHE) > 16 else None
         _CACHE[key] = Index(index, sidecar)
@@ -244,7 +244,7 @@ def refresh(lib, emb) -> None:
 
 def _update(lib, emb, sidecar: dict, now: dict) -> None:
     path = emb.path / f"index-{sidecar['name']}.faiss"
-    index = faiss.read_index(str(path))
+    index = read_index(path)
     seg_tracks = lib.segments["track_id"].to_numpy()
     old_rows = int(sidecar.get("n_rows", 0))
     valid = emb.valid_rows(seg_tracks)

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..audio import AudioInfo, load_with_hash, resample
 from ..embedders import Embedder
-from ..embedders.torchmodel import TorchEmbedder
 from ..errors import AudioDecodeError, AudioragError
 from ..segment import Segmentation
 
@@ -50,7 +49,7 @@ def warm_up(embedders: list[Embedder]) -> None:
 def run(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True):
     """Yield ``func(task)`` for each task, in order: through :func:`run_pipeline` when a model
     embedder is involved, else through :func:`run_pool`."""
-    if any(isinstance(e, TorchEmbedder) for e in state["embedders"]):
+    if any(_is_model(e) for e in state["embedders"]):
         return run_pipeline(func, tasks, state, threads=max(1, workers - 1), desc=desc, progress=progress)
     return run_pool(func, tasks, state, workers=workers, desc=desc, progress=progress)
 
@@ -72,7 +71,7 @@ def run_pipeline(func, tasks: list, state: dict, *, threads: int, desc: str, pro
     from ..embedders.torchmodel import set_threads
     _STATE.clear()
     _STATE.update(state)
-    models = [e for e in state["embedders"] if isinstance(e, TorchEmbedder)]
+    models = [e for e in state["embedders"] if _is_model(e)]
     set_threads()
     batch_windows = min(e.batch_windows for e in models)
     bar = tqdm(total=len(tasks), desc=desc, disable=not progress, leave=False)
@@ -98,7 +97,14 @@ def run_pipeline(func, tasks: list, state: dict, *, threads: int, desc: str, pro
     bar.close()
 
 
-def _forward(models: list[TorchEmbedder], results: list[FileResult]) -> None:
+def _is_model(e: Embedder) -> bool:
+    """A model embedder (:class:`~audiorag.embedders.torchmodel.TorchEmbedder`): its windows are
+    prepared in decoding threads and its forward pass runs batched in the main thread. Tested by
+    its interface so that importing this module does not import torch."""
+    return callable(getattr(e, "prepare_track", None)) and callable(getattr(e, "run", None))
+
+
+def _forward(models: list, results: list[FileResult]) -> None:
     """Run each model once over the prepared windows of ``results`` and give each file its rows.
 
     A failing forward pass turns the files of that batch into error records.
@@ -158,7 +164,7 @@ def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
         try:
             if e.sample_rate not in by_rate:
                 by_rate[e.sample_rate] = resample(y, sr, e.sample_rate)
-            if isinstance(e, TorchEmbedder):  # the model runs in the pipeline's main thread
+            if _is_model(e):  # the model runs in the pipeline's main thread
                 prepared[e.key] = e.prepare_track(by_rate[e.sample_rate], starts, ends)
                 continue
             raw[e.key] = check_output(e, e.embed_track(by_rate[e.sample_rate], starts, ends), len(starts))

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..embedders import Embedder, get_embedder, l2_normalise
 from ..errors import IncompatibleLibraryError
-from .store import read_json, write_json, write_npy
+from .store import read_json, read_npy, write_json, write_npy
 
 
 #: standardisation statistics are refitted on every growth of the library until they rest on this
@@ -67,11 +67,11 @@ class Embedding:
         path = self.path / "vectors.npy"
         if not path.exists():
             return np.zeros((0, self.dim), dtype=np.float32)
-        return np.load(path, mmap_mode="r")
+        return read_npy(path)
 
     def raw(self) -> np.ndarray:
         path = self.path / "raw.npy"
-        return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, self.dim), np.float32)
+        return read_npy(path) if path.exists() else np.zeros((0, self.dim), np.float32)
 
     @property
     def has_text(self) -> bool:
@@ -86,7 +86,7 @@ class Embedding:
     def tags(self) -> np.ndarray:
         """``float32[n_segments, n_tags]`` tag probabilities per segment, memory-mapped read-only."""
         path = self.path / "tags.npy"
-        return np.load(path, mmap_mode="r") if path.exists() else np.zeros((0, len(self.tag_names)), np.float32)
+        return read_npy(path) if path.exists() else np.zeros((0, len(self.tag_names)), np.float32)
 
     def write_tags(self, tags: np.ndarray) -> None:
         write_npy(self.path / "tags.npy", np.ascontiguousarray(tags, dtype=np.float32))

@@ -1,89 +1,410 @@
-"""Files of the on-disk library, written atomically.
+"""The library's files on disk: one writer at a time, commits by generation, damage reported clearly.
 
-Layout (see DESIGN.md)::
+Layout of a library directory::
 
-    library.json  tracks.parquet  segments.parquet  errors.jsonl
-    staging/add-<seq>.parquet            tracks of a committed, not yet consolidated add batch
-    embeddings/<key>/embedder.json       description + standardisation stats + coverage
-    embeddings/<key>/raw.npy             raw vectors (before standardisation / L2)
-    embeddings/<key>/vectors.npy         float32, L2-normalised, one row per segment
-    embeddings/<key>/parts/<batch>.npz   raw rows of a batch not yet consolidated
+    library.json         format, segmentation, dataset (written at create, and when the dataset is set)
+    CURRENT              the name of the committed generation, e.g. ``gen-000012`` (the commit point)
+    lock                 the writers' lock (an OS file lock; holder pid, host and time inside)
+    errors-history.jsonl every failure ever recorded (the current ones are in the generation)
+    gen-000012/          one generation: the whole state of the library
+        manifest.json    every file of the generation with its size and sha256
+        tracks.parquet  segments.parquet  errors.jsonl  staging/
+        embeddings/<key>/embedder.json raw.npy vectors.npy tags.npy parts/ index-<name>.faiss index-<name>.json
 
-A batch is committed when its ``.npz`` part (embedding) or staging parquet (add)
-exists; both are written by rename, so a killed build leaves either a whole batch or none.
+A change is a :meth:`Store.transaction`: a new generation directory is filled with hard links
+to the files of the current one, the change rewrites some of them (each write atomic, by
+rename, so a link is replaced and the old generation is untouched), ``manifest.json`` is
+written, and ``CURRENT`` is renamed into place — the one atomic switch. A process killed at
+any instruction leaves either the old generation or the new one current; the next writer
+removes what a dead one left (:meth:`Store.recover`). Readers read one generation and never
+see a half-written state; the previous generation is kept so readers that opened it can finish.
+
+>>> import tempfile
+>>> s = Store.create(tempfile.mkdtemp())
+>>> with s.transaction() as d:
+...     write_json(d / "hello.json", {"a": 1})
+>>> s.generation, read_json(s.current / "hello.json")
+(1, {'a': 1})
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
+import re
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from ..datasets import write_atomic
+from .. import io
+from ..errors import LibraryDamagedError, LibraryLockedError, StorageError
+
+log = logging.getLogger(__name__)
+GEN = re.compile(r"gen-(\d{6,})$")
+KEEP_GENERATIONS = 2  # the current one and the one before (readers that opened it can finish)
+
+
+class Store:
+    """The generations, lock and recovery of one library directory."""
+
+    def __init__(self, root, *, wait: bool | float = False):
+        self.root = Path(root)
+        self.wait = wait
+        self._lock_fd: int | None = None
+        self._depth = 0
+        self._txn: Path | None = None
+        self._txn_depth = 0
+        self.committed: Path | None = None  # the generation this object committed last
+
+    @classmethod
+    def create(cls, root, **kw) -> "Store":
+        """An empty store (generation 0) in ``root``; an existing one is opened as it is."""
+        s = cls(root, **kw)
+        io.make_dirs(s.root)
+        if not (s.root / "CURRENT").exists():
+            with s.lock():
+                if not (s.root / "CURRENT").exists():
+                    io.make_dirs(s.root / _gen_name(0))
+                    _write_manifest(s.root / _gen_name(0), 0, None)
+                    _switch(s.root, 0)
+        return s
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        """The committed generation's number."""
+        try:
+            text = (self.root / "CURRENT").read_text().strip()
+        except FileNotFoundError:
+            raise LibraryDamagedError(f"{self.root}: CURRENT is missing; run `audiorag check {self.root}`") from None
+        m = GEN.fullmatch(text)
+        if not m:
+            raise LibraryDamagedError(f"{self.root}/CURRENT: {text[:40]!r} is not a generation name; "
+                                      f"run `audiorag check {self.root}`")
+        return int(m.group(1))
+
+    @property
+    def current(self) -> Path:
+        """The committed generation's directory."""
+        return self.root / _gen_name(self.generation)
+
+    @property
+    def data(self) -> Path:
+        """Where to read and write now: the open transaction's directory, else the committed one."""
+        return self._txn if self._txn is not None else self.current
+
+    def manifest(self, gen_dir: Path | None = None) -> dict:
+        return read_json((gen_dir or self.current) / "manifest.json")
+
+    # -- the one writer ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self):
+        """Hold the writers' lock (re-entrant in this object). Another holder → wait when ``wait``
+        (``True``, or the seconds to wait), else :class:`LibraryLockedError` naming it."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        path = self.root / "lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StorageError(f"cannot open {path}: {exc.strerror} — is the library read-only?") from exc
+        try:
+            self._acquire(fd)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd, self._depth = fd, 1
+        try:
+            self.recover()
+            yield
+        finally:
+            self._depth = 0
+            self._lock_fd = None
+            os.close(fd)  # releases the lock (so does the death of the process)
+
+    def _acquire(self, fd: int) -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        holder = self.holder()
+        if not self.wait:
+            raise LibraryLockedError(f"{self.root} is being changed by {holder}; wait for it to finish "
+                                     "(or pass --wait / wait=True)")
+        log.warning("%s is being changed by %s; waiting", self.root, holder)
+        deadline = None if self.wait is True else time.monotonic() + float(self.wait)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise LibraryLockedError(f"{self.root} is still being changed by {holder} "
+                                             f"after {self.wait} s") from None
+                time.sleep(0.05)
+
+    def holder(self) -> str:
+        """Who holds the lock, as ``pid 123 on host since 2026-11-23T10:00:00``."""
+        try:
+            h = json.loads((self.root / "lock").read_text() or "{}")
+            return f"pid {h['pid']} on {h['host']} since {h['since']}"
+        except (OSError, ValueError, KeyError):
+            return "another process"
+
+    @property
+    def locked(self) -> bool:
+        return self._depth > 0
+
+    # -- commits ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self):
+        """A new generation: yields its directory (a copy of the current one, by hard links);
+        committed when the block ends, discarded when it raises. Nested blocks join the outer one."""
+        if self._txn is not None:
+            self._txn_depth += 1
+            try:
+                yield self._txn
+            finally:
+                self._txn_depth -= 1
+            return
+        with self.lock():
+            gen = self.generation
+            new = self.root / _gen_name(gen + 1)
+            io.remove(new)  # a dead writer's leftover (recover() removes it too)
+            _link_tree(self.current, new)
+            self._txn, self._txn_depth = new, 1
+            try:
+                yield new
+                _write_manifest(new, gen + 1, self.current)
+                _switch(self.root, gen + 1)
+                self.committed = new
+            except BaseException:
+                self._txn = None
+                with contextlib.suppress(StorageError):
+                    io.remove(new)
+                raise
+            finally:
+                self._txn = None
+            self._collect(gen + 1)
+
+    def adopt(self, names: list[str]) -> None:
+        """Move the files ``names`` of a flat library (format 1, no generations) into generation 1
+        and commit it; a move interrupted by a crash is finished by the next call."""
+        if (self.root / "CURRENT").exists():
+            return
+        gen = self.root / _gen_name(1)
+        io.make_dirs(gen)
+        for name in names:
+            if (self.root / name).exists():
+                io.fault_point(f"rename {name}")
+                os.replace(self.root / name, gen / name)
+        _write_manifest(gen, 1, None)
+        _switch(self.root, 1)
+
+    def recover(self) -> list[str]:
+        """Remove what a dead writer left: uncommitted generations, temporary files, old generations.
+        Runs when the lock is taken; returns what it removed."""
+        if not (self.root / "CURRENT").exists():
+            return []
+        gen = self.generation
+        removed = []
+        for p in self.root.iterdir():
+            m = GEN.fullmatch(p.name)
+            stale = (m and int(m.group(1)) > gen) or ".tmp-" in p.name
+            if stale:
+                io.remove(p)
+                removed.append(p.name)
+        removed += [str(p.relative_to(self.root)) for p in _temporaries(self.current)]
+        for p in _temporaries(self.current):
+            io.remove(p)
+        removed += self._collect(gen)
+        if removed:
+            log.info("%s: removed what an interrupted writer left: %s", self.root, ", ".join(removed[:5]))
+        return removed
+
+    def _collect(self, gen: int) -> list[str]:
+        """Delete generations older than the ones kept."""
+        out = []
+        for p in self.root.iterdir():
+            m = GEN.fullmatch(p.name)
+            if m and int(m.group(1)) <= gen - KEEP_GENERATIONS:
+                io.remove(p)
+                out.append(p.name)
+        return out
+
+
+def _gen_name(n: int) -> str:
+    return f"gen-{n:06d}"
+
+
+def _switch(root: Path, gen: int) -> None:
+    io.fsync_dir(root / _gen_name(gen))
+    io.write_atomic(root / "CURRENT", _gen_name(gen) + "\n")
+    io.fsync_dir(root)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    io.make_dirs(dst)
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        if entry.name == "manifest.json" or ".tmp-" in entry.name:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            _link_tree(Path(entry.path), dst / entry.name)
+        else:
+            io.link_or_copy(entry.path, dst / entry.name)
+
+
+def _temporaries(gen_dir: Path) -> list[Path]:
+    return [Path(d) / f for d, _, files in os.walk(gen_dir) for f in files if ".tmp-" in f]
+
+
+def files_of(gen_dir: Path) -> list[str]:
+    """Every file of a generation directory, relative, sorted (``manifest.json`` excluded)."""
+    out = []
+    for d, _, files in os.walk(gen_dir):
+        for f in files:
+            rel = os.path.relpath(os.path.join(d, f), gen_dir)
+            if rel != "manifest.json":
+                out.append(rel)
+    return sorted(out)
+
+
+def _write_manifest(gen_dir: Path, gen: int, previous: Path | None) -> None:
+    """Sizes and sha256 of every file; a file linked unchanged from ``previous`` keeps its entry."""
+    old = {}
+    if previous is not None and (previous / "manifest.json").exists():
+        old = read_json(previous / "manifest.json").get("files", {})
+    files = {}
+    for rel in files_of(gen_dir):
+        st = os.stat(gen_dir / rel)
+        prev = old.get(rel)
+        if prev is not None and previous is not None and _same_file(previous / rel, st):
+            files[rel] = prev
+        else:
+            files[rel] = {"bytes": st.st_size, "sha256": io.file_sha256(gen_dir / rel)}
+    write_json(gen_dir / "manifest.json", {"generation": gen, "committed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                           "files": files})
+
+
+def _same_file(path: Path, st: os.stat_result) -> bool:
+    try:
+        o = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (o.st_ino, o.st_dev, o.st_size) == (st.st_ino, st.st_dev, st.st_size)
+
+
+# -- files ------------------------------------------------------------------------------------
+def damaged(path, reason) -> LibraryDamagedError:
+    """The error for a library file that cannot be read, pointing at ``audiorag check``."""
+    path = Path(path)
+    root = next((p for p in path.parents if (p / "library.json").exists()), path.parent)
+    return LibraryDamagedError(f"{path}: {reason} — the file is damaged; run `audiorag check {root}`")
 
 
 def write_json(path: Path, obj) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    io.write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"not valid JSON ({exc})") from None
+    except FileNotFoundError:
+        raise damaged(path, "missing") from None
 
 
-def write_parquet(path: Path, df: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    _fsync_rename(tmp, path)
+def write_parquet(path: Path, df) -> None:
+    io.write_with(path, lambda f: df.to_parquet(f, index=False))
+
+
+def read_parquet(path: Path):
+    import pandas as pd
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise damaged(path, "missing") from None
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise damaged(path, f"not a readable parquet table ({exc})") from None
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, array)
-    _fsync_rename(tmp, path)
+    io.write_with(path, lambda f: np.save(f, array))
+
+
+def read_npy(path: Path, *, mmap: bool = True) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None)
+    except FileNotFoundError:
+        raise damaged(path, "missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise damaged(path, f"not a complete .npy array ({exc})") from None
 
 
 def write_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    _fsync_rename(tmp, path)
+    io.write_with(path, lambda f: np.savez(f, **arrays))
+
+
+def read_npz(path: Path) -> dict:
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise damaged(path, "missing") from None
+    except Exception as exc:  # zipfile.BadZipFile, ValueError, EOFError
+        raise damaged(path, f"not a complete .npz archive ({exc})") from None
 
 
 def write_index(path: Path, index) -> None:
     """A FAISS index, atomically like every other library file."""
     import faiss
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    faiss.write_index(index, str(tmp))
-    _fsync_rename(tmp, path)
+    io.write_with(path, lambda f: faiss.write_index(index, faiss.PyCallbackIOWriter(f.write)))
+
+
+def read_index(path: Path, flags: int = 0):
+    import faiss
+    if not Path(path).exists():
+        raise damaged(path, "missing")
+    try:
+        return faiss.read_index(str(path), flags)
+    except RuntimeError as exc:
+        raise damaged(path, f"not a readable FAISS index ({str(exc).splitlines()[0][:120]})") from None
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    """Append one line and fsync (a crash loses at most the line being written)."""
-    with open(path, "a") as f:
-        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, default=_json_default) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one record as a line (with its time) and fsync."""
+    io.append_line(path, json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **record}, default=_json_default))
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    io.write_atomic(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in records))
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
+    if not Path(path).exists():
         return []
     out = []
-    for line in path.read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut by a crash
             continue
     return out
-
-
-def _fsync_rename(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _json_default(o):

@@ -9,9 +9,9 @@ through exactly the code that loads users' real weights.
 ``size="base"`` builds the published architectures (clap-htsat-unfused, wav2vec2-base,
 hubert-base, MERT-v1-95M); ``size="tiny"`` a few-thousand-parameter version of each.
 
->>> path = save_model("wav2vec2", tmp_path / "w2v", size="tiny")          # doctest: +SKIP
->>> get_embedder("wav2vec2", model=str(path)).dim                          # doctest: +SKIP
-32
+A test fixture, not part of the package: tests import it as ``random_models`` (pytest puts
+``tests/`` on ``sys.path``: ``pythonpath`` in pyproject.toml); ``benchmarks/embed.py`` adds
+``tests/`` to ``sys.path`` itself. ``tests/test_hub_models.py`` loads every model it writes.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import ParameterError
+from audiorag.errors import ParameterError
 
 #: words the tiny tokenizer is trained on (enough for BPE merges over everyday descriptions)
 _CORPUS = ("a dog barking in the rain", "slow piano ballad with soft vocals", "fast techno beat with heavy bass",
@@ -41,7 +41,7 @@ _MERT_EXTRA = {"model_type": "mert_model", "architectures": ["MERTModel"], "feat
 def train_tokenizer(path: Path, *, vocab_size: int = 300):
     """A byte-level BPE tokenizer with RoBERTa's special tokens (``<s>``=0, ``<pad>``=1, ``</s>``=2),
     trained offline on a few sentences and saved as a transformers tokenizer folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -85,7 +85,7 @@ def save_model(name: str, path, *, size: str = "tiny", seed: int = 0) -> Path:
             model.save_pretrained(path)
             ClapFeatureExtractor(frequency_min=50, frequency_max=14000).save_pretrained(path)
             return path
-        from .laionclap import to_laion
+        from audiorag.embedders.laionclap import to_laion
         state = to_laion(model.state_dict())
         # what real laion checkpoints also carry and transformers does not use
         state["audio_branch.head.weight"] = torch.zeros(527, model.config.audio_config.hidden_size)

@@ -1,0 +1,210 @@
+"""File-system primitives: atomic writes, hashing, path names that round-trip, and the fault hook.
+
+Every change audiorag makes to a library goes through the functions here, so that
+
+* a write is atomic (temporary name in the same folder, fsync, rename), and an ``OSError``
+  (read-only folder, full disk) becomes a :class:`~audiorag.errors.StorageError` naming the file;
+* a test can stop a process at the *n*-th change (:func:`fault_point`): set
+  ``AUDIORAG_FAULT_AT=n`` and ``AUDIORAG_FAULT=kill`` (the process dies at once, as under
+  ``kill -9``) or ``AUDIORAG_FAULT=enospc`` (that change fails with "No space left on device").
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> write_atomic(os.path.join(d, "a.txt"), "hello")
+>>> open(os.path.join(d, "a.txt")).read()
+'hello'
+>>> decode_path(encode_path("caf\\udce9.wav")) == "caf\\udce9.wav", encode_path("caf\\udce9.wav")
+(True, 'caf\\\\xe9.wav')
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+from pathlib import Path
+
+from .errors import StorageError
+
+_FAULT = {"count": 0}
+
+
+def fault_point(what: str = "") -> None:
+    """Count one change to the file system; fail here when the fault hook says so (tests only)."""
+    at = os.environ.get("AUDIORAG_FAULT_AT")
+    if not at:
+        return
+    _FAULT["count"] += 1
+    if _FAULT["count"] != int(at):
+        return
+    if os.environ.get("AUDIORAG_FAULT", "kill") == "kill":
+        os._exit(137)  # no cleanup, no finally: like kill -9
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), what)
+
+
+def fault_count() -> int:
+    """How many changes :func:`fault_point` has counted in this process (0 when the hook is off)."""
+    return _FAULT["count"]
+
+
+def _storage_error(path, exc: OSError) -> StorageError:
+    return StorageError(f"cannot write {path}: {exc.strerror or exc} — check free space and permissions")
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` to a temporary name in the same folder, fsync, then rename over ``path``."""
+    write_with(path, lambda f: f.write(data.encode() if isinstance(data, str) else data))
+
+
+def write_with(path: str | os.PathLike, writer, *, suffix: str = "") -> None:
+    """Call ``writer(file)`` on a temporary file beside ``path``, fsync, then rename it over ``path``.
+
+    ``suffix`` keeps an extension some writers insist on (``np.save`` adds ``.npy``).
+    On any failure the temporary file is removed and an ``OSError`` becomes a
+    :class:`~audiorag.errors.StorageError`.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    try:
+        fault_point(f"write {path}")
+        with open(tmp, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        fault_point(f"rename {path}")
+        os.replace(tmp, path)
+    except OSError as exc:
+        _quiet_unlink(tmp)
+        raise _storage_error(path, exc) from exc
+    except BaseException:
+        _quiet_unlink(tmp)
+        raise
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line and fsync (a crash loses at most the line being written)."""
+    try:
+        fault_point(f"append {path}")
+        with open(path, "a") as f:
+            f.write(line.rstrip("\n") + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+
+
+def make_dirs(path: str | os.PathLike) -> None:
+    """``mkdir -p`` as one counted change."""
+    try:
+        if not os.path.isdir(path):
+            fault_point(f"mkdir {path}")
+            os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Hard-link ``src`` to ``dst`` (a copy where the file system has no hard links)."""
+    try:
+        fault_point(f"link {dst}")
+        try:
+            os.link(src, dst)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            shutil.copy2(src, dst)
+    except OSError as exc:
+        raise _storage_error(dst, exc) from exc
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove a file or a folder tree (nothing when absent) as one counted change."""
+    if not os.path.lexists(path):
+        return
+    try:
+        fault_point(f"remove {path}")
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except OSError as exc:
+        raise _storage_error(path, exc) from exc
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a folder's entries (renames, new files) durable."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _quiet_unlink(path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """``"sha256:<hex>"`` of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def encode_path(path: str) -> str:
+    """A file name as text that any UTF-8 store accepts and :func:`decode_path` turns back.
+
+    Names that are valid UTF-8 and hold no backslash are unchanged; bytes that are not
+    UTF-8 (Python keeps them as lone surrogates, PEP 383) become ``\\xNN`` and a backslash
+    becomes ``\\\\``. The result is also how such a name is displayed.
+    """
+    raw = os.fsencode(path)
+    try:
+        text = raw.decode("utf-8")
+        return text.replace("\\", "\\\\") if "\\" in text else text
+    except UnicodeDecodeError:
+        pass
+    out, i = [], 0
+    while i < len(raw):
+        try:  # the longest valid UTF-8 run from i
+            ch = raw[i:i + 4].decode("utf-8", errors="strict")[0]
+            n = len(ch.encode("utf-8"))
+        except UnicodeDecodeError as exc:
+            n = exc.start
+            ch = raw[i:i + n].decode("utf-8") if n else None
+        if ch is None:
+            out.append(f"\\x{raw[i]:02x}")
+            i += 1
+        else:
+            out.append("\\\\" if ch == "\\" else ch)
+            i += len(ch.encode("utf-8"))
+    return "".join(out)
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def decode_path(text: str) -> str:
+    """The file name :func:`encode_path` encoded (a ``str`` that opens the same file)."""
+    if "\\" not in text:
+        return text
+    raw = bytearray()
+    pos = 0
+    for m in _ESCAPE.finditer(text):
+        raw += text[pos:m.start()].encode("utf-8")
+        raw += b"\\" if m.group(1) == "\\" else bytes([int(m.group(1)[1:], 16)])
+        pos = m.end()
+    raw += text[pos:].encode("utf-8")
+    return os.fsdecode(bytes(raw))

@@ -1,0 +1,294 @@
+"""Tables of measured numbers in ``docs/`` (and the README), generated from committed result records.
+
+    python -m audiorag.report            # rewrite every table between its markers (also: make docs)
+    python -m audiorag.report --check    # exit 1 when a table differs from what the records give
+
+A generated table sits between ``<!-- report:NAME -->`` and ``<!-- /report -->`` in a Markdown file;
+:data:`SECTIONS` maps each NAME to the function that renders it from the records under
+``experiments/results/`` (small JSON files, tracked in git). Every table ends with the records it was
+read from, so a number can always be traced to the run and the command that produced it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS = Path("experiments") / "results"
+PAGES = ("README.md", "docs/*.md")
+MARKER = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
+
+# the default sweep (make demo): its cells in the order of experiments/default.yaml
+SWEEP_EMBEDDERS = ("features45", "musicnn-mtt", "aisfx")
+SWEEP_INDEXES = ("flat", "hnsw32")
+SWEEP_CELL = "{e}-{i}-w10-h2-genre-xartist"
+SONIC_PI = "python benchmarks/sonic_pi.py --out experiments/results/sonic-pi/sonic-pi.json"
+INGEST = "python benchmarks/ingest.py [--as mp3] --out experiments/results/ingest-bench/FORMAT.json"
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _source(*paths: str, command: str | None = None) -> str:
+    src = ", ".join(f"`{p}`" for p in paths)
+    return f"\n\n<sub>From {src}" + (f", written by `{command}`" if command else "") + ".</sub>"
+
+
+def _missing(what: str, command: str) -> str:
+    return f"*No record yet: run `{command}` then `make docs`.* ({what})"
+
+
+def _read(root: Path, rel: str) -> dict | None:
+    path = root / RESULTS / rel
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _records(root: Path, pattern: str) -> list[tuple[str, dict]]:
+    return [(p.relative_to(root).as_posix(), json.loads(p.read_text()))
+            for p in sorted((root / RESULTS).glob(pattern))]
+
+
+def _f(v, digits: int = 3) -> str:
+    return "–" if v is None or v != v else f"{v:.{digits}f}"
+
+
+# ---------------------------------------------------------------------------------------------- sections
+
+
+def sweep(root: Path) -> str:
+    """The default sweep (``make demo``), one row per cell, from each cell's ``metrics.json``."""
+    cols = [("segment/P@10", 4), ("track/P@10", 4), ("segment/mAP", 4), ("moment/accuracy", 4),
+            ("latency/p50_ms", 2), ("memory/index_bytes_per_segment", 0), ("cluster/silhouette", 3),
+            ("cluster/purity", 3), ("cluster/nmi", 3)]
+    rows, used = [], []
+    for e in SWEEP_EMBEDDERS:
+        for i in SWEEP_INDEXES:
+            rel = f"default/cells/{SWEEP_CELL.format(e=e, i=i)}/metrics.json"
+            rec = _read(root, rel)
+            if rec is None:
+                continue
+            used.append(rel)
+            m = rec["metrics"]
+            rows.append([f"`{e}`", i.upper() if i == "hnsw32" else "Flat", *(_f(m.get(c), d) for c, d in cols)])
+    if not rows:
+        return _missing("default sweep", "make demo")
+    chance = _read(root, used[0])["metrics"].get("chance/P")
+    header = ["embedder", "index", "segment P@10", "track P@10", "segment mAP", "moment accuracy",
+              "latency p50 ms", "index B/segment", "silhouette", "purity", "NMI"]
+    return (_table(header, rows) + f"\n\nChance P@10: {_f(chance, 3)}."
+            + _source("experiments/results/default/cells/*/metrics.json", command="make demo"))
+
+
+def eval_example(root: Path) -> str:
+    """One evaluation record in full: features45, Flat, artist-disjoint, on the default corpus."""
+    rel = "default/cells/" + SWEEP_CELL.format(e="features45", i="flat") + "/metrics.json"
+    rec = _read(root, rel)
+    if rec is None:
+        return _missing("features45 Flat cell of the default sweep", "make demo")
+    m = rec["metrics"]
+    rows = [[level, *(_f(m.get(f"{level}/{k}"), 4) for k in ("P@1", "P@5", "P@10", "mAP", "nDCG@10", "MRR"))]
+            for level in ("segment", "track")]
+    p = rec["protocol"]
+    text = _table(["level", "P@1", "P@5", "P@10", "mAP", "nDCG@10", "MRR"], rows)
+    text += (f"\n\n{rec['timings']['n_queries']:,} queries (label = {p['label']}, same track and "
+             f"{' + '.join(p['exclude_same']) or 'nothing else'} excluded), embedding `{rec['embedder']['key']}`, "
+             f"index `{rec['index']['factory']}`. Chance P = {_f(m['chance/P'], 4)}; moment accuracy "
+             f"(±{m['moment/tolerance_s']:g} s) {_f(m['moment/accuracy'], 2)}; latency p50 / p95 / p99 "
+             f"{_f(m['latency/p50_ms'], 2)} / {_f(m['latency/p95_ms'], 2)} / {_f(m['latency/p99_ms'], 2)} ms.")
+    return text + _source(f"experiments/results/{rel}", command="make demo")
+
+
+def index_table(records: list[dict]) -> str:
+    """The index benchmark's records as one Markdown table (also ``benchmarks/index.py --table``)."""
+    rows = []
+    for rec in sorted(records, key=lambda r: r["n"]):
+        for r in rec["results"]:
+            params = ", ".join(f"{k}={v}" for k, v in r["search_params"].items()) or "–"
+            rows.append([f"{rec['n']:,}", r["dim"], f"`{r['factory']}`", f"{r['recall@10']:.3f}", params,
+                         f"{r['latency_p50_ms']:.2f}", f"{r['latency_p99_ms']:.2f}", f"{r['batch_qps']:,.0f}",
+                         f"{r['bytes_per_segment']:.0f}", f"{r['build_seconds']:.0f}"])
+    header = ["n", "dim", "index", "recall@10", "search params", "p50 ms", "p99 ms", "batched q/s", "B/segment",
+              "build s"]
+    return _table(header, rows)
+
+
+def index_bench(root: Path) -> str:
+    """Every index family at 10⁵–10⁷ vectors (``benchmarks/index.py``)."""
+    recs = _records(root, "index-bench/index-n*.json")
+    if not recs:
+        return _missing("index benchmark", "python benchmarks/index.py --n 100000")
+    return index_table([r for _, r in recs]) + _source("experiments/results/index-bench/index-n*.json",
+                                                        command="python benchmarks/index.py --n N")
+
+
+def search_overhead(root: Path) -> str:
+    """What ``Library.search`` adds to the raw FAISS call (``benchmarks/search.py``)."""
+    rec = _read(root, "search-bench/overhead.json")
+    if rec is None:
+        return _missing("search overhead", "python benchmarks/search.py")
+    raw = rec["p50_ms"]["raw"]
+    rows = [[name, f"{p50:.3f} ms", f"{raw:.3f} ms", f"**{rec['overhead_ms'][name]:.3f} ms**"]
+            for name, p50 in rec["p50_ms"].items() if name != "raw"]
+    text = _table(["query", "Library.search p50", "raw FAISS p50", "overhead"], rows)
+    text += (f"\n\n`{rec['embedding']}`, `{rec['index']}` index, {rec['n_segments']:,} segments, "
+             f"{rec['queries']} moment queries, k = {rec['k']}.")
+    return text + _source("experiments/results/search-bench/overhead.json", command="python benchmarks/search.py")
+
+
+def ingest_bench(root: Path) -> str:
+    """Decode only vs full ingest vs naive per-window features (``benchmarks/ingest.py``)."""
+    recs = _records(root, "ingest-bench/*.json")
+    if not recs:
+        return _missing("ingest benchmark", INGEST)
+    rows = []
+    for _, r in recs:
+        fmt = r["source"].rsplit(":", 1)[-1]
+        what = {"flac": "FLAC 22.05 kHz mono", "mp3": "MP3 44.1 kHz stereo (FMA-like)"}.get(fmt, r["source"])
+        rows.append([what, f"{r['files']} × {r['audio_seconds'] / r['files']:.0f} s", f"{r['decode_rtf']:,.0f}×",
+                     f"**{r['ingest_rtf']:,.0f}×**", f"{r['naive_rtf']:,.0f}×", f"{r['ingest_over_decode']:.2f}",
+                     f"{r['speedup_over_naive']:.1f}×", r["workers"]])
+    header = ["audio", "files", "decode only", "full ingest", "naive per window", "ingest / decode time",
+              "ingest vs naive", "workers"]
+    return (_table(header, rows) + "\n\nReal-time factors: audio seconds per wall second."
+            + _source("experiments/results/ingest-bench/*.json", command=INGEST))
+
+
+def embed_bench(root: Path) -> str:
+    """Model embedders: forward pass alone vs full ingest (``benchmarks/embed.py``)."""
+    recs = _records(root, "embed-bench/*.json")
+    if not recs:
+        return _missing("embed benchmark", "python benchmarks/embed.py --out experiments/results/embed-bench/NAME.json")
+    weights = {"clap": "random, real size", "wav2vec2": "random, real size", "mert": "random, real size (`layer=all`)",
+               "hubert": "random, real size"}
+    rows = []
+    for path, rec in recs:
+        for r in rec["rows"]:
+            text = "–" if r.get("text_query_ms") is None else f"{r['text_query_ms']:.0f} ms"
+            rows.append([f"`{r['embedder']}`", weights.get(r["embedder"], "pretrained"), r["clips"],
+                         f"{r['forward_clips_per_s']:.1f}", f"**{r['ingest_clips_per_s']:.1f}**",
+                         f"{r['ingest_over_forward']:.2f}", text, f"`{path.rsplit('/', 1)[-1]}`"])
+    header = ["embedder", "weights", "10 s clips", "forward clips/s", "ingest clips/s", "ingest / forward",
+              "text query", "record"]
+    return _table(header, rows) + _source("experiments/results/embed-bench/*.json",
+                                          command="python benchmarks/embed.py --embedders … --tracks N --out …")
+
+
+def sonic_pi(root: Path) -> str:
+    """Retrieval on the sonic-pi samples (``benchmarks/sonic_pi.py``)."""
+    rec = _read(root, "sonic-pi/sonic-pi.json")
+    if rec is None:
+        return _missing("sonic-pi benchmark", SONIC_PI)
+    rows = [[f"`{name}`", *(_f(m[k], 4) for k in ("segment/P@10", "track/P@10", "segment/mAP", "chance/P"))]
+            for name, m in rec["metrics"].items()]
+    text = _table(["embedder", "segment P@10", "track P@10", "segment mAP", "chance"], rows)
+    if "tracks" in rec:
+        text += (f"\n\n{rec['tracks']} samples, {rec['labels']} categories, {rec['segments']:,} windows of "
+                 f"{rec.get('window', 3):g} s every {rec.get('hop', 1.5):g} s.")
+    return text + _source("experiments/results/sonic-pi/sonic-pi.json", command="python benchmarks/sonic_pi.py")
+
+
+def sonic_pi_analysis(root: Path) -> str:
+    """Clusters, outliers and kNN tagging on the sonic-pi samples (notebook 04 per embedder)."""
+    rec = _read(root, "sonic-pi/sonic-pi.json")
+    if rec is None or not rec.get("analysis"):
+        return _missing("sonic-pi analysis", SONIC_PI)
+    cols = [("cluster/best_k", 0), ("cluster/best_k_silhouette", 3), ("cluster/kmeans:14/silhouette", 3),
+            ("cluster/kmeans:14/purity", 3), ("cluster/kmeans:14/nmi", 3), ("cluster/hdbscan/nmi", 3),
+            ("anomaly/iforest/precision@N", 2), ("anomaly/knn/precision@N", 2), ("tagging/precision", 3),
+            ("tagging/coverage", 3)]
+    rows = [[f"`{name}`", *(_f(m.get(c), d) for c, d in cols)] for name, m in rec["analysis"].items()]
+    header = ["embedder", "best k (2–20)", "its silhouette", "KMeans k=14 silhouette", "purity", "NMI", "HDBSCAN NMI",
+              "injected outliers: IsolationForest", "kNN distance", "kNN tagging precision", "coverage"]
+    return _table(header, rows) + _source("experiments/results/sonic-pi/sonic-pi.json",
+                                          command="python benchmarks/sonic_pi.py")
+
+
+def sonic_pi_tags(root: Path) -> str:
+    """musicnn-mtt's top tags for a few named sonic-pi samples."""
+    rec = _read(root, "sonic-pi/sonic-pi.json")
+    if rec is None or not rec.get("tags"):
+        return _missing("sonic-pi tags", SONIC_PI)
+    rows = [[f"`{stem}`", ", ".join(f"{t} {p:.2f}" for t, p in tags.items())] for stem, tags in rec["tags"].items()]
+    return _table(["sample", "top tags (mean probability over its windows)"], rows) + _source(
+        "experiments/results/sonic-pi/sonic-pi.json", command="python benchmarks/sonic_pi.py")
+
+
+def seeds(root: Path) -> str:
+    """S0–S4: which seed write-up each name stands for."""
+    from .evaluate.reported import seeds_table
+    t = seeds_table()
+    return _table(list(t.columns), t.values.tolist())
+
+
+def claims(root: Path) -> str:
+    """Every figure the seeds report beside audiorag's measurement (:mod:`audiorag.evaluate.reported`)."""
+    from .evaluate.reported import claims_table, load_measurements
+    t = claims_table(load_measurements(root / RESULTS))
+    return _table(list(t.columns), t.values.tolist()) + _source(
+        "experiments/results/reported/metrics.json", "index-bench/", "embed-bench/", "default/cells/", "sonic-pi/",
+        command="papermill notebooks/05_reported_metrics.ipynb … (see below) and the benchmarks")
+
+
+SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
+            "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
+            "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,
+            "seeds": seeds, "claims": claims}
+
+
+# ---------------------------------------------------------------------------------------------- pages
+
+
+def pages(root: Path) -> list[Path]:
+    return sorted({p for pattern in PAGES for p in root.glob(pattern)})
+
+
+def render(text: str, root: Path, cache: dict | None = None) -> str:
+    """``text`` with every marked table regenerated from the records under ``root``."""
+    cache = {} if cache is None else cache
+
+    def body(match):
+        name = match["name"]
+        if name not in SECTIONS:
+            raise SystemExit(f"unknown report section {name!r}; known: {', '.join(SECTIONS)}")
+        if name not in cache:
+            cache[name] = SECTIONS[name](root).rstrip("\n") + "\n"
+        return match[1] + cache[name] + match[4]
+
+    return MARKER.sub(body, text)
+
+
+def run(root: str | Path = ".", *, check: bool = False) -> list[str]:
+    """Regenerate (or with ``check``, compare) every page; returns the pages that differ(ed)."""
+    root = Path(root)
+    changed, cache = [], {}
+    for page in pages(root):
+        old = page.read_text()
+        new = render(old, root, cache)
+        if new != old:
+            changed.append(page.relative_to(root).as_posix())
+            if not check:
+                page.write_text(new)
+    return changed
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m audiorag.report", description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="exit 1 when a table differs from the records; write nothing")
+    ap.add_argument("--root", default=".", help="project root (holds README.md, docs/ and experiments/results/)")
+    args = ap.parse_args(argv)
+    changed = run(args.root, check=args.check)
+    if args.check and changed:
+        print("tables out of date with their records (run `make docs`): " + ", ".join(changed), file=sys.stderr)
+        return 1
+    print(("rewrote " + ", ".join(changed)) if changed else "docs tables match the records")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""A corpus of bad and odd inputs: every good file is a source, every bad one fails with its reason,
+everything that cannot be a source is recorded once; and every CLI command meets bad values with
+one line and exit status 2, never a traceback."""
+
+import ctypes
+import errno
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from audiorag.audio import load, load_with_hash
+from audiorag.cli import app
+from audiorag.datasets.folder import FolderDataset
+from audiorag.errors import AudioDecodeError
+
+SR = 22050
+runner = CliRunner()
+
+
+def encoded(fmt: str, subtype: str, seconds: float = 2.0, freq: float = 440.0, sr: int = SR) -> bytes:
+    rng = np.random.default_rng(int(freq))
+    t = np.arange(int(seconds * sr)) / sr
+    y = (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+def put(path, data: bytes) -> str:
+    """Write ``data`` at ``path`` (str or bytes: names that are not UTF-8) and return the path as str."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return os.fsdecode(path)
+
+
+def link(target, name) -> str:
+    os.makedirs(os.path.dirname(name), exist_ok=True)
+    os.symlink(target, name)
+    return os.fsdecode(name)
+
+
+def build_corpus(tmp_path: Path) -> dict:
+    """The corpus and what is expected of each item."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    wav, flac = encoded("WAV", "PCM_16"), encoded("FLAC", "PCM_16", freq=330)
+    ogg, mp3 = encoded("OGG", "VORBIS", freq=550), encoded("MP3", "MPEG_LAYER_III", freq=660)
+    good = [put(str(root / "good" / "tone.wav"), wav), put(str(root / "good" / "tone.flac"), flac),
+            put(str(root / "good" / "tone.ogg"), ogg), put(str(root / "good" / "tone.mp3"), mp3),
+            # names that are not valid UTF-8 (a file, and a file in such a folder)
+            put(os.path.join(os.fsencode(root), b"caf\xe9 \xff.wav"), encoded("WAV", "PCM_16", freq=770)),
+            put(os.path.join(os.fsencode(root), b"d\xe9j\xe0", b"inner.flac"), encoded("FLAC", "PCM_16", freq=880))]
+    put(str(outside / "o.ogg"), encoded("OGG", "VORBIS", freq=990))
+    put(str(outside / "far" / "far.wav"), encoded("WAV", "PCM_16", freq=1100))
+    good += [link("../good/tone.wav", str(root / "links" / "in.wav")),          # inside, relative
+             link(str(outside / "o.ogg"), str(root / "links" / "out.ogg")),     # outside the root
+             os.fsdecode(str(root / "outdir" / "far.wav"))]                     # in a linked folder outside
+    link(str(outside / "far"), str(root / "outdir"))
+    (root / "notes.txt").write_text("not audio, not a source")
+    link("nothing.txt", str(root / "links" / "gone.txt"))  # a dangling link to no audio: not ours to report
+
+    nan = io.BytesIO()
+    sf.write(nan, np.full(800, np.nan, np.float32), SR, format="WAV", subtype="FLOAT")
+    nochannels = bytearray(wav)
+    at = nochannels.find(b"fmt ")
+    nochannels[at + 10:at + 12] = struct.pack("<H", 0)
+    header_only = io.BytesIO()
+    sf.write(header_only, np.zeros(0, np.float32), SR, format="WAV")
+    bad = {put(str(root / "bad" / "cut.wav"), wav[: len(wav) * 6 // 10]): "truncated: the header declares",
+           put(str(root / "bad" / "cut.flac"), flac[: len(flac) * 6 // 10]): "truncated or corrupt.*lost sync",
+           put(str(root / "bad" / "cut.ogg"), ogg[: len(ogg) * 6 // 10]): "truncated: .*Ogg",
+           put(str(root / "bad" / "cut.mp3"), mp3[: len(mp3) * 6 // 10]): "truncated: the header promises 44100 frames",
+           put(str(root / "bad" / "nan.wav"), nan.getvalue()): "non-finite samples",
+           put(str(root / "bad" / "empty.wav"), b""): "empty file \\(0 bytes\\)",
+           put(str(root / "bad" / "text.wav"), b"these are words, not samples\n" * 20): "unreadable audio",
+           put(str(root / "bad" / "nochannels.wav"), bytes(nochannels)): "(?i)channel count is zero",
+           put(str(root / "bad" / "noframes.wav"), header_only.getvalue()): "empty audio \\(0 samples\\)",
+           put(os.path.join(os.fsencode(root), b"bad", b"cut \xff.mp3"), mp3[:1500]): "truncated"}
+    problems = {link("nowhere.wav", str(root / "links" / "dangling.wav")): "DanglingSymlink",
+                link("..", str(root / "links" / "loop")): "SymlinkLoop",
+                link("self.flac", str(root / "links" / "self.flac")): "SymlinkLoop"}
+    return {"root": root, "good": good, "bad": bad, "problems": problems}
+
+
+def test_every_file_is_accounted_for(tmp_path):
+    c = build_corpus(tmp_path)
+    ds = FolderDataset(c["root"], label_from_folder=True)
+    sources = ds.sources()
+    uris = [s.uri for s in sources]
+    assert len(uris) == len(set(uris))
+    assert sorted(uris) == sorted(c["good"] + list(c["bad"]))
+    assert {p["uri"]: p["error"] for p in ds.problems} == c["problems"]
+    assert len(ds.problems) == len(c["problems"])  # each recorded once
+    assert all(p["stage"] == "scan" and p["message"] for p in ds.problems)
+    assert ds.sources() and len(ds.problems) == len(c["problems"])  # a second scan does not add records
+
+    labels = {os.path.relpath(s.uri, c["root"]): s.metadata.get("label") for s in sources}
+    assert labels["links/out.ogg"] == "links"  # the link's own folder, not its target's
+    assert labels["outdir/far.wav"] == "outdir"
+    assert labels[os.fsdecode(b"d\xe9j\xe0/inner.flac")] == os.fsdecode(b"d\xe9j\xe0")
+
+    for uri in c["good"]:
+        y, sr = load(uri)
+        assert sr == SR and abs(len(y) - 2 * SR) < 0.05 * SR and np.isfinite(y).all(), uri
+        assert load_with_hash(uri)[2].startswith("sha256:")
+    for uri, reason in c["bad"].items():
+        for reader in (load, load_with_hash):
+            with pytest.raises(AudioDecodeError, match=reason) as err:
+                reader(uri)
+            str(err.value).encode("utf-8")  # printable and storable, whatever the file's name
+    assert ds.content_hash() == FolderDataset(c["root"]).content_hash()
+
+
+def test_labels_csv_matches_links_and_escaped_names(tmp_path):
+    c = build_corpus(tmp_path)
+    rows = [{"path": "links/out.ogg", "label": "via-link"},
+            {"path": "caf\\xe9 \\xff.wav", "label": "escaped"},  # as audiorag displays such a name
+            {"path": "gone.wav", "label": "missing"}]
+    pd.DataFrame(rows).to_csv(c["root"] / "labels.csv", index=False)
+    sources = {os.path.relpath(s.uri, c["root"]): s.metadata for s in
+               FolderDataset(c["root"], labels=c["root"] / "labels.csv").sources()}
+    assert sources["links/out.ogg"]["label"] == "via-link"
+    assert sources[os.fsdecode(b"caf\xe9 \xff.wav")]["label"] == "escaped"
+    assert sources["gone.wav"] == {"label": "missing"}  # kept, so that the build records it
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class without_file_override:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective capabilities (kept
+    as permitted, so they come back on exit): as root, ``chmod 000`` then really stops reading."""
+
+    MASK = (1 << 1) | (1 << 2)
+
+    def __enter__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+        self.saved = (_CapData * 2)()
+        if self.libc.capget(ctypes.byref(self.header), self.saved) != 0:
+            raise OSError(ctypes.get_errno(), "capget")
+        dropped = (_CapData * 2)()
+        ctypes.memmove(dropped, self.saved, ctypes.sizeof(dropped))
+        dropped[0].effective &= ~self.MASK
+        if self.libc.capset(ctypes.byref(self.header), dropped) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.capset(ctypes.byref(self.header), self.saved)
+
+
+def test_unreadable_folder_and_file_are_recorded(tmp_path):
+    root = tmp_path / "root"
+    ok = put(str(root / "open" / "a.wav"), encoded("WAV", "PCM_16"))
+    put(str(root / "locked" / "hidden.wav"), encoded("WAV", "PCM_16"))
+    secret = put(str(root / "open" / "secret.wav"), encoded("WAV", "PCM_16"))
+    os.chmod(root / "locked", 0)
+    os.chmod(secret, 0)
+    try:
+        guard = without_file_override() if os.geteuid() == 0 else None
+        try:
+            if guard is not None:
+                guard.__enter__()
+        except OSError:
+            pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE: chmod cannot stop reading")
+        try:
+            try:
+                os.listdir(root / "locked")
+                pytest.skip("this file system ignores permissions")
+            except PermissionError:
+                pass
+            ds = FolderDataset(root)
+            assert sorted(s.uri for s in ds.sources()) == [ok, secret]
+            assert [(p["uri"], p["error"]) for p in ds.problems] == [(str(root / "locked"), "PermissionError")]
+            assert "cannot be read" in ds.problems[0]["message"]
+            with pytest.raises(AudioDecodeError, match="cannot read file \\(Permission denied\\)"):
+                load(secret)
+            ds.content_hash()  # unreadable files do not stop it
+        finally:
+            if guard is not None:
+                guard.__exit__(None, None, None)
+    finally:
+        os.chmod(root / "locked", 0o755)
+        os.chmod(secret, 0o644)
+
+
+# -- the command line ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A library of 8 three-second tones with a text label (two unlabelled) and a numeric year."""
+    base = tmp_path_factory.mktemp("tiny")
+    rows = []
+    for i in range(8):
+        name = f"t{i}.wav"
+        put(str(base / "audio" / name), encoded("WAV", "PCM_16", seconds=3.0, freq=200 + 150 * i))
+        rows.append({"path": f"audio/{name}", "genre": ["low", "high", ""][i % 3], "year": 2000 + i % 2 if i != 5 else None})
+    pd.DataFrame(rows).to_csv(base / "labels.csv", index=False)
+    lib = base / "lib"
+    r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{base / 'audio'}", "--labels",
+                            str(base / "labels.csv"), "--window", "1", "--hop", "1", "--workers", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    return {"lib": lib, "base": base}
+
+
+def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
+    """(arguments, a fragment the one error line must hold)."""
+    L, new = str(lib), str(base / "new-lib")
+    a_file, a_dir = str(base / "labels.csv"), str(base / "audio")
+    missing = str(base / "no" / "such" / "folder")
+    return [
+        (["nosuchcommand"], "No such command"),
+        (["build", new, "--window", "inf"], "--window"), (["build", new, "--window", "nan"], "--window"),
+        (["build", new, "--window", "abc"], "--window"), (["build", new, "--hop", "0"], "--hop"),
+        (["build", new, "--hop", "20", "--window", "10"], "hop"), (["build", new, "--tail", "cut"], "--tail"),
+        (["build", new, "--workers", "-3"], "--workers"), (["build", new, "--target-recall", "2"], "--target-recall"),
+        (["build", new, "--max-memory", "lots"], "--max-memory"),
+        (["build", new, "--embedder", "features45:foo=1"], "n_fft"), (["build", new, "--embedder", "nosuch"], "nosuch"),
+        (["build", new, "--embedder", "features45:n_fft"], "key=value"),
+        (["build", new, "--index", "Bogus99"], "--index"), (["build", new, "--dataset", f"folder:{missing}"], missing),
+        (["build", new, "--dataset", "nosuch:thing"], "unknown dataset"), (["build", a_file], "not a folder"),
+        (["build", new, "--dataset", f"folder:{a_dir}", "--label-regex", "(["], "label_regex"),
+        (["remove", missing, "0"], "no audiorag library"), (["remove", L, "abc"], "track_id"),
+        (["search", L], "give --audio"), (["search", L, "--track", "0", "--at", "99999"], "beyond the end"),
+        (["search", L, "--track", "0", "--at", "nan"], "--at"), (["search", L, "--track", "0", "--at", "-1"], "--at"),
+        (["search", L, "--track", "999"], "--track 999"), (["search", L, "--track", "0", "-k", "0"], "-k"),
+        (["search", L, "--track", "0", "--alpha", "2"], "--alpha"), (["search", L, "--track", "0", "--by", "album"], "--by"),
+        (["search", L, "--track", "0", "--where", "year=abc"], "not a number"),
+        (["search", L, "--track", "0", "--where", "mood=sad"], "track columns"),
+        (["search", L, "--track", "0", "--where", "=x"], "--where"),
+        (["search", L, "--audio", str(base / "none.wav")], "cannot read file"),
+        (["search", L, "--audio", str(base / "audio" / "t0.wav"), "--start", "2", "--end", "1"], "--end"),
+        (["search", L, "--audio", str(base / "audio" / "t0.wav"), "--start", "inf"], "--start"),
+        (["search", L, "--audio", str(base / "audio" / "t0.wav"), "--start", "50"], "beyond the end"),
+        (["info", missing], "no audiorag library"), (["info", a_file], a_file), (["check", missing], "no audiorag"),
+        (["eval", L, "-k", "0"], "-k"), (["eval", L, "-k", "a,b"], "-k"), (["eval", L, "--queries", "0"], "--queries"),
+        (["eval", L, "--depth", "0"], "--depth"), (["eval", L, "--moment-queries", "-1"], "--moment-queries"),
+        (["eval", L, "--label", "mood"], "not a track column"), (["eval", L, "--only", "mood=sad"], "track columns"),
+        (["eval", L, "--only", "year>=abc"], "not a number"), (["eval", L, "--out", a_file], "--out"),
+        (["eval", L, "--export-run", a_dir], "--export-run"), (["eval", L, "--export-run", missing + "/run.txt"],
+                                                                "does not exist"),
+        (["eval", L, "--export-qrels", a_dir], "--export-qrels"), (["eval", L, "--label", "label"], "not a track"),
+        (["sweep", str(base / "none.yaml")], "none.yaml"), (["sweep", a_file], "not a valid sweep"),
+        (["data", "fetch", "nosuch", "--to", missing], "NAME"), (["data", "fetch", "freesound", "--to", missing],
+                                                                  "--query"),
+        (["data", "fetch", "freesound", "--to", a_file, "--query", "rain"], "--to"),
+        (["data", "fetch", "fma-small", "--to", missing, "--max", "0"], "--max"),
+        (["analyse", L, "--clusters", "spectral:3"], "unknown clustering"), (["analyse", L, "--ks", "a-b"], "--ks"),
+        (["analyse", L, "--ks", "5-2"], "--ks"), (["analyse", L, "--anomalies", "0.7"], "--anomalies"),
+        (["analyse", L, "--anomalies", "nan"], "--anomalies"), (["analyse", L, "--level", "album"], "--level"),
+        (["analyse", L, "--maps", "mds"], "--maps"), (["analyse", L, "--out", a_file], "--out"),
+        (["analyse", L, "--write-column", "c"], "--write-column"),
+        (["analyse", L, "--label", "mood", "--out", str(base / "an")], "mood"),
+        (["models", "verify", "features45:foo=1"], "n_fft"), (["models", "verify", "nosuch"], "nosuch"),
+        (["models", "--bogus"], "--bogus"),
+    ]
+
+
+def test_every_command_meets_bad_values_with_one_line(tiny):
+    lib, base = tiny["lib"], tiny["base"]
+    before = sorted(p.name for p in base.iterdir())
+    tried = set()
+    for args, fragment in bad_invocations(lib, base):
+        r = runner.invoke(app, args)
+        out = r.output
+        assert r.exit_code == 2, (args, r.exit_code, out)
+        assert "Traceback" not in out, (args, out)
+        lines = [line for line in out.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, out)
+        assert fragment in lines[0], (args, fragment, lines[0])
+        sub = args[0] in ("data", "models") and len(args) > 1 and not args[1].startswith("-")
+        tried.add(" ".join(args[:2]) if sub else args[0])
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    assert commands | {"data fetch", "models", "models verify"} <= tried
+    assert sorted(p.name for p in base.iterdir()) == before  # nothing was created: checked before any work
+
+
+def test_where_and_only_compare_typed_values(tiny):
+    lib = str(tiny["lib"])
+    hits = json.loads(runner.invoke(app, ["search", lib, "--track", "0", "-k", "50", "--where", "year=2001",
+                                          "--json"]).stdout)
+    assert hits and {h["year"] for h in hits} == {2001.0}  # a float column holding 2001.0 matches 2001
+    hits = json.loads(runner.invoke(app, ["search", lib, "--track", "0", "-k", "50", "--where", "year<2001",
+                                          "--where", "genre!=low", "--json"]).stdout)
+    assert hits and all(h["year"] == 2000.0 and h["genre"] != "low" for h in hits)
+    r = runner.invoke(app, ["eval", lib, "--only", "year>=2001", "--moment-queries", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.stdout)
+    assert record["dataset"]["n_tracks"] == 3 and record["protocol"]["subset"] == {"year": [{"op": ">=", "value": "2001"}]}
+
+
+def test_eval_with_unlabelled_tracks_goes_on(tiny, tmp_path):
+    r = runner.invoke(app, ["eval", str(tiny["lib"]), "--moment-queries", "0", "--out", str(tmp_path / "o"),
+                            "--export-run", str(tmp_path / "run.txt"), "--json"])
+    assert r.exit_code == 0, r.output
+    m = json.loads(r.stdout)["metrics"]
+    assert m["n_unlabelled"] == 2 and m["n_unlabelled_segments"] == 6
+    assert (tmp_path / "o" / "metrics.json").exists() and (tmp_path / "run.txt").stat().st_size > 0
+
+
+def test_check_and_wait_reach_the_library(tiny):
+    lib = str(tiny["lib"])
+    r = runner.invoke(app, ["check", lib, "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["remaining"] == 0
+    r = runner.invoke(app, ["build", lib, "--dataset", f"folder:{tiny['base'] / 'audio'}", "--window", "1",
+                            "--hop", "1", "--workers", "1", "--wait", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["added"] == 0
+
+
+def test_unexpected_errors_print_one_line_and_keep_the_traceback(tmp_path, monkeypatch):
+    from audiorag.embedders import _REGISTRY, register
+
+    @register("broken-for-test")
+    def broken(**params):
+        raise RuntimeError("boom: the embedder could not start")
+
+    try:
+        monkeypatch.setenv("AUDIORAG_CACHE", str(tmp_path / "cache"))
+        r = runner.invoke(app, ["models", "verify", "broken-for-test"])
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        lines = r.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: unexpected RuntimeError: boom"), r.output
+        log = Path(lines[0].rsplit("the traceback is in ", 1)[1])
+        assert log.parent == tmp_path / "cache" / "logs"
+        text = log.read_text()
+        assert "Traceback (most recent call last)" in text and "RuntimeError: boom" in text
+
+        (tmp_path / "not-a-folder").write_text("")  # no log folder can be made there: the temp folder it is
+        monkeypatch.setenv("AUDIORAG_CACHE", str(tmp_path / "not-a-folder"))
+        r = runner.invoke(app, ["models", "verify", "broken-for-test"])
+        log = Path(r.output.strip().rsplit("the traceback is in ", 1)[1])
+        try:
+            assert log.parent == Path(tempfile.gettempdir()) / "audiorag-logs" and "RuntimeError" in log.read_text()
+        finally:
+            log.unlink()
+    finally:
+        _REGISTRY.pop("broken-for-test", None)
+
+
+def test_console_script_and_module_give_one_line(tmp_path):
+    script = Path(sys.executable).with_name("audiorag")
+    env = {**os.environ, "AUDIORAG_CACHE": str(tmp_path)}
+    for cmd in ([str(script)], [sys.executable, "-m", "audiorag"]):
+        if not Path(cmd[0]).exists():
+            continue
+        p = subprocess.run(cmd + ["search", str(tmp_path / "nolib"), "--track", "0", "--at", "nan"],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 2 and "Traceback" not in p.stdout + p.stderr, (cmd, p.stderr)
+        assert p.stderr.strip().splitlines() == ["error: --at must be a finite number (seconds), got nan"]
+
+
+def test_errno_of_a_dangling_link_is_enoent(tmp_path):
+    # the scan tells dangling links from loops by errno; make sure the platform agrees
+    os.symlink(tmp_path / "missing", tmp_path / "a")
+    os.symlink(tmp_path / "b", tmp_path / "b")
+    for name, code in (("a", errno.ENOENT), ("b", errno.ELOOP)):
+        with pytest.raises(OSError) as err:
+            os.stat(tmp_path / name)
+        assert err.value.errno == code
