@@ -176,8 +176,10 @@ def load(source, *, sr: int | None = None, mono: bool = True, offset: float = 0.
 
     Parameters
     ----------
-    source : path or file-like
-        WAV, FLAC, OGG/Vorbis, MP3 (decoded by libsndfile) or anything else it reads.
+    source : path, file object or bytes
+        WAV, FLAC, OGG/Vorbis/Opus, MP3 (decoded by libsndfile) or anything else it reads. A path
+        is opened as a file object, so names that are not valid UTF-8 (``str`` holding surrogates)
+        work; messages show such names with ``\\xNN`` escapes.
     sr : int, optional
         Target sample rate; ``None`` keeps the file's rate.
     mono : bool
@@ -195,7 +197,9 @@ def load(source, *, sr: int | None = None, mono: bool = True, offset: float = 0.
     Raises
     ------
     AudioDecodeError
-        Naming the file and the reason: unreadable, empty, truncated, zero channels, non-finite.
+        Naming the file and the reason: unreadable, empty (0 bytes, or no samples), truncated
+        (the decoded length falls short of the header's, a cut FLAC, an Ogg stream without its
+        end-of-stream page), zero channels, non-finite samples.
     """
     if offset < 0 or (duration is not None and duration <= 0) or not np.isfinite(offset) \
             or (duration is not None and not np.isfinite(duration)):
@@ -226,7 +230,8 @@ def _load(fh, item, sr, mono, offset, duration, normalize) -> tuple[np.ndarray, 
             start = int(round(offset * native_sr))
             if start:
                 if start >= expected:
-                    raise AudioDecodeError(item, f"offset {offset:.3f}s is beyond the end ({expected / native_sr:.3f}s)")
+                    raise AudioDecodeError(item, f"offset {offset:.3f}s is beyond the end "
+                                                 f"({expected / native_sr:.3f}s)")
                 f.seek(start)
             want = (expected - start) if duration is None else min(int(round(duration * native_sr)), expected - start)
             data = _read_frames(f, None if duration is None else want, item, expected)

@@ -316,7 +316,8 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     try:
         Segmentation(window=window, hop=hop, tail=tail)
     except ParameterError as exc:
-        raise ParameterError(f"--window {window:g} / --hop {hop:g}: {str(exc).removeprefix('Segmentation: ')}") from None
+        reason = str(exc).removeprefix("Segmentation: ")
+        raise ParameterError(f"--window {window:g} / --hop {hop:g}: {reason}") from None
     _number("--target-recall", target_recall, above=0, maximum=1)
     if workers is not None and workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {workers}")
@@ -336,10 +337,11 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     sidecars = [_current_index(lib, e.key, f) or lib.build_index(e.key, f, max_memory=budget,
                                                                   target_recall=target_recall)
                 for e in embedders for f in index]
-    out = {**report.__dict__, "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars],
-           "library": str(library)}
+    out = {**report.__dict__, "library": str(library),
+           "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars]}
     lines = [report.summary()] + [f"  {e['uri']}: [{e['stage']}] {e['message']}" for e in report.errors]
-    lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s" for s in sidecars]
+    lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s"
+              for s in sidecars]
     _print(out, as_json, "\n".join(lines))
 
 
@@ -597,8 +599,10 @@ def _cutoffs(text: str) -> list[int]:
 
 @app.command()
 def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name>.yaml) or a packaged sweep's name"),
-          output: Optional[Path] = typer.Option(None, help="output directory (default: the file's, or experiments/results/<name>)"),
-          summary_only: bool = typer.Option(False, "--summary-only", help="only rebuild the summary from finished cells")):
+          output: Optional[Path] = typer.Option(None, help="output directory (default: the file's, or "
+                                                          "experiments/results/<name>)"),
+          summary_only: bool = typer.Option(False, "--summary-only",
+                                            help="only rebuild the summary from finished cells")):
     """Run a sweep: papermill per grid cell (skipping cells already done), then summary.parquet/.md and plots."""
     from .experiments import SweepConfig, markdown_table, run_sweep, summarise
     cfg = SweepConfig.load(config)
@@ -638,7 +642,8 @@ def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fm
     if name.startswith("fma-"):
         from .datasets import fma
         root = fma.fetch(name[4:], to, url=url)
-        typer.echo(f"FMA {name[4:]} in {root}; build with: audiorag build LIB --dataset fma:{name[4:]} --fma-root {root}")
+        typer.echo(f"FMA {name[4:]} in {root}; build with: "
+                   f"audiorag build LIB --dataset fma:{name[4:]} --fma-root {root}")
     else:
         from .datasets import freesound
         root = freesound.fetch(query, to, max_results=max_results, filter=filter, token=token, url=url)
@@ -648,7 +653,8 @@ def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fm
 @app.command()
 def analyse(library: Path = typer.Argument(..., help="library directory"),
             embedder: Optional[str] = typer.Option(None, help="embedding name or key (default: the only one)"),
-            clusters: str = typer.Option("kmeans:8,hdbscan", help="comma-separated: kmeans:K, dbscan:EPS, hdbscan[:MIN]"),
+            clusters: str = typer.Option("kmeans:8,hdbscan",
+                                         help="comma-separated: kmeans:K, dbscan:EPS, hdbscan[:MIN]"),
             ks: str = typer.Option("2-20", help="k-sweep range for KMeans silhouette, e.g. 2-20 (empty: none)"),
             anomalies: float = typer.Option(0.1, help="share of items flagged as outliers (0: no anomaly analysis)"),
             label: Optional[str] = typer.Option("genre", help="track column for purity, NMI, composition, tagging "
@@ -727,7 +733,8 @@ def models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
         ident = (r["identity"] or "-").removeprefix("sha256:")[:16]
         extra = " (text tower)" if r["text_tower"] else f" ({r['tags']} tags)" if r["tags"] else ""
         where = r["where"] or "missing — " + r["message"].splitlines()[0].split("Looked in: ")[-1]
-        lines.append(f"{r['name']:<13}{'ok' if r['available'] else 'MISSING':<10}{size:>8}  {ident:<20}  {where}{extra}")
+        state = "ok" if r["available"] else "MISSING"
+        lines.append(f"{r['name']:<13}{state:<10}{size:>8}  {ident:<20}  {where}{extra}")
     missing = [r for r in rows if not r["available"]]
     if missing:
         lines.append("\nto get missing weights:\n" + missing[0]["message"].split("\n", 1)[-1])

@@ -104,7 +104,8 @@ class SweepConfig(BaseModel):
     dataset: str
     grid: Grid
     notebooks: list[str] = Field(default_factory=lambda: ["01_build_index.ipynb", "03_evaluate.ipynb"])
-    #: where the notebooks are (default: ``$AUDIORAG_NOTEBOOKS``, else the packaged ones)
+    #: where the notebooks are, relative to the working directory (default: ``$AUDIORAG_NOTEBOOKS``,
+    #: else the packaged ones)
     notebook_dir: str | None = None
     output: str | None = None
     workers: int | None = None
@@ -156,12 +157,12 @@ def sweep_file(path: str | Path) -> Path:
     'quick.yaml'
     """
     p = Path(path)
-    if p.exists() or p.parent != Path("."):
+    if p.exists():
         return p
     packaged = packaged_sweeps()
-    if p.stem in packaged and p.suffix in ("", ".yaml", ".yml"):
+    if p.parent == Path(".") and p.suffix in ("", ".yaml", ".yml") and p.stem in packaged:
         return packaged[p.stem]
-    raise ParameterError(f"sweep file {path} not found; packaged sweeps: {', '.join(packaged)}")
+    raise ParameterError(f"sweep file {path} not found (packaged sweeps, by name: {', '.join(packaged)})")
 
 
 def notebook_dir(config: SweepConfig | None = None) -> Path:
@@ -189,8 +190,22 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
               progress: bool = True) -> pd.DataFrame:
     """Run every cell not done yet (resume), continue past failures, then write the summary.
 
-    With ``progress``, one bar counts the cells to run (elapsed, ETA, the current cell and
-    notebook); on a terminal a second bar follows the notebook's own cells.
+    Parameters
+    ----------
+    config : SweepConfig
+        The sweep (:meth:`SweepConfig.load` reads a file or a packaged sweep by name).
+    output : path, optional
+        Output directory (default :meth:`SweepConfig.output_dir`).
+    kernel : str
+        Jupyter kernel the notebooks run in; an ipykernel's start-up warnings are silenced.
+    progress : bool
+        One bar over the cells to run (elapsed, ETA, current cell and notebook) and, on a
+        terminal, a second one over the running notebook's cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The summary of every finished cell (:func:`summarise`); :func:`closing_note` formats it.
     """
     import papermill as pm
     from tqdm.auto import tqdm
@@ -210,7 +225,7 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
                  len(cells) - len(todo), len(cells))
     extra = _kernel_arguments(kernel)
     bar = tqdm(todo, desc=f"sweep {config.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True,
-               bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed} elapsed, ETA {remaining} {postfix}")
+               bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed} elapsed, ETA {remaining}{postfix}")
     with logging_redirect_tqdm(loggers=[log]):
         for cell in bar:
             cell_dir = root / "cells" / cell.id

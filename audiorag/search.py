@@ -46,11 +46,11 @@ class Query:
     track_id: int | None = None
     at: float | None = None
     #: hybrid queries: the audio part (an audio or moment Query) and the text weight
-    audio_part: "Query | None" = None
+    audio_part: Query | None = None
     alpha: float | None = None
 
     @classmethod
-    def audio(cls, source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> "Query":
+    def audio(cls, source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> Query:
         """A clip: a file path (optionally its ``[start, end)`` span) or a mono float array with ``sr``."""
         if isinstance(source, np.ndarray):
             if sr is None:
@@ -68,7 +68,7 @@ class Query:
         return cls("audio", source, sr, start, end)
 
     @classmethod
-    def text(cls, text: str) -> "Query":
+    def text(cls, text: str) -> Query:
         """A description. Ranked in a tagger's tag space (see :mod:`audiorag.embedders.text`).
 
         >>> Query.text("gentle piano melody").kind
@@ -80,7 +80,7 @@ class Query:
 
     @classmethod
     def hybrid(cls, text: str, audio, *, alpha: float = 0.7, sr: int | None = None,
-               start: float | None = None, end: float | None = None) -> "Query":
+               start: float | None = None, end: float | None = None) -> Query:
         """``alpha``·text + (1 − ``alpha``)·audio, for embedders with a text tower (CLAP).
 
         ``audio`` is a path or array (as :meth:`audio`, with ``sr``/``start``/``end``) or a
@@ -94,7 +94,7 @@ class Query:
         return cls("hybrid", cls.text(text).source, audio_part=part, alpha=float(alpha))
 
     @classmethod
-    def moment(cls, track_id: int, at: float = 0.0) -> "Query":
+    def moment(cls, track_id: int, at: float = 0.0) -> Query:
         """The library's own segment of ``track_id`` that starts at (or just before) ``at`` seconds."""
         if not (np.isfinite(at) and at >= 0):
             raise ParameterError(f"Query.moment: at must be a finite time >= 0 (seconds), got {at}")
@@ -197,7 +197,10 @@ def query_vectors(lib, emb, query: Query, *, ctx: _Context | None = None) -> tup
         audio = l2_normalise(audio.mean(axis=0))
         return l2_normalise(query.alpha * text + (1.0 - query.alpha) * audio)[None, :], track
     if query.kind == "moment":
-        lay, vectors = (ctx.layout, ctx.vectors) if ctx is not None else (_Layout(lib.segments, lib.tracks), emb.vectors())
+        if ctx is not None:
+            lay, vectors = ctx.layout, ctx.vectors
+        else:
+            lay, vectors = _Layout(lib.segments, lib.tracks), emb.vectors()
         return np.asarray(vectors[lay.moment(query.track_id, query.at)])[None, :], query.track_id
     e = emb.embedder
     if isinstance(query.source, np.ndarray):
@@ -266,7 +269,8 @@ def track_mask(tracks: pd.DataFrame, filters: dict, *, what: str = "filter") -> 
     mask = np.ones(len(tracks), dtype=bool)
     for col, want in filters.items():
         if col not in tracks.columns:
-            raise ParameterError(f"{what} on unknown column {col!r}; track columns: {', '.join(map(str, tracks.columns))}")
+            raise ParameterError(f"{what} on unknown column {col!r}; "
+                                 f"track columns: {', '.join(map(str, tracks.columns))}")
         items = list(want) if isinstance(want, (list, tuple, set)) else [want]
         equal = [i for i in items if not isinstance(i, dict)]
         conditions = [i for i in items if isinstance(i, dict)]

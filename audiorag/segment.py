@@ -56,6 +56,11 @@ class Segmentation:
         object.__setattr__(self, "hop", float(self.hop))
 
     def to_dict(self) -> dict:
+        """``{"window": ..., "hop": ..., "tail": ...}`` (as stored in ``library.json``).
+
+        >>> Segmentation(4, 2).to_dict()
+        {'window': 4.0, 'hop': 2.0, 'tail': 'keep-short'}
+        """
         return asdict(self)
 
     def windows(self, duration: float) -> tuple[np.ndarray, np.ndarray]:

@@ -82,7 +82,8 @@ def test_projections(rng):
         xy = maps.project(x, method, seed=0)
         assert xy.shape == (90, 2) and np.isfinite(xy).all(), method
         centres = np.stack([xy[truth == c].mean(axis=0) for c in ("c0", "c1", "c2")])
-        within = np.mean([np.linalg.norm(xy[truth == c] - centres[i], axis=1).mean() for i, c in enumerate(("c0", "c1", "c2"))])
+        within = np.mean([np.linalg.norm(xy[truth == c] - centres[i], axis=1).mean()
+                          for i, c in enumerate(("c0", "c1", "c2"))])
         between = np.min([np.linalg.norm(centres[i] - centres[j]) for i in range(3) for j in range(i + 1, 3)])
         assert between > 2 * within, method
     np.testing.assert_array_equal(maps.project(x, "tsne", seed=1), maps.project(x, "tsne", seed=1))
@@ -91,7 +92,8 @@ def test_projections(rng):
 
 
 def test_votes_and_abstain():
-    conf = tagging.votes(np.array([["a", "b", "a", "c"], ["a", "b", "c", "d"]]), np.array([[1, 1, 1, 1], [0.4, 0.3, 0.2, 0.1]]))
+    conf = tagging.votes(np.array([["a", "b", "a", "c"], ["a", "b", "c", "d"]]),
+                         np.array([[1, 1, 1, 1], [0.4, 0.3, 0.2, 0.1]]))
     assert conf[0] == {"a": 0.5, "b": 0.25, "c": 0.25}
     assert conf[1]["a"] == pytest.approx(0.4)
     assert tagging.decide(conf, 0.45) == ["a", None]
@@ -126,13 +128,15 @@ def test_leave_one_out_tagging_beats_chance(library):
 
 def test_cluster_column_filters_search(library, tmp_path):
     import shutil
+
     from audiorag import Library
     shutil.copytree(library.path, tmp_path / "lib")
     lib = Library.open(tmp_path / "lib")
     a = analyse(lib, level="track", clusters=["kmeans:4"], ks=(), contamination=0, maps=(), tag_k=0,
                 write_column="cluster")
     assert lib.tracks["cluster"].notna().all() and lib.tracks["cluster"].nunique() == 4
-    assert a.items["cluster:kmeans:4"].tolist() == lib.tracks.set_index("track_id").loc[a.items["track_id"], "cluster"].tolist()
+    stored = lib.tracks.set_index("track_id").loc[a.items["track_id"], "cluster"]
+    assert a.items["cluster:kmeans:4"].tolist() == stored.tolist()
     wanted = int(lib.tracks["cluster"].iloc[0])
     hits = search(lib, Query.moment(int(lib.tracks["track_id"].iloc[-1])), k=5, filters={"cluster": wanted})
     assert set(hits["cluster"]) == {wanted}
@@ -148,3 +152,20 @@ def test_cli_analyse(library, tmp_path):
     assert metrics["cluster/kmeans:8/n_clusters"] == 8 and "anomaly/knn/precision@N" in metrics
     r = CliRunner().invoke(app, ["analyse", str(library.path), "--clusters", "spectral:3", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown clustering" in r.output
+
+
+def test_unlabelled_items_are_clustered_but_not_scored(rng):
+    x, truth = blobs(rng, k=3)
+    ids = clusters.fit("kmeans", x, k=3)
+    partial = truth.astype(object)
+    partial[::4] = None  # a quarter without a label
+    partial[1::8] = ""
+    s = clusters.score(x, ids, partial)
+    known = np.array([v not in (None, "") for v in partial])
+    assert s["unlabelled"] == int((~known).sum()) and s["purity"] == 1.0 and s["nmi"] == pytest.approx(1.0)
+    assert s["purity"] == clusters.purity(truth[known], ids[known])
+    assert np.isnan(clusters.score(x, ids, [None] * len(x))["purity"])
+    table = clusters.composition(ids, clusters.label_array(partial))
+    assert table.to_numpy().sum() == known.sum()  # unlabelled items are not counted in any label
+    from audiorag.evaluate import metrics as M
+    assert M.purity is clusters.purity and M.nmi is clusters.nmi  # evaluation uses analysis' metrics

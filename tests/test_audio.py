@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR, write_tone
 
 from audiorag.audio import info, load, load_with_hash, normalise, valid_audio
 from audiorag.errors import AudioDecodeError, ParameterError
-from conftest import SR, write_tone
 
 
 @pytest.mark.parametrize("fmt,ext,exact", [("WAV", "wav", True), ("FLAC", "flac", True),

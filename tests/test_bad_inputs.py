@@ -108,7 +108,7 @@ def test_every_file_is_accounted_for(tmp_path):
     labels = {os.path.relpath(s.uri, c["root"]): s.metadata.get("label") for s in sources}
     assert labels["links/out.ogg"] == "links"  # the link's own folder, not its target's
     assert labels["outdir/far.wav"] == "outdir"
-    assert labels[os.fsdecode(b"d\xe9j\xe0/inner.flac")] == os.fsdecode(b"d\xe9j\xe0")
+    assert labels[os.fsdecode(b"d\xe9j\xe0/inner.flac")] == "d\\xe9j\\xe0"  # a label is text: shown escaped
 
     for uri in c["good"]:
         y, sr = load(uri)
@@ -211,7 +211,8 @@ def tiny(tmp_path_factory):
     for i in range(8):
         name = f"t{i}.wav"
         put(str(base / "audio" / name), encoded("WAV", "PCM_16", seconds=3.0, freq=200 + 150 * i))
-        rows.append({"path": f"audio/{name}", "genre": ["low", "high", ""][i % 3], "year": 2000 + i % 2 if i != 5 else None})
+        rows.append({"path": f"audio/{name}", "genre": ["low", "high", ""][i % 3],
+                     "year": 2000 + i % 2 if i != 5 else None})
     pd.DataFrame(rows).to_csv(base / "labels.csv", index=False)
     lib = base / "lib"
     r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{base / 'audio'}", "--labels",
@@ -241,7 +242,8 @@ def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
         (["search", L], "give --audio"), (["search", L, "--track", "0", "--at", "99999"], "beyond the end"),
         (["search", L, "--track", "0", "--at", "nan"], "--at"), (["search", L, "--track", "0", "--at", "-1"], "--at"),
         (["search", L, "--track", "999"], "--track 999"), (["search", L, "--track", "0", "-k", "0"], "-k"),
-        (["search", L, "--track", "0", "--alpha", "2"], "--alpha"), (["search", L, "--track", "0", "--by", "album"], "--by"),
+        (["search", L, "--track", "0", "--alpha", "2"], "--alpha"),
+        (["search", L, "--track", "0", "--by", "album"], "--by"),
         (["search", L, "--track", "0", "--where", "year=abc"], "not a number"),
         (["search", L, "--track", "0", "--where", "mood=sad"], "track columns"),
         (["search", L, "--track", "0", "--where", "=x"], "--where"),
@@ -303,7 +305,8 @@ def test_where_and_only_compare_typed_values(tiny):
     r = runner.invoke(app, ["eval", lib, "--only", "year>=2001", "--moment-queries", "0", "--json"])
     assert r.exit_code == 0, r.output
     record = json.loads(r.stdout)
-    assert record["dataset"]["n_tracks"] == 3 and record["protocol"]["subset"] == {"year": [{"op": ">=", "value": "2001"}]}
+    assert record["dataset"]["n_tracks"] == 3
+    assert record["protocol"]["subset"] == {"year": [{"op": ">=", "value": "2001"}]}
 
 
 def test_eval_with_unlabelled_tracks_goes_on(tiny, tmp_path):
@@ -352,6 +355,10 @@ def test_unexpected_errors_print_one_line_and_keep_the_traceback(tmp_path, monke
             assert log.parent == Path(tempfile.gettempdir()) / "audiorag-logs" and "RuntimeError" in log.read_text()
         finally:
             log.unlink()
+            try:
+                log.parent.rmdir()  # when no other log is kept there
+            except OSError:
+                pass
     finally:
         _REGISTRY.pop("broken-for-test", None)
 
@@ -376,3 +383,19 @@ def test_errno_of_a_dangling_link_is_enoent(tmp_path):
         with pytest.raises(OSError) as err:
             os.stat(tmp_path / name)
         assert err.value.errno == code
+
+
+def test_library_api_rejects_non_finite_values():
+    from audiorag.errors import ParameterError
+    from audiorag.search import Query
+    from audiorag.segment import Segmentation
+    for kw in ({"window": float("inf")}, {"hop": float("nan")}, {"window": "10"}, {"hop": 0}):
+        with pytest.raises(ParameterError):
+            Segmentation(**kw)
+    for bad in (float("nan"), float("inf"), -1.0):
+        with pytest.raises(ParameterError, match="at must be a finite time"):
+            Query.moment(0, at=bad)
+        with pytest.raises(ParameterError, match="start must be a finite time"):
+            Query.audio("x.wav", start=bad)
+    with pytest.raises(ParameterError, match="alpha"):
+        Query.hybrid("piano", Query.moment(0, 1.0), alpha=float("nan"))

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from conftest import SR
 from typer.testing import CliRunner
 
 from audiorag.cli import app
-from conftest import SR
 
 runner = CliRunner()
 
@@ -17,7 +17,8 @@ def _folder(tmp_path, rng):
     rows = []
     for i in range(6):
         t = np.arange(int(8 * SR)) / SR
-        y = (0.3 * np.sin(2 * np.pi * (150 + 400 * (i % 2)) * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
+        tone = 0.3 * np.sin(2 * np.pi * (150 + 400 * (i % 2)) * t)
+        y = (tone + 0.05 * rng.standard_normal(len(t))).astype(np.float32)
         name = f"sub/s{i}.wav" if i % 2 else f"s{i}.wav"
         sf.write(audio / name, y, SR)
         rows.append({"path": name, "label": "high" if i % 2 else "low", "artist": f"a{i // 2}"})

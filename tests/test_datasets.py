@@ -58,3 +58,24 @@ def test_folder_labels_csv_relative_paths_and_missing_files(tmp_path):
         FolderDataset(tmp_path / "nope")
     with pytest.raises(ParameterError, match="synthetic"):
         resolve("synthetic:abc")
+
+
+def test_datasets_share_the_storage_helpers_and_report_problems(tmp_path):
+    from audiorag import datasets, io
+    from audiorag.datasets import Dataset
+    assert datasets.write_atomic is io.write_atomic and datasets.file_sha256 is io.file_sha256
+    assert Dataset().problems == [] and Dataset().problems is not Dataset().problems
+    (tmp_path / "x.wav").write_bytes(b"")
+    (tmp_path / "gone.wav").symlink_to(tmp_path / "nothing.wav")
+    ds = FolderDataset(tmp_path)
+    assert [s.uri for s in ds.sources()] == [str(tmp_path.resolve() / "x.wav")]
+    assert [(p["uri"], p["stage"], p["error"]) for p in ds.problems] == \
+        [(str(tmp_path.resolve() / "gone.wav"), "scan", "DanglingSymlink")]
+
+
+def test_labels_csv_blanks_are_missing_and_numbers_stay_numbers(tmp_path):
+    for name in ("a.wav", "b.wav", "c.wav"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "l.csv").write_text("path,year,genre\na.wav,2001,NA\nb.wav,,rock\nc.wav,1999,\n")
+    meta = {s.uri.rsplit("/", 1)[-1]: s.metadata for s in FolderDataset(tmp_path, labels=tmp_path / "l.csv").sources()}
+    assert meta == {"a.wav": {"year": 2001.0, "genre": "NA"}, "b.wav": {"genre": "rock"}, "c.wav": {"year": 1999.0}}

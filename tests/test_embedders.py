@@ -10,9 +10,11 @@ from audiorag.segment import Segmentation
 
 #: hub models have no weights here; tests/test_hub_models.py validates them with tiny local models
 OFFLINE = [n for n in list_embedders() if n not in ("clap", "mert", "wav2vec2", "hubert")]
+#: the pretrained models take tens of seconds each on 2 cores: the slow lane
+VALIDATED = [n if n == "features45" else pytest.param(n, marks=pytest.mark.slow) for n in OFFLINE]
 
 
-@pytest.mark.parametrize("name", OFFLINE)
+@pytest.mark.parametrize("name", VALIDATED)
 def test_validator_white_noise_odd_lengths(name):
     """hear-validator style, every embedder with weights here: shape, float32, finite, normalisable,
     deterministic, and batching does not change a window's vector."""
@@ -45,6 +47,7 @@ def test_registry_errors():
     assert len(FEATURE_NAMES) == 45
 
 
+@pytest.mark.slow
 def test_pooled_equals_per_window_away_from_edges():
     """Frame features computed once per track and pooled == features of each window alone.
 

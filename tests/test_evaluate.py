@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from audiorag.cli import app
 from audiorag.errors import ParameterError
 from audiorag.evaluate import EvaluationRecord, Protocol, evaluate
-from audiorag.evaluate.protocol import query_segments, segment_labels
+from audiorag.evaluate.protocol import exclusion_keys, query_segments, segment_labels, subset_tracks
 from audiorag.segment import Segmentation, segment_table
 
 FAST = dict(moment_queries=8, latency_queries=10)
@@ -16,7 +16,8 @@ FAST = dict(moment_queries=8, latency_queries=10)
 
 def test_section_labels_follow_the_majority_section():
     tracks = pd.DataFrame({"track_id": [0, 1], "genre": ["rock", "jazz"],
-                           "sections": [json.dumps([[0, 14.0, "rock"], [14.0, 30, "ambient"]]), json.dumps([[0, 30, "jazz"]])]})
+                           "sections": [json.dumps([[0, 14.0, "rock"], [14.0, 30, "ambient"]]),
+                                        json.dumps([[0, 30, "jazz"]])]})
     segs = segment_table([0, 1], [30.0, 30.0], Segmentation(10, 2))
     labels = segment_labels(tracks, segs, Protocol())
     first = labels[: 11]
@@ -32,7 +33,8 @@ def test_query_sets():
     valid = np.ones(len(segs), bool)
     assert len(query_segments(segs, valid, Protocol())) == len(segs)
     sample = query_segments(segs, valid, Protocol(queries="sample", n_queries=5, seed=3))
-    assert len(sample) == 5 and (sample == query_segments(segs, valid, Protocol(queries="sample", n_queries=5, seed=3))).all()
+    again = query_segments(segs, valid, Protocol(queries="sample", n_queries=5, seed=3))
+    assert len(sample) == 5 and (sample == again).all()
     per_track = query_segments(segs, valid, Protocol(queries="per-track"))
     assert segs.set_index("segment_id").loc[per_track, "track_id"].tolist() == [0, 1, 2]
     with pytest.raises(ParameterError, match="n_queries"):
@@ -72,3 +74,47 @@ def test_eval_cli(library, tmp_path):
     assert (tmp_path / "o" / "metrics.json").exists() and (tmp_path / "o" / "per-query.csv").exists()
     r = CliRunner().invoke(app, ["eval", str(library.path), "--label", "mood"])
     assert r.exit_code == 2 and "not a track column" in r.output
+
+
+def test_unlabelled_tracks_are_neither_queries_nor_relevant():
+    tracks = pd.DataFrame({"track_id": [0, 1, 2, 3], "genre": ["rock", None, float("nan"), ""],
+                           "artist": ["a", None, None, "b"]})
+    segs = segment_table([0, 1, 2, 3], [4.0] * 4, Segmentation(2, 2))
+    labels = segment_labels(tracks, segs, Protocol())
+    assert labels.tolist() == ["rock", "rock", None, None, None, None, None, None]
+    artist = exclusion_keys(tracks, segs, Protocol(exclude_same=["artist"]))[1]
+    assert artist[2] != artist[4]  # two tracks without an artist are not "the same artist"
+    assert artist[2] == artist[3] and artist[0] != artist[6]
+
+
+def test_subset_compares_typed_values():
+    tracks = pd.DataFrame({"track_id": [0, 1, 2], "year": [2001.0, 2002.0, np.nan], "split": ["test", "train", "test"]})
+    assert subset_tracks(tracks, Protocol(subset={"year": "2001"})).tolist() == [True, False, False]
+    assert subset_tracks(tracks, Protocol(subset={"year": {"op": ">", "value": 2001}, "split": "train"})).tolist() == \
+        [False, True, False]
+    with pytest.raises(ParameterError, match="not a number"):
+        subset_tracks(tracks, Protocol(subset={"year": "MMI"}))
+    with pytest.raises(ParameterError, match="track columns"):
+        subset_tracks(tracks, Protocol(subset={"decade": "2000s"}))
+    with pytest.raises(ValueError):  # pydantic: -k 0 never reaches a metric
+        Protocol(ks=[0])
+
+
+def test_evaluation_with_unlabelled_tracks_equals_leaving_them_out(library, tmp_path):
+    import shutil
+
+    from audiorag import Library
+    shutil.copytree(library.path, tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    genre = lib.tracks.set_index("track_id")["genre"]
+    unlabelled = genre.index[::5]  # every fifth track has no genre
+    lib.set_track_column("genre_partial", {t: g for t, g in genre.items() if t not in set(unlabelled)})
+    lib.set_track_column("labelled", {t: int(t not in set(unlabelled)) for t in genre.index})
+    partial = evaluate(lib, protocol=Protocol(label="genre_partial", moment_queries=0, latency_queries=5)).record
+    subset = evaluate(lib, protocol=Protocol(label="genre", subset={"labelled": "1"}, moment_queries=0,
+                                             latency_queries=5)).record
+    assert partial.metrics["n_unlabelled"] == len(unlabelled)
+    assert partial.metrics["n_unlabelled_segments"] == int(lib.segments["track_id"].isin(unlabelled).sum())
+    assert partial.timings["n_queries"] == subset.timings["n_queries"] < len(lib.segments)
+    quality = [k for k in subset.metrics if k.startswith(("segment/", "track/", "chance/", "cluster/"))]
+    assert quality and {k: partial.metrics[k] for k in quality} == {k: subset.metrics[k] for k in quality}

@@ -6,6 +6,7 @@ loads users' weights. Tests needing real weights are marked ``real_weights`` and
 """
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -42,7 +43,8 @@ def clap_from_pt(models):
     return get_embedder("clap", checkpoint=str(pt), tokenizer=str(pt) + ".tokenizer")
 
 
-@pytest.mark.parametrize("name", ["clap", "wav2vec2", "hubert", "mert"])
+@pytest.mark.parametrize("name", [pytest.param("clap", marks=pytest.mark.slow),
+                                  pytest.param("wav2vec2", marks=pytest.mark.slow), "hubert", "mert"])
 def test_validator_passes_on_tiny_hub_models(models, name):
     report = validate(get_embedder(name, model=str(models[name])), lengths=(0.5, 1.98, 10.0, 12.5))
     assert report.ok, report.summary()
@@ -201,6 +203,23 @@ def test_weights_are_found_in_models_dir_and_hf_cache_or_reported_missing(models
         _ = get_embedder("hubert", model=str(partial)).dim
 
 
+def test_loading_changes_no_global_state(models, monkeypatch):
+    """Offline flags are set around each load only: the process's environment and huggingface_hub's own
+    offline switch are as the user left them (here: explicitly online) before and after."""
+    import huggingface_hub.constants as hf
+
+    from audiorag.embedders.hub import OFFLINE_ENV
+    for key in OFFLINE_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", False)
+    e = get_embedder("clap", model=str(models["clap"]))
+    assert e.embed(np.zeros((1, 48000), np.float32) + 0.01).shape == (1, e.dim)
+    assert e.embed_text(["a dog barking"]).shape == (1, e.dim)
+    assert os.environ["HF_HUB_OFFLINE"] == "0" and hf.HF_HUB_OFFLINE is False
+    assert "TRANSFORMERS_OFFLINE" not in os.environ and "HF_HUB_DISABLE_TELEMETRY" not in os.environ
+
+
 def test_parse_spec():
     assert parse_spec("clap") == ("clap", {})
     assert parse_spec("mert:layer=[1, 0, 2],model=/m") == ("mert", {"layer": [1, 0, 2], "model": "/m"})
@@ -223,6 +242,7 @@ def hub_library(models, cache, tmp_path_factory):
     return Library.open(lib_path), root
 
 
+@pytest.mark.slow
 def test_cli_builds_and_searches_with_hub_embedders(hub_library):
     lib, root = hub_library
     keys = {e.name + ("-all" if e.dim == 96 else ""): e.key for e in lib.embeddings()}
@@ -249,6 +269,7 @@ def test_cli_builds_and_searches_with_hub_embedders(hub_library):
     assert r.exit_code == 2 and "text tower" in r.output
 
 
+@pytest.mark.slow
 def test_text_and_hybrid_queries_use_the_text_tower(hub_library, models):
     lib, _ = hub_library
     key = next(e.key for e in lib.embeddings() if e.name == "clap")
@@ -272,6 +293,7 @@ def test_text_and_hybrid_queries_use_the_text_tower(hub_library, models):
         Query.hybrid("x", moment, alpha=1.5)
 
 
+@pytest.mark.slow
 def test_models_command_lists_and_verifies(models, monkeypatch, tmp_path):
     monkeypatch.setenv("AUDIORAG_MODELS", str(tmp_path))
     shutil.copytree(models["hubert"], tmp_path / "facebook" / "hubert-base-ls960")

@@ -1,27 +1,39 @@
-"""Every notebook runs through papermill (real kernels) with tiny parameters; sweeps resume and record failures."""
+"""Every notebook runs through papermill (real kernels) with tiny parameters; sweeps resume, record failures,
+show progress without kernel noise and end with commands that work."""
 
 import json
+import shlex
+from pathlib import Path
 
 import pandas as pd
 import papermill as pm
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from audiorag.errors import ParameterError
 from audiorag.evaluate import EvaluationRecord
-from audiorag.experiments import NOTEBOOKS, SweepConfig, run_sweep
+from audiorag.experiments import NOTEBOOKS, SweepConfig, closing_note, packaged_sweeps, run_sweep, sweep_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY_PROTOCOL = {"name": "tiny", "label": "genre", "exclude_same": ["artist"], "ks": [1, 10], "queries": "sample",
                  "n_queries": 40, "moment_queries": 4, "latency_queries": 10}
 
 
-def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path):
+@pytest.mark.slow
+def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path, capfd, monkeypatch):
     cfg = {"name": "tiny", "dataset": "synthetic:24:7",
            "grid": {"embedders": ["features45"], "indexes": ["Flat", "HNSW32", "IVF4096,Flat"],
                     "segmentations": [{"window": 10, "hop": 2}], "protocols": [TINY_PROTOCOL]}}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = tmp_path / "out"
+    capfd.readouterr()
     summary = run_sweep(SweepConfig.load(path), output=out)
+    err = capfd.readouterr().err
+    assert "sweep tiny: 3/3 cells" in err and "ETA" in err   # one bar over the cells
+    assert "without encryption" not in err and "IPKernelApp" not in err  # the kernels' start-up warning
     assert sorted(summary["index"]) == ["Flat", "HNSW32"]
     cells = out / "cells"
     failed = cells / "features45-ivf4096-flat-w10-h2-tiny" / "error.json"
@@ -50,7 +62,21 @@ def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path):
     pd.testing.assert_frame_equal(summary[["cell", "segment/P@10", "segment/mAP"]],
                                   again[["cell", "segment/P@10", "segment/mAP"]])
 
+    # the closing note: table, figures, and three next commands that run as printed
+    note = closing_note(SweepConfig.load(path), again, output=out)
+    assert "| features45-flat-w10-h2-tiny |" in note and str(out / "quality_vs_latency.png") in note
+    assert "failed cell: features45-ivf4096-flat-w10-h2-tiny" in note
+    commands = [line.strip() for line in note.splitlines() if line.startswith("  ")]
+    assert [c.split()[:2] for c in commands] == [["audiorag", "search"], ["audiorag", "analyse"], ["jupyter", "lab"]]
+    assert (Path.cwd() / shlex.split(commands[2])[2]).is_file()
+    from audiorag.cli import app
+    monkeypatch.chdir(tmp_path)
+    for command in commands[:2]:
+        result = CliRunner().invoke(app, shlex.split(command)[1:], catch_exceptions=False)
+        assert result.exit_code == 0, (command, result.output)
 
+
+@pytest.mark.slow
 def test_reported_metrics_notebook(library, tmp_path):
     pm.execute_notebook(str(NOTEBOOKS / "05_reported_metrics.ipynb"), str(tmp_path / "05.ipynb"),
                         parameters={"library": str(library.path), "out_dir": str(tmp_path)}, kernel_name="python3",
@@ -63,16 +89,36 @@ def test_reported_metrics_notebook(library, tmp_path):
     assert EvaluationRecord.read(tmp_path / "metrics.json").metrics["segment/P@10"] > 0
 
 
-def test_sweep_file_errors(tmp_path):
+def test_sweep_files_and_notebooks_are_found(tmp_path, monkeypatch):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ngrid: {}\n")
-    from audiorag.errors import ParameterError
     with pytest.raises(ParameterError, match="not a valid sweep"):
         SweepConfig.load(bad)
-    for path in sorted((NOTEBOOKS.parent / "experiments").glob("*.yaml")):
-        assert SweepConfig.load(path).cells(), path
+    files = sorted((ROOT / "experiments").glob("*.yaml"))
+    assert len(files) >= 4
+    for path in files:
+        cfg = SweepConfig.load(path)
+        assert cfg.cells(), path
+        assert all((NOTEBOOKS / nb).is_file() for nb in cfg.notebooks), path
+    assert SweepConfig.load("quick").grid.embedders == ["features45"]   # a packaged sweep, by name
+    assert set(packaged_sweeps()) == {"default", "quick"}
+    with pytest.raises(ParameterError, match="packaged sweeps, by name: default, quick"):
+        sweep_file("nope")
+    with pytest.raises(ParameterError, match="not found"):
+        SweepConfig.load(tmp_path / "absent.yaml")
+
+    # another notebook directory: from the environment, or the sweep file (which wins)
+    cfg = SweepConfig.load("quick")
+    monkeypatch.setenv("AUDIORAG_NOTEBOOKS", str(tmp_path / "elsewhere"))
+    with pytest.raises(ParameterError, match=f"notebooks not found in {tmp_path / 'elsewhere'}"):
+        run_sweep(cfg, output=tmp_path / "out")
+    cfg.notebook_dir = str(tmp_path / "mine")
+    with pytest.raises(ParameterError, match="01_build_index.ipynb, 03_evaluate.ipynb"):
+        run_sweep(cfg, output=tmp_path / "out")
+    assert not (tmp_path / "out").exists()   # nothing written before the notebooks are found
 
 
+@pytest.mark.slow
 def test_clusters_anomalies_notebook(library, tmp_path):
     pm.execute_notebook(str(NOTEBOOKS / "04_clusters_anomalies.ipynb"), str(tmp_path / "04.ipynb"),
                         parameters={"library": str(library.path), "clusters": ["kmeans:8", "dbscan:0.3"], "k_min": 2,
@@ -84,6 +130,7 @@ def test_clusters_anomalies_notebook(library, tmp_path):
     assert len(pd.read_csv(tmp_path / "k_sweep.csv")) == 7 and (tmp_path / "map-pca.png").exists()
 
 
+@pytest.mark.slow
 def test_explore_notebook_runs_headless(library, tmp_path):
     pm.execute_notebook(str(NOTEBOOKS / "02_explore_search.ipynb"), str(tmp_path / "02.ipynb"),
                         parameters={"library": str(library.path), "query_track": 3, "query_at": 4.0, "k": 5,

@@ -26,10 +26,10 @@ def sweep_summary(segmentations=((10.0, 2.0),)) -> pd.DataFrame:
                                    ("aisfx-9f8e7d6c", 0.69, 0.6)):
             for index, speed in (("Flat", 1.0), ("HNSW32", 0.2)):
                 cell = f"{plots.short_embedder(emb)}-{index.lower()}-w{window:g}-h{hop:g}-genre-xartist"
-                rows.append({"cell": cell,
-                             "embedder": emb, "index": index, "window": window, "hop": hop,
-                             "protocol": "label=genre, exclude same artist", "segment/P@10": quality - rng.random() / 50,
-                             "latency/p50_ms": cost * speed, "chance/P": 0.125,
+                rows.append({"cell": cell, "embedder": emb, "index": index, "window": window, "hop": hop,
+                             "protocol": "label=genre, exclude same artist",
+                             "segment/P@10": quality - rng.random() / 50, "latency/p50_ms": cost * speed,
+                             "chance/P": 0.125,
                              "memory/index_bytes_per_segment": 4.0 * 512 * (1 + speed)})
     return pd.DataFrame(rows)
 

@@ -45,7 +45,9 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     """
     from .. import plots
     from ..errors import ParameterError
-    from . import anomalies, clusters as C, maps as P, tagging
+    from . import anomalies, tagging
+    from . import clusters as C
+    from . import maps as P
     from .records import Record, provenance
     if level not in ("segment", "track"):
         raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
@@ -64,7 +66,8 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         ids = C.fit(method, x, seed=seed, **params)
         out.clusters[spec] = ids
         s = C.score(x, ids, truth, sample_size=sample_size, seed=seed)
-        metrics.update({f"cluster/{spec}/{k}": v for k, v in s.items() if isinstance(v, (int, float)) and v is not None})
+        metrics.update({f"cluster/{spec}/{k}": v for k, v in s.items()
+                        if isinstance(v, (int, float)) and v is not None})
         if truth is not None:
             out.compositions[spec] = C.composition(ids, truth)
         items[f"cluster:{spec}"] = ids
@@ -73,7 +76,8 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         best = out.k_sweep.loc[out.k_sweep["silhouette"].idxmax()]
         metrics.update({"cluster/best_k": float(best["k"]), "cluster/best_k_silhouette": float(best["silhouette"])})
     if contamination:
-        scores = {"iforest": anomalies.isolation_forest(x, seed=seed), "knn": anomalies.knn_distance(x, k=min(10, len(x) - 1))}
+        scores = {"iforest": anomalies.isolation_forest(x, seed=seed),
+                  "knn": anomalies.knn_distance(x, k=min(10, len(x) - 1))}
         for name, sc in scores.items():
             items[f"anomaly:{name}"] = sc
         items["outlier"] = anomalies.flagged(scores["iforest"], contamination)

@@ -91,7 +91,8 @@ def resolve(spec: str, **options) -> Dataset:
     if kind == "freesound":
         from .folder import FolderDataset
         if not rest:
-            raise ParameterError("dataset spec 'freesound:' needs the folder written by `audiorag data fetch freesound`")
+            raise ParameterError("dataset spec 'freesound:' needs the folder written by "
+                                 "`audiorag data fetch freesound`")
         ds = FolderDataset(rest, labels=Path(rest) / "freesound.csv")
         ds.id = f"freesound:{Path(rest).resolve()}"
         return ds

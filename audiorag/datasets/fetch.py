@@ -82,7 +82,8 @@ def download(url: str, dest: str | os.PathLike, *, sha1: str | None = None, sess
             log.info("%s: %s; resuming (attempt %d)", public_url(url), failure_reason(exc), attempt)
             time.sleep(min(2 ** (attempt - 1) * 0.2, 10))
         except requests.exceptions.Timeout as exc:
-            raise DownloadError(f"{public_url(url)}: timed out ({failure_reason(exc)}); {part} is kept for resume") from None
+            raise DownloadError(f"{public_url(url)}: timed out ({failure_reason(exc)}); "
+                                f"{part} is kept for resume") from None
     if sha1 is not None:
         digest = sha1_of(part)
         if digest != sha1:

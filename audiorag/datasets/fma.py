@@ -122,7 +122,8 @@ class FMADataset(Dataset):
                 "subset": row[("set", "subset")], "license": _text(row[("track", "license")])}))
         bad = [s for s in out if s.metadata["track_id"] in KNOWN_BAD]
         for s in bad:
-            log.warning("FMA track %d is known to be bad: %s", s.metadata["track_id"], KNOWN_BAD[s.metadata["track_id"]])
+            tid = s.metadata["track_id"]
+            log.warning("FMA track %d is known to be bad: %s", tid, KNOWN_BAD[tid])
         return out
 
     def content_hash(self) -> str:

@@ -160,23 +160,26 @@ class FolderDataset(Dataset):
             self._problem(entry.path, "SymlinkLoop", f"symlink loop: the link (to {_target(entry.path)}) never "
                                                      "reaches a file")
         elif exc.errno == errno.ENOENT:
-            self._problem(entry.path, "DanglingSymlink", f"dangling symlink: its target {_target(entry.path)} does not exist")
+            self._problem(entry.path, "DanglingSymlink",
+                          f"dangling symlink: its target {_target(entry.path)} does not exist")
         else:
             self._problem(entry.path, type(exc).__name__, f"symlink to {_target(entry.path)} cannot be followed "
                                                           f"({exc.strerror or exc})")
 
     def _derived(self, path: str) -> dict:
+        """Metadata taken from the file's path (labels are text: bytes of a name that are not UTF-8
+        appear as ``\\xNN``, as audiorag displays such names)."""
         meta = {}
         rel = Path(os.path.relpath(path, self._base))
         if self.label_from_folder and len(rel.parts) > 1:
-            meta["label"] = rel.parts[0]
+            meta["label"] = encode_path(rel.parts[0])
         if self.label_regex is not None:
             m = self.label_regex.search(rel.name)
             if m:
-                named = {k: v for k, v in m.groupdict().items() if v is not None}
+                named = {k: encode_path(v) for k, v in m.groupdict().items() if v is not None}
                 meta.update(named)
-                if m.groups() and "label" not in named:
-                    meta["label"] = m.group(1)
+                if m.groups() and "label" not in named and m.group(1) is not None:
+                    meta["label"] = encode_path(m.group(1))
         return meta
 
     def content_hash(self) -> str:

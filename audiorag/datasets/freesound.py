@@ -137,7 +137,8 @@ def fetch(query: str, root: str | os.PathLike, *, max_results: int = 150, filter
         rows[str(sound["id"])] = {"path": dest.name, "freesound_id": int(sound["id"]), "name": sound.get("name", ""),
                                   "tags": json.dumps(sound.get("tags", [])), "artist": sound.get("username", ""),
                                   "license": sound.get("license", ""), "duration": sound.get("duration", ""),
-                                  "url": sound.get("url", ""), "query": rows.get(str(sound["id"]), {}).get("query") or query}
+                                  "url": sound.get("url", ""),
+                                  "query": rows.get(str(sound["id"]), {}).get("query") or query}
     _write_manifest(root, rows)
     return root
 

@@ -16,7 +16,8 @@ MAJOR = [0, 2, 4, 5, 7, 9, 11]
 MINOR = [0, 2, 3, 5, 7, 8, 10]
 DORIAN = [0, 2, 3, 5, 7, 9, 10]
 
-PIANO = {"kind": "additive", "partials": 8, "rolloff": 1.2, "partial_damp": 3.0, "attack": 0.003, "decay": 0.6, "stretch": 1.0005}
+PIANO = {"kind": "additive", "partials": 8, "rolloff": 1.2, "partial_damp": 3.0, "attack": 0.003, "decay": 0.6,
+         "stretch": 1.0005}
 EPIANO = {"kind": "fm", "ratio": 1.0, "index": 1.2, "mod_decay": 0.3, "attack": 0.005, "decay": 0.8, "tremolo": 4.0}
 PAD = {"kind": "additive", "partials": 10, "rolloff": 1.0, "detune": 0.004, "attack": 0.8, "decay": 4.0}
 SAW = {"kind": "additive", "partials": 12, "rolloff": 1.0, "attack": 0.005, "decay": 0.25}
@@ -25,7 +26,8 @@ FM_BASS = {"kind": "fm", "ratio": 1.0, "index": 4.0, "mod_decay": 0.08, "attack"
 PLUCK = {"kind": "additive", "partials": 6, "rolloff": 1.5, "partial_damp": 8.0, "attack": 0.002, "decay": 0.35}
 GUITAR = {"kind": "additive", "partials": 10, "rolloff": 0.8, "attack": 0.004, "decay": 0.5, "drive": 6.0}
 BELL = {"kind": "fm", "ratio": 3.5, "index": 2.5, "mod_decay": 1.0, "attack": 0.002, "decay": 1.5}
-STRINGS = {"kind": "additive", "partials": 9, "rolloff": 1.1, "detune": 0.003, "attack": 0.3, "decay": 2.0, "tremolo": 5.5}
+STRINGS = {"kind": "additive", "partials": 9, "rolloff": 1.1, "detune": 0.003, "attack": 0.3, "decay": 2.0,
+           "tremolo": 5.5}
 ORGAN = {"kind": "additive", "partials": 7, "rolloff": 0.7, "odd_only": True, "attack": 0.01, "decay": 2.5}
 
 GENRES: dict[str, dict] = {
@@ -34,11 +36,13 @@ GENRES: dict[str, dict] = {
                    bass=("x.xxx.x.x.xxx.x.", FM_BASS, 0.2), chords=None,
                    lead=("x..x..x...x..x..", SAW, 0.25, 2), reverb=(0.8, 0.2), drive=1.5, noise=0.0, crackle=0),
     "house": dict(bpm=(118, 126), mode=DORIAN, progression=[0, 3, 4, 3], swing=0.08,
-                  drums={"kick": "x...x...x...x...", "openhat": "..x...x...x...x.", "clap": "....x.......x...", "hat": "x.x.x.x.x.x.x.x."},
+                  drums={"kick": "x...x...x...x...", "openhat": "..x...x...x...x.", "clap": "....x.......x...",
+                         "hat": "x.x.x.x.x.x.x.x."},
                   bass=("..x...x...x..xx.", SAW, 0.25), chords=("..x..x....x..x..", PIANO, 0.5, 4),
                   lead=None, reverb=(1.2, 0.25), drive=0.0, noise=0.0, crackle=0),
     "drum_and_bass": dict(bpm=(168, 178), mode=MINOR, progression=[0, 5, 6, 4], swing=0.0,
-                          drums={"kick": "x.........x.....", "snare": "....x.......x...", "hat": "x.xxx.x.x.xxx.x.", "rim": "......x.......x."},
+                          drums={"kick": "x.........x.....", "snare": "....x.......x...", "hat": "x.xxx.x.x.xxx.x.",
+                                 "rim": "......x.......x."},
                           bass=("x...............", SUB, 3.5), chords=("x...............", PAD, 4.0, 4),
                           lead=None, reverb=(1.5, 0.3), drive=0.0, noise=0.0, crackle=0),
     "ambient": dict(bpm=(60, 80), mode=MAJOR, progression=[0, 5, 3, 4], swing=0.0, drums={},
@@ -49,7 +53,8 @@ GENRES: dict[str, dict] = {
                    bass=("x......x..x.....", SUB, 0.5), chords=("x.......x.......", EPIANO, 1.2, 4),
                    lead=None, reverb=(0.6, 0.15), drive=0.0, noise=0.0, crackle=6),
     "rock": dict(bpm=(108, 140), mode=MAJOR, progression=[0, 4, 5, 3], swing=0.0,
-                 drums={"kick": "x.......x.x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x.", "crash": "x..............."},
+                 drums={"kick": "x.......x.x.....", "snare": "....x.......x...", "hat": "x.x.x.x.x.x.x.x.",
+                        "crash": "x..............."},
                  bass=("x.x.x.x.x.x.x.x.", PLUCK, 0.25), chords=("x.x.x.x.x.x.x.x.", GUITAR, 0.3, 2),
                  lead=None, reverb=(0.9, 0.2), drive=2.0, noise=0.0, crackle=0),
     "classical": dict(bpm=(70, 110), mode=MAJOR, progression=[0, 3, 4, 0], swing=0.0, drums={},
@@ -152,11 +157,13 @@ def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -
                          lambda ch, b, i: [ch[(i // 4) % 4] if walk else ch[0]])
     if g["chords"]:
         pattern, timbre, dur, size = g["chords"]
-        mix += 0.35 * melodic("chords", pattern, timbre, dur, 1, lambda ch, b, i: ch[:size] if size <= 4 else ch + [ch[1] + 12])
+        mix += 0.35 * melodic("chords", pattern, timbre, dur, 1,
+                              lambda ch, b, i: ch[:size] if size <= 4 else ch + [ch[1] + 12])
     if g["lead"]:
         pattern, timbre, dur, octave = g["lead"]
         arp = rng.permutation(4)
-        mix += 0.3 * melodic("lead", pattern, timbre, dur, octave + 1, lambda ch, b, i: [ch[arp[i % 4]] + 12 * ((i // 4) % 2)])
+        mix += 0.3 * melodic("lead", pattern, timbre, dur, octave + 1,
+                             lambda ch, b, i: [ch[arp[i % 4]] + 12 * ((i // 4) % 2)])
 
     if g["drive"]:
         mix = np.tanh(g["drive"] * mix / (np.abs(mix).max() + 1e-9))

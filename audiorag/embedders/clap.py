@@ -12,11 +12,22 @@ extractor), and longer input would be randomly cropped. A window is therefore cu
 (overlapping when needed); shorter windows are repeat-padded as CLAP was trained. The
 window's vector is the mean of its chunks' normalised embeddings.
 
->>> e = get_embedder("clap", model="/models/clap-htsat-unfused")      # doctest: +SKIP
->>> e.embed(np.zeros((1, 48000 * 4), np.float32)).shape                # doctest: +SKIP
-(1, 512)
->>> e.embed_text(["a dog barking"]).shape                              # doctest: +SKIP
-(1, 512)
+A folder such as ``hf download laion/clap-htsat-unfused --local-dir clap-htsat-unfused`` writes
+loads with ``get_embedder("clap", model="clap-htsat-unfused")`` (512-D). In miniature, with a tiny
+random model saved the same way (``embed_text`` needs the tokenizer files too):
+
+>>> import tempfile
+>>> from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
+>>> from audiorag.embedders import get_embedder
+>>> tiny = ClapConfig(projection_dim=8, text_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1,
+...     intermediate_size=16, projection_dim=8), audio_config=dict(patch_embeds_hidden_size=8, depths=[1, 1],
+...     num_attention_heads=[1, 2], hidden_size=16, window_size=8, spec_size=256, projection_dim=8))
+>>> folder = tempfile.mkdtemp()
+>>> ClapModel(tiny).save_pretrained(folder)
+>>> _ = ClapFeatureExtractor().save_pretrained(folder)
+>>> e = get_embedder("clap", model=folder)
+>>> e.embed(np.zeros((1, 48000 * 12), np.float32)).shape    # 12 s: two 10 s chunks, averaged
+(1, 8)
 """
 
 from __future__ import annotations

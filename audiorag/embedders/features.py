@@ -1,4 +1,6 @@
-"""Hand-crafted librosa features: ``features45`` (seed S1's 45-D vector).
+"""Hand-crafted librosa features: ``features45``, the 45-D vector of seed S1 (the
+audio-samples-semantic-search write-up; the seeds S0–S4 are listed in
+:data:`audiorag.evaluate.reported.SEEDS`).
 
 Layout of the 45 dimensions (S1's write-up, in this order):
 
@@ -65,7 +67,7 @@ def zero_crossing_rate(y: np.ndarray, frame_length: int, hop_length: int, n_fram
 
 
 class Features45(Embedder):
-    """S1's 45-D hand-crafted vector, standardised with library statistics.
+    """Seed S1's (audio-samples-semantic-search) 45-D hand-crafted vector, standardised with library statistics.
 
     >>> import numpy as np
     >>> e = Features45()

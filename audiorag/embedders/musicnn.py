@@ -266,9 +266,12 @@ def checkpoint_prefix(model: str) -> Path:
 class Musicnn(TorchEmbedder):
     """musicnn tagger as an embedder; see the module docstring.
 
-    >>> e = get_embedder("musicnn-mtt")                          # doctest: +SKIP
-    >>> e.embed(np.zeros((2, 48000), np.float32)).shape          # doctest: +SKIP
-    (2, 200)
+    >>> from audiorag.embedders import get_embedder
+    >>> e = get_embedder("musicnn-mtt")
+    >>> noise = np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32) * 0.1
+    >>> vectors, tags = e.embed_tagged(noise)
+    >>> vectors.shape, tags.shape, e.tag_names[:3]
+    ((2, 200), (2, 50), ('guitar', 'classical', 'slow'))
     """
 
     sample_rate = SAMPLE_RATE

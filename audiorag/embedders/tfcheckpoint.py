@@ -8,10 +8,12 @@ enough to take the weights of models that ship as TF checkpoints (musicnn).
 
 Examples
 --------
->>> from audiorag.embedders.tfcheckpoint import read_checkpoint
->>> tensors = read_checkpoint(prefix)                      # doctest: +SKIP
->>> tensors["model/dense/kernel"].shape                    # doctest: +SKIP
-(1506, 200)
+The musicnn wheel's MagnaTagATune checkpoint (``pip install --no-deps musicnn==0.1.0``):
+
+>>> from audiorag.embedders.musicnn import checkpoint_prefix
+>>> tensors = read_checkpoint(str(checkpoint_prefix("MTT_musicnn")) + "/")
+>>> tensors["dense/kernel"].shape, tensors["dense/kernel"].dtype
+((1506, 200), dtype('float32'))
 """
 
 from __future__ import annotations

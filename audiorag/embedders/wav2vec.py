@@ -7,7 +7,8 @@ frames at 16 kHz for wav2vec2/HuBERT, 75 Hz at 24 kHz for MERT), then transforme
 
 * an integer — that hidden state (0 = after the feature projection, -1 = the last layer);
 * ``"mean"`` (default) — the mean of all hidden states;
-* ``"all"`` — every hidden state concatenated (MERT-v1-95M: 13 × 768 = 9,984-D, as S4);
+* ``"all"`` — every hidden state concatenated (MERT-v1-95M: 13 × 768 = 9,984-D, as seed S4,
+  mess-ai-math-pipeline, uses it);
 * a list of weights, one per hidden state — their weighted mean (weights normalised to sum 1).
 
 Frames are averaged over the window (mean pooling over time). The waveform is normalised
@@ -19,9 +20,18 @@ folder it is used; otherwise the weights are loaded into transformers' ``HubertM
 which computes the same network for MERT-v1 configurations without the CQT branch and
 deepnorm (both refused with a clear error).
 
->>> e = get_embedder("mert", model="/models/MERT-v1-95M", layer="all")   # doctest: +SKIP
->>> e.dim                                                                 # doctest: +SKIP
-9984
+``get_embedder("mert", model="/models/MERT-v1-95M", layer="all")`` gives 13 × 768 = 9,984-D
+vectors. In miniature, a tiny random wav2vec2 saved as real weights are:
+
+>>> import tempfile
+>>> from transformers import Wav2Vec2Config, Wav2Vec2Model
+>>> from audiorag.embedders import get_embedder
+>>> folder = tempfile.mkdtemp()
+>>> Wav2Vec2Model(Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+...     conv_dim=[16] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(folder)
+>>> e = get_embedder("wav2vec2", model=folder, layer="all")      # embedding layer + 2 layers, concatenated
+>>> e.dim, e.embed(np.zeros((2, 16000), np.float32) + 0.01).shape
+(96, (2, 96))
 """
 
 from __future__ import annotations

@@ -113,8 +113,8 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     track_rel, track_n = [], []
     seg_track = keys[0]
     valid_codes = np.where(valid, codes, -1)
-    track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy())
-    other_labels = pd.Series(track_labels, index=tracks.index)
+    track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy(), dtype=object)
+    other_labels = pd.Series(track_labels, index=tracks.index, dtype=object)
     for qi, q in enumerate(queries):
         ids, sc = ids_all[qi], scores_all[qi]
         keep = ids >= 0

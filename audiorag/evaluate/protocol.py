@@ -89,16 +89,16 @@ def _describe_condition(col: str, want) -> str:
 
 def segment_labels(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Protocol) -> np.ndarray:
     """Label of every segment: its track's label, or the label of the section covering most of it;
-    ``None`` for an unlabelled track or section."""
+    ``None`` for an unlabelled track (its sections do not label it) or section."""
     if protocol.label not in tracks.columns:
         raise ParameterError(f"protocol label {protocol.label!r} is not a track column; have {list(tracks.columns)}")
-    track_label = pd.Series(label_array(tracks[protocol.label]), index=tracks["track_id"].to_numpy())
+    track_label = pd.Series(label_array(tracks[protocol.label]), index=tracks["track_id"].to_numpy(), dtype=object)
     labels = label_array(segments["track_id"].map(track_label))
     col = protocol.sections_column
     if col and col in tracks.columns:
         for tid, raw in zip(tracks["track_id"], tracks[col]):
             sections = json.loads(raw) if isinstance(raw, str) and raw else None
-            if not sections or len(sections) < 2:
+            if not sections or len(sections) < 2 or track_label.get(tid) is None:
                 continue
             rows = np.flatnonzero(segments["track_id"].to_numpy() == tid)
             for r in rows:

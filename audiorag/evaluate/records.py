@@ -10,8 +10,7 @@ evaluation :class:`~audiorag.evaluate.Protocol`.
 
 from __future__ import annotations
 
-from ..analysis.records import (SCHEMA_VERSION, Machine, Record, git_commit, library_content_hash,  # noqa: F401
-                                machine, provenance)
+from ..analysis.records import SCHEMA_VERSION, Machine, Record, git_commit, library_content_hash, machine, provenance  # noqa: F401
 from .protocol import Protocol
 
 

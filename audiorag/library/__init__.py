@@ -31,7 +31,7 @@ from . import check as _check
 from . import ingest
 from .embedding import Embedding
 from .ingest import TRACK_COLUMNS, BuildReport
-from .store import Store, damaged, read_json, read_jsonl, read_parquet, write_json, write_parquet
+from .store import Store, damaged, unpin, read_json, read_jsonl, read_parquet, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
@@ -51,7 +51,7 @@ class Library:
         self.meta = meta
         self.segmentation = Segmentation(**meta["segmentation"])
         self.store = Store(self.path, wait=wait)
-        self._pinned = self.store.current
+        self._pinned, self._pin_fd = self.store.pin()
         self._cache: dict = {}
         self._cache_dir: Path | None = None
 
@@ -105,9 +105,10 @@ class Library:
         if self.store._txn is not None:
             return self.store._txn
         if self.store.committed is not None:  # this object's own commit: read it
-            self._pinned, self.store.committed = self.store.committed, None
-        if self.store.locked or not self._pinned.is_dir():  # a writer reads the latest; a collected one moves on
-            self._pinned = self.store.current
+            self.store.committed = None
+            self.reload()
+        elif self.store.locked and self._pinned != self.store.current:  # a writer reads the latest
+            self.reload()
         return self._pinned
 
     @property
@@ -117,8 +118,18 @@ class Library:
 
     def reload(self) -> "Library":
         """Move to the latest committed generation (what other writers committed since)."""
-        self._pinned = self.store.current
+        old = self._pin_fd
+        self._pinned, self._pin_fd = self.store.pin()
+        unpin(old)
         return self
+
+    def close(self) -> None:
+        """Release the generation this object reads (it may then be deleted by a writer)."""
+        unpin(self._pin_fd)
+        self._pin_fd = None
+
+    def __del__(self):
+        unpin(getattr(self, "_pin_fd", None))
 
     def _tables(self) -> dict:
         if self._cache_dir != self.data:

@@ -17,7 +17,8 @@ rename, so a link is replaced and the old generation is untouched), ``manifest.j
 written, and ``CURRENT`` is renamed into place — the one atomic switch. A process killed at
 any instruction leaves either the old generation or the new one current; the next writer
 removes what a dead one left (:meth:`Store.recover`). Readers read one generation and never
-see a half-written state; the previous generation is kept so readers that opened it can finish.
+see a half-written state: each pins its generation with a shared lock on its manifest
+(:meth:`Store.pin`), and a writer deletes old generations only when no reader pins them.
 
 >>> import tempfile
 >>> s = Store.create(tempfile.mkdtemp())
@@ -46,7 +47,6 @@ from ..errors import LibraryDamagedError, LibraryLockedError, StorageError
 
 log = logging.getLogger(__name__)
 GEN = re.compile(r"gen-(\d{6,})$")
-KEEP_GENERATIONS = 2  # the current one and the one before (readers that opened it can finish)
 
 
 class Store:
@@ -201,6 +201,25 @@ class Store:
                 self._txn = None
             self._collect(gen + 1)
 
+    def pin(self) -> tuple[Path, int]:
+        """The committed generation and an open file that keeps it from being deleted
+        (a shared lock on its manifest) until :func:`unpin`."""
+        for _ in range(100):
+            gen = self.current
+            try:
+                fd = os.open(gen / "manifest.json", os.O_RDONLY)
+            except FileNotFoundError:  # deleted between reading CURRENT and opening it: read CURRENT again
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:  # being deleted right now
+                os.close(fd)
+                continue
+            if gen.is_dir() and self.current == gen:
+                return gen, fd
+            os.close(fd)
+        raise LibraryDamagedError(f"{self.root}: could not open a committed generation; run `audiorag check {self.root}`")
+
     def adopt(self, names: list[str]) -> None:
         """Move the files ``names`` of a flat library (format 1, no generations) into generation 1
         and commit it; a move interrupted by a crash is finished by the next call."""
@@ -237,14 +256,34 @@ class Store:
         return removed
 
     def _collect(self, gen: int) -> list[str]:
-        """Delete generations older than the ones kept."""
+        """Delete the generations before ``gen`` that no reader pins."""
         out = []
-        for p in self.root.iterdir():
+        for p in sorted(self.root.iterdir()):
             m = GEN.fullmatch(p.name)
-            if m and int(m.group(1)) <= gen - KEEP_GENERATIONS:
+            if not m or int(m.group(1)) >= gen:
+                continue
+            try:
+                fd = os.open(p / "manifest.json", os.O_RDONLY)
+            except OSError:
+                fd = None
+            try:
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 io.remove(p)
                 out.append(p.name)
+            except BlockingIOError:
+                pass  # a reader still reads it
+            finally:
+                if fd is not None:
+                    os.close(fd)
         return out
+
+
+def unpin(fd: int | None) -> None:
+    """Release a generation pinned by :meth:`Store.pin`."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _gen_name(n: int) -> str:

@@ -1,0 +1,228 @@
+"""A library cannot be corrupted: one writer, commits that survive a kill at any write, damage reported.
+
+The fault sweeps run ``tests/faults.py`` in a fresh process: for add, remove, replace and an
+index build, a child is killed (``kill``) or gets "No space left on device" (``enospc``) at
+every one of the operation's file-system changes, the operation is run again, and the
+library must equal the one an uninterrupted run gives.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_tone
+
+from audiorag import Library
+from audiorag.errors import LibraryDamagedError, LibraryLockedError, StorageError
+from audiorag.search import Query, search
+
+HERE = Path(__file__).parent
+
+
+def _distinct(path, *, seed, seconds, sr=22050):
+    """Noise with a spectral envelope and tones of its own: every file sounds different."""
+    import soundfile as sf
+    rng = np.random.default_rng(seed)
+    spec = np.fft.rfft(rng.standard_normal(int(seconds * sr)))
+    spec *= np.interp(np.arange(len(spec)), np.linspace(0, len(spec), 12), rng.uniform(0, 1, 12)) ** 2
+    y = np.fft.irfft(spec)
+    t = np.arange(len(y)) / sr
+    y = y / np.abs(y).max() + 0.3 * np.sin(2 * np.pi * rng.uniform(100, 2000) * t)
+    sf.write(str(path), (0.4 * y / np.abs(y).max()).astype(np.float32), sr)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A small library (3 tracks, features45, a Flat index) and files for the operations."""
+    root = tmp_path_factory.mktemp("integrity")
+    audio = root / "audio"
+    audio.mkdir()
+    for i in range(6):
+        write_tone(audio / f"t{i}.wav", seconds=4 + i, freq=220 * (i + 1))
+    lib = Library.create(root / "base", window=2, hop=1)
+    lib.add([audio / f"t{i}.wav" for i in range(3)], embedders=["features45"], workers=1, progress=False)
+    lib.build_index("features45", "Flat")
+    return root
+
+
+def _sweep(base, operation, kinds=("kill", "enospc")):
+    work = base / f"work-{operation}"
+    work.mkdir(exist_ok=True)
+    spec = {"work": str(work), "base": str(base / "base"), "operation": operation, "kinds": list(kinds),
+            "add": [str(base / "audio" / f"t{i}.wav") for i in range(3, 6)], "remove": 1,
+            "replace": [2, str(base / "audio" / "t5.wav")]}
+    (work / "spec.json").write_text(json.dumps(spec))
+    subprocess.run([sys.executable, str(HERE / "faults.py"), str(work / "spec.json"), str(work / "out.json")],
+                   check=True, timeout=1200, cwd=HERE)
+    return json.loads((work / "out.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("operation", ["add", "remove", "replace", "index"])
+def test_every_write_point_killed_or_out_of_space_resumes_to_the_same_library(base, operation):
+    out = _sweep(base, operation)
+    ref = out["reference"]
+    assert ref["problems"] == [] and out["points"] >= 10
+    for r in out["results"]:
+        where = f"{operation}: {r['kind']} at write {r['n']} of {out['points']}"
+        # the fault did stop the operation: killed, or a clear StorageError (exit 3), never another exception
+        assert r["exit"] == (137 if r["kind"] == "kill" else 3) or r["exit"] == 0 and r["n"] > out["points"] - 8, where
+        assert r["rerun"] == 0, where
+        assert r["digest"] == ref["digest"], where
+        assert r["problems"] == [] and r["leftovers"] == [], where
+        assert r["errors"] == ref["errors"], where
+
+
+def test_a_second_writer_is_refused_naming_the_holder_or_waits(tmp_path):
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    script = textwrap.dedent(f"""
+        import sys, time
+        from audiorag import Library
+        lib = Library.open({str(tmp_path / 'lib')!r})
+        with lib.store.lock():
+            print("locked", flush=True)
+            time.sleep(float(sys.argv[1]))
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script, "60"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    write_tone(tmp_path / "a.wav", seconds=3)
+    with pytest.raises(LibraryLockedError, match=rf"pid {holder.pid} on .* since "):
+        lib.add([tmp_path / "a.wav"], embedders=["features45"], workers=1, progress=False)
+    assert len(Library.open(lib.path).tracks) == 0
+    threading.Timer(1.0, holder.kill).start()  # the holder dies: the OS releases its lock
+    t0 = time.monotonic()
+    waiting = Library.open(lib.path, wait=True)
+    report = waiting.add([tmp_path / "a.wav"], embedders=["features45"], workers=1, progress=False)
+    assert report.added == 1 and time.monotonic() - t0 > 0.5  # it waited for the holder, then went on
+    holder.wait(10)
+
+
+def test_two_concurrent_builds_serialise_and_every_clip_finds_itself(tmp_path):
+    folders = []
+    for k in range(2):
+        d = tmp_path / f"audio{k}"
+        d.mkdir()
+        for i in range(4):
+            _distinct(d / f"t{i}.wav", seed=10 * k + i, seconds=5 + i)
+        folders.append(d)
+    Library.create(tmp_path / "lib", window=2, hop=1)
+    script = textwrap.dedent("""
+        import sys
+        from audiorag import Library
+        Library.open(sys.argv[1], wait=True).add(sys.argv[2], embedders=["features45"], workers=1,
+                                                 progress=False, batch_tracks=1)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "lib"), str(d)]) for d in folders]
+    assert [p.wait(300) for p in procs] == [0, 0]
+    lib = Library.open(tmp_path / "lib")
+    assert len(lib.tracks) == 8 and len(lib.vectors("features45")) == len(lib.segments)
+    assert lib.check() == []
+    lib.build_index("features45", "Flat")
+    for tid, uri in zip(lib.tracks["track_id"], lib.tracks["uri"]):
+        hit = search(lib, Query.audio(uri, start=0.0, end=2.0), embedder="features45", k=1)
+        assert hit["track_id"].iloc[0] == tid and hit["start"].iloc[0] == 0.0
+
+
+def test_readers_keep_their_generation_while_a_writer_commits(base, tmp_path):
+    import shutil
+    shutil.copytree(base / "base", tmp_path / "lib")
+    reader = Library.open(tmp_path / "lib")
+    before = (reader.generation, len(reader.tracks), np.asarray(reader.vectors("features45")).copy())
+    writer = Library.open(tmp_path / "lib")
+    writer.add([base / "audio" / "t3.wav"], workers=1, progress=False)
+    assert (reader.generation, len(reader.tracks)) == before[:2]  # one consistent generation
+    np.testing.assert_array_equal(np.asarray(reader.vectors("features45")), before[2])
+    assert len(reader.reload().tracks) == 4 and reader.generation > before[0]
+
+
+def _damage(lib, rel, how):
+    path = lib.data / rel
+    data = path.read_bytes()
+    os.unlink(path)  # a new inode: the previous generation keeps its copy
+    path.write_bytes(data[: len(data) // 2] if how == "truncate" else b"\0" * 16 + data[16:])
+
+
+@pytest.mark.parametrize("rel,how,repairable", [
+    ("tracks.parquet", "truncate", False),
+    ("segments.parquet", "garble", False),
+    ("embeddings/{key}/vectors.npy", "truncate", True),
+    ("embeddings/{key}/raw.npy", "garble", False),
+    ("embeddings/{key}/index-flat.faiss", "truncate", True),
+    ("embeddings/{key}/index-flat.json", "garble", True),
+])
+def test_damaged_files_are_named_and_check_repairs_what_can_be_derived(base, tmp_path, rel, how, repairable):
+    import shutil
+    shutil.copytree(base / "base", tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    key = lib.embedding("features45").key
+    expected = np.asarray(lib.vectors("features45")).copy()
+    rel = rel.format(key=key)
+    _damage(lib, rel, how)
+    problems = Library.open(lib.path).check()
+    assert any(p["file"].endswith(rel) for p in problems), problems
+    if rel.endswith((".parquet", "vectors.npy", "raw.npy", ".faiss", ".json")):
+        with pytest.raises(LibraryDamagedError, match=r"audiorag check"):
+            fresh = Library.open(lib.path)
+            _ = fresh.tracks, fresh.segments, np.asarray(fresh.embedding(key).raw()), fresh.vectors(key)
+            search(fresh, Query.moment(0, at=0.0), embedder=key)
+    fixed = Library.open(lib.path).check(repair=True)
+    mine = [p for p in fixed if p["file"].endswith(rel)]
+    assert mine and all(p["repaired"] is repairable for p in mine), fixed
+    if repairable:
+        again = Library.open(lib.path)
+        assert again.check() == []
+        np.testing.assert_allclose(np.asarray(again.vectors(key)), expected, atol=1e-6)
+        if "index-flat" in rel and rel.endswith(".faiss"):
+            hit = search(again, Query.moment(0, at=0.0), embedder=key, k=1)
+            assert hit["track_id"].iloc[0] == 0
+
+
+def test_read_only_library_gives_a_clear_error_and_leaves_nothing(base, tmp_path):
+    import shutil
+    if os.geteuid() == 0:
+        pytest.skip("root writes to read-only folders")
+    shutil.copytree(base / "base", tmp_path / "lib")
+    for d, _, _ in os.walk(tmp_path / "lib"):
+        os.chmod(d, 0o555)
+    try:
+        with pytest.raises((StorageError, LibraryLockedError)):
+            Library.open(tmp_path / "lib").add([base / "audio" / "t3.wav"], workers=1, progress=False)
+    finally:
+        for d, _, _ in os.walk(tmp_path / "lib"):
+            os.chmod(d, 0o755)
+    assert Library.open(tmp_path / "lib").check() == []
+
+
+def test_full_disk_mid_write_is_a_storage_error_and_leaves_no_temporary_files(base, tmp_path, monkeypatch):
+    import shutil
+    shutil.copytree(base / "base", tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    monkeypatch.setenv("AUDIORAG_FAULT", "enospc")
+    monkeypatch.setenv("AUDIORAG_FAULT_AT", "9")
+    from audiorag import io
+    monkeypatch.setitem(io._FAULT, "count", 0)
+    with pytest.raises(StorageError, match="No space left on device"):
+        lib.add([base / "audio" / "t3.wav"], workers=1, progress=False)
+    monkeypatch.delenv("AUDIORAG_FAULT_AT")
+    assert not [p for p in Path(lib.path).rglob("*") if ".tmp-" in p.name]
+    assert Library.open(lib.path).add([base / "audio" / "t3.wav"], workers=1, progress=False).added == 1
+
+
+def test_format_1_library_moves_into_generations(base, tmp_path):
+    import shutil
+    src = Library.open(base / "base")
+    flat = tmp_path / "old"
+    shutil.copytree(src.data, flat)
+    (flat / "manifest.json").unlink()
+    meta = json.loads((base / "base" / "library.json").read_text())
+    (flat / "library.json").write_text(json.dumps({**meta, "format_version": 1}))
+    lib = Library.open(flat)
+    assert lib.generation == 1 and len(lib.tracks) == 3 and lib.check() == []
+    np.testing.assert_array_equal(np.asarray(lib.vectors("features45")), np.asarray(src.vectors("features45")))
