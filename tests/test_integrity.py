@@ -226,3 +226,39 @@ def test_format_1_library_moves_into_generations(base, tmp_path):
     lib = Library.open(flat)
     assert lib.generation == 1 and len(lib.tracks) == 3 and lib.check() == []
     np.testing.assert_array_equal(np.asarray(lib.vectors("features45")), np.asarray(src.vectors("features45")))
+
+
+def test_every_file_of_a_bad_corpus_is_indexed_or_recorded_once_and_errors_follow_the_files(tmp_path):
+    from test_bad_inputs import build_corpus, encoded
+    from audiorag.io import encode_path
+    c = build_corpus(tmp_path)
+    lib = Library.create(tmp_path / "lib", window=1, hop=0.5)
+    report = lib.add(c["root"], embedders=["features45"], workers=2, progress=False)
+    contents = {load_hash(u) for u in c["good"]}
+    assert report.added == len(contents) and report.failed == len(c["bad"]) + len(c["problems"])
+    assert set(lib.tracks["uri"]) <= {encode_path(u) for u in c["good"]}  # links to one file: added once
+    assert set(lib.tracks["content_hash"]) == contents
+    failing = lib.errors()
+    assert sorted(failing["uri"]) == sorted(encode_path(u) for u in list(c["bad"]) + list(c["problems"]))
+    assert len(Library.open(lib.path).vectors("features45")) == len(lib.segments)
+
+    again = Library.open(lib.path).add(c["root"], workers=2, progress=False)  # nothing new: nothing doubles
+    assert (again.added, again.failed) == (0, report.failed) and len(Library.open(lib.path).errors()) == len(failing)
+
+    fixed = next(u for u in c["bad"] if u.endswith("cut.wav"))
+    Path(fixed).write_bytes(encoded("WAV", "PCM_16", freq=1234))
+    edited = next(u for u in c["good"] if u.endswith("tone.flac"))
+    before = lib.reload().tracks.set_index("uri").loc[encode_path(edited)]
+    Path(edited).write_bytes(encoded("FLAC", "PCM_16", freq=1500))
+    third = Library.open(lib.path).add(c["root"], workers=2, progress=False)
+    lib = Library.open(lib.path)
+    assert (third.added, third.replaced) == (1, 1)
+    assert encode_path(fixed) not in set(lib.errors()["uri"])  # a fixed file leaves the errors
+    after = lib.tracks.set_index("uri").loc[encode_path(edited)]
+    assert after["track_id"] == before["track_id"] and after["content_hash"] != before["content_hash"]
+    assert len(lib.tracks) == report.added + 1 and lib.check() == []
+
+
+def load_hash(uri):
+    from audiorag.audio import load_with_hash
+    return load_with_hash(uri)[2]

@@ -17,7 +17,7 @@ rename, so a link is replaced and the old generation is untouched), ``manifest.j
 written, and ``CURRENT`` is renamed into place — the one atomic switch. A process killed at
 any instruction leaves either the old generation or the new one current; the next writer
 removes what a dead one left (:meth:`Store.recover`). Readers read one generation and never
-see a half-written state: each pins its generation with a shared lock on its manifest
+see a half-written state: each pins its generation with a shared lock on its directory
 (:meth:`Store.pin`), and a writer deletes old generations only when no reader pins them.
 
 >>> import tempfile
@@ -203,11 +203,11 @@ class Store:
 
     def pin(self) -> tuple[Path, int]:
         """The committed generation and an open file that keeps it from being deleted
-        (a shared lock on its manifest) until :func:`unpin`."""
+        (a shared lock on its directory) until :func:`unpin`."""
         for _ in range(100):
             gen = self.current
             try:
-                fd = os.open(gen / "manifest.json", os.O_RDONLY)
+                fd = os.open(gen, os.O_RDONLY | os.O_DIRECTORY)
             except FileNotFoundError:  # deleted between reading CURRENT and opening it: read CURRENT again
                 continue
             try:
@@ -263,7 +263,7 @@ class Store:
             if not m or int(m.group(1)) >= gen:
                 continue
             try:
-                fd = os.open(p / "manifest.json", os.O_RDONLY)
+                fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
             except OSError:
                 fd = None
             try:
