@@ -166,6 +166,10 @@ def _print(obj, as_json: bool, text: str) -> None:
 
 # -- option checks: before any work starts, with the option named ----------------------------------
 
+def _given(value, default):
+    return default if value is None else value
+
+
 def _number(option: str, value, *, minimum=None, maximum=None, above=None, below=None, unit: str = ""):
     """``value`` when it is finite and in range, else a :class:`ParameterError` naming ``option``.
 
@@ -296,9 +300,10 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           fma_root: Optional[Path] = typer.Option(None, help="fma:SUBSET datasets: where `data fetch` put FMA"),
           embedder: List[str] = typer.Option(["features45"], help="embedder NAME[:key=value,...] (repeatable), "
                                              "e.g. mert:layer=all or clap:model=/models/clap-htsat-unfused"),
-          window: float = typer.Option(10.0, help="window length, seconds"),
-          hop: float = typer.Option(2.0, help="hop between windows, seconds"),
-          tail: str = typer.Option("keep-short", help="drop | pad | keep-short"),
+          window: Optional[float] = typer.Option(None, help="window length, seconds (new library: 10; "
+                                                 "an existing one keeps its own)"),
+          hop: Optional[float] = typer.Option(None, help="hop between windows, seconds (new library: 2)"),
+          tail: Optional[str] = typer.Option(None, help="drop | pad | keep-short (new library: keep-short)"),
           index: List[str] = typer.Option(["Flat"], help="FAISS factory string, or auto (repeatable)"),
           max_memory: Optional[str] = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
           target_recall: float = typer.Option(0.95, help="recall@10 the search parameters are tuned to"),
@@ -310,6 +315,10 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     from .library import Library
     from .segment import TAIL_POLICIES, Segmentation
     # every option first: a bad value must not cost a whole build
+    if (library / "library.json").exists():  # an existing library keeps its segmentation unless told otherwise
+        seg = Library.open(library).segmentation
+        window, hop, tail = _given(window, seg.window), _given(hop, seg.hop), _given(tail, seg.tail)
+    window, hop, tail = _given(window, 10.0), _given(hop, 2.0), _given(tail, "keep-short")
     _number("--window", window, above=0, unit=" (seconds)")
     _number("--hop", hop, above=0, unit=" (seconds)")
     _choice("--tail", tail, TAIL_POLICIES)

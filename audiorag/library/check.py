@@ -216,7 +216,7 @@ def _repair(lib, problems: list[dict]) -> None:
     from ..index import build_index
     from .ingest import consolidate
     fixes = {p["fix"] for p in problems if p["fix"]}
-    with lib.store.transaction() as gen:  # taking the lock already removes what dead writers left
+    with lib.store.transaction(verify=False) as gen:  # taking the lock already removes what dead writers left
         for fix in sorted(f for f in fixes if f[0] == "stray"):
             io.remove(gen / fix[1])
         for fix in sorted(f for f in fixes if f[0] == "vectors"):

@@ -171,9 +171,12 @@ class Store:
 
     # -- commits ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self):
+    def transaction(self, *, verify: bool = True):
         """A new generation: yields its directory (a copy of the current one, by hard links);
-        committed when the block ends, discarded when it raises. Nested blocks join the outer one."""
+        committed when the block ends, discarded when it raises. Nested blocks join the outer one.
+
+        ``verify``: refuse (:class:`LibraryDamagedError`) to build on a generation whose files
+        differ in size from its manifest — a change never carries damage forward."""
         if self._txn is not None:
             self._txn_depth += 1
             try:
@@ -183,6 +186,8 @@ class Store:
             return
         with self.lock():
             gen = self.generation
+            if verify:
+                self.verify_sizes()
             new = self.root / _gen_name(gen + 1)
             io.remove(new)  # a dead writer's leftover (recover() removes it too)
             _link_tree(self.current, new)
@@ -200,6 +205,17 @@ class Store:
             finally:
                 self._txn = None
             self._collect(gen + 1)
+
+    def verify_sizes(self) -> None:
+        """Every file of the committed generation is there with its recorded size (a ``stat`` each)."""
+        gen = self.current
+        for rel, entry in read_json(gen / "manifest.json").get("files", {}).items():
+            try:
+                size = os.stat(gen / rel).st_size
+            except FileNotFoundError:
+                raise damaged(gen / rel, "missing") from None
+            if size != entry["bytes"]:
+                raise damaged(gen / rel, f"{size} bytes, {entry['bytes']} recorded when it was written")
 
     def pin(self) -> tuple[Path, int]:
         """The committed generation and an open file that keeps it from being deleted
@@ -352,7 +368,8 @@ def damaged(path, reason) -> LibraryDamagedError:
     """The error for a library file that cannot be read, pointing at ``audiorag check``."""
     path = Path(path)
     root = next((p for p in path.parents if (p / "library.json").exists()), path.parent)
-    return LibraryDamagedError(f"{path}: {reason} — the file is damaged; run `audiorag check {root}`")
+    return LibraryDamagedError(f"{path}: {reason} — the file is damaged; run `audiorag check {root}` "
+                               "(--repair rebuilds what can be derived)")
 
 
 def write_json(path: Path, obj) -> None:
