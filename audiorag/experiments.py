@@ -316,7 +316,7 @@ def closing_note(config: SweepConfig, summary: pd.DataFrame, *, output: str | Pa
     cell = cells.get(best["cell"], next(iter(cells.values())))
     lib = config.library_dir(root, cell.segmentation)
     key, index = best["embedder"], index_name(str(best["index"]))
-    notebook = notebook_dir(config) / "02_explore_search.ipynb"
+    notebook = notebook_dir(config).resolve() / "02_explore_search.ipynb"  # a checkout: notebooks/, not the link
     try:
         notebook = notebook.relative_to(Path.cwd())
     except ValueError:

@@ -182,16 +182,20 @@ def quality_vs_latency_figure(summary: pd.DataFrame, quality: str = "segment/P@1
     front = _pareto(x, y)
     if len(front) > 1:
         ax.plot(x[front], y[front], c="0.6", lw=1, zorder=1)
-    for i, row in df.iterrows():
+    for i, row in df.iterrows():  # translucent: cells at the same point (Flat and a near-exact index) both show
         c = colours[str(row["embedder"])]
-        ax.plot(x[i], y[i], ls="none", marker=markers[str(row["index"])], ms=8, color=c, mec=c,
+        ax.plot(x[i], y[i], ls="none", marker=markers[str(row["index"])], ms=8, color=c, mec=c, alpha=0.75,
                 fillstyle=fills[variants.iloc[i]], mew=1.4, zorder=3)
     if "chance/P" in df.columns and quality.split("/")[-1].startswith("P@") and df["chance/P"].notna().any():
         ax.axhline(float(df["chance/P"].mean()), ls="--", lw=0.8, c="grey", zorder=0)
         ax.annotate("chance", (0.01, float(df["chance/P"].mean())), xycoords=("axes fraction", "data"),
                     xytext=(0, 2), textcoords="offset points", fontsize=8, color="grey", va="bottom")
     if len(x) and x.min() > 0 and x.max() / x.min() > 20:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.5, 1, 2, 5, 10: not 10^0
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="search latency, p50 (ms)", ylabel=quality.replace("/", " "), ylim=(0, 1))
     ax.margins(x=0.1)
     handles = ["embedder"]

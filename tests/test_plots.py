@@ -57,6 +57,9 @@ def figures():
     yield "quality_vs_latency", plots.quality_vs_latency_figure(sweep_summary())
     yield "quality_vs_latency (2 segmentations)", plots.quality_vs_latency_figure(
         sweep_summary(((10.0, 2.0), (5.0, 1.0))))
+    slow = sweep_summary()
+    slow.loc[slow["embedder"].str.startswith("features45"), "latency/p50_ms"] *= 80   # a log latency axis
+    yield "quality_vs_latency (log latency)", plots.quality_vs_latency_figure(slow)
     yield "quality_by_cell", plots.quality_by_cell_figure(sweep_summary())
     yield "quality_by_cell (2 segmentations)", plots.quality_by_cell_figure(sweep_summary(((10.0, 2.0), (5.0, 1.0))))
     yield "k_sweep", plots.k_sweep_figure(k_sweep_table())
@@ -136,6 +139,15 @@ def test_sweep_comparison_writes_png_and_svg(tmp_path):
     legend = plots.quality_vs_latency_figure(sweep_summary()).legends[0]
     labels = [t.get_text() for t in legend.get_texts()]
     assert labels[:4] == ["embedder", "features45", "musicnn-mtt", "aisfx"] and "HNSW32" in labels
+
+
+def test_wide_latency_range_gets_a_log_axis_with_plain_numbers():
+    summary = sweep_summary()
+    summary.loc[summary["embedder"].str.startswith("features45"), "latency/p50_ms"] *= 80
+    ax = plots.quality_vs_latency_figure(summary).axes[0]
+    texts, _ = drawn_texts(ax.figure)
+    assert ax.get_xscale() == "log"
+    assert not any("10^" in t.get_text() or "$" in t.get_text() for t, _ in texts)
 
 
 def test_pareto_front():
