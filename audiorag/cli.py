@@ -613,18 +613,12 @@ def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name
           summary_only: bool = typer.Option(False, "--summary-only",
                                             help="only rebuild the summary from finished cells")):
     """Run a sweep: papermill per grid cell (skipping cells already done), then summary.parquet/.md and plots."""
-    from .experiments import SweepConfig, markdown_table, run_sweep, summarise
+    from .experiments import SweepConfig, closing_note, run_sweep, summarise
     cfg = SweepConfig.load(config)
     root = Path(output or cfg.output or f"experiments/results/{cfg.name}")
     _output_dir("--output", root)
     summary = summarise(root) if summary_only else run_sweep(cfg, output=root)
-    cols = [c for c in ("cell", "segment/P@10", "track/P@10", "segment/mAP", "moment/accuracy", "latency/p50_ms",
-                        "memory/index_bytes_per_segment") if c in summary.columns]
-    typer.echo(markdown_table(summary[cols]) if len(summary) else "(no finished cells)")
-    failed = sorted(p.parent.name for p in (root / "cells").glob("*/error.json"))
-    for c in failed:
-        typer.echo(f"failed cell: {c} (see {root / 'cells' / c / 'error.json'})", err=True)
-    typer.echo(f"summary: {root / 'summary.md'}, {root / 'summary.parquet'}, plots in {root}")
+    typer.echo(closing_note(cfg, summary, output=root))
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets: FMA archives, Freesound previews.")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from servers import Server, freesound_api
 from typer.testing import CliRunner
 
 from audiorag import Library
@@ -18,7 +19,6 @@ from audiorag.cli import app
 from audiorag.datasets import fma, freesound, resolve
 from audiorag.datasets.fetch import download
 from audiorag.errors import DownloadError, ParameterError
-from servers import Server, freesound_api
 
 SR = 22050
 runner = CliRunner()
@@ -127,7 +127,8 @@ def test_fma_end_to_end_fetch_build_eval(tmp_path, caplog):
         sources = resolve("fma:small", root=root).sources()
     assert len(sources) == len(FMA_IDS) and "99134 is known to be bad" in caplog.text
     meta = {s.metadata["track_id"]: s.metadata for s in sources}
-    assert meta[5]["genres"] == json.dumps(["Rock"]) and meta[3]["genres"] == json.dumps(["Electronic", "Ambient Electronic"])
+    assert meta[5]["genres"] == json.dumps(["Rock"])
+    assert meta[3]["genres"] == json.dumps(["Electronic", "Ambient Electronic"])
     assert meta[3]["artist"] == "Artist 0" and meta[30]["split"] == "test"
     lib = tmp_path / "lib"
     r = runner.invoke(app, ["build", str(lib), "--dataset", "fma:small", "--fma-root", str(root), "--window", "5",
@@ -138,7 +139,8 @@ def test_fma_end_to_end_fetch_build_eval(tmp_path, caplog):
     tracks = Library.open(lib).tracks
     assert sorted(tracks["track_id"]) == sorted(set(FMA_IDS) - {99134})  # FMA's own ids
     assert {"genre_top", "split", "artist", "license", "title"} <= set(tracks.columns)
-    r = runner.invoke(app, ["eval", str(lib), "--label", "genre_top", "--exclude-same", "artist", "--only", "split=test",
+    r = runner.invoke(app, ["eval", str(lib), "--label", "genre_top", "--exclude-same", "artist",
+                            "--only", "split=test",
                             "--moment-queries", "3", "--json"])
     assert r.exit_code == 0, r.output
     record = json.loads(r.stdout)
@@ -154,7 +156,8 @@ def _sounds(url):
     out = []
     for i in range(7):
         sid = 1000 + i
-        out.append({"id": sid, "name": f"kick {i}" if i < 5 else f"snare {i}", "tags": ["drum", "kick" if i < 5 else "snare"],
+        kind = "kick" if i < 5 else "snare"
+        out.append({"id": sid, "name": f"{kind} {i}", "tags": ["drum", kind],
                     "username": f"user{i % 2}", "license": "http://creativecommons.org/publicdomain/zero/1.0/",
                     "duration": 1.5, "url": f"https://freesound.org/s/{sid}/",
                     "previews": {"preview-hq-mp3": f"{url}/previews/{sid}.mp3"}})

@@ -6,8 +6,7 @@ import pytest
 
 from audiorag import IncompatibleLibraryError, Library, ParameterError, Query
 from audiorag.index import Index, list_indexes, load_index, make_index, mapped_memory
-from audiorag.index.factory import (apply_search_params, bytes_per_segment, candidates, default_search_params,
-                                    index_name)
+from audiorag.index.factory import apply_search_params, bytes_per_segment, candidates, default_search_params, index_name
 from audiorag.index.quality import exact_neighbours, held_out, neighbour_recall, tune
 from audiorag.library import embedding as embedding_module
 from audiorag.search import search
@@ -155,7 +154,8 @@ def test_incremental_add_remove_and_replace(tmp_path, corpus, monkeypatch):
         assert side["last_update"]["added"] == new_segments and side["n"] == len(lib.segments)
     fresh = make_index(np.asarray(lib.vectors("features45")), np.arange(len(lib.segments)), "Flat")
     q = np.asarray(lib.vectors("features45"))[::7]
-    np.testing.assert_array_equal(load_index(lib, lib.embedding("features45"), "flat").search(q, 10)[1], fresh.search(q, 10)[1])
+    flat = load_index(lib, lib.embedding("features45"), "flat")
+    np.testing.assert_array_equal(flat.search(q, 10)[1], fresh.search(q, 10)[1])
     hit = search(lib, Query.moment(new_tracks[-1], at=4.0), k=1, index="IVF8,Flat", embedder="features45")
     assert hit["track_id"].iloc[0] == new_tracks[-1] and hit["score"].iloc[0] == pytest.approx(1.0, abs=1e-4)
 

@@ -186,6 +186,7 @@ def test_damaged_files_are_named_and_check_repairs_what_can_be_derived(base, tmp
 
 def test_read_only_library_gives_a_clear_error_and_leaves_nothing(base, tmp_path):
     import shutil
+
     from test_bad_inputs import without_file_override
     shutil.copytree(base / "base", tmp_path / "lib")
     lib = Library.open(tmp_path / "lib")
@@ -244,6 +245,7 @@ def test_format_1_library_moves_into_generations(base, tmp_path):
 
 def test_every_file_of_a_bad_corpus_is_indexed_or_recorded_once_and_errors_follow_the_files(tmp_path):
     from test_bad_inputs import build_corpus, encoded
+
     from audiorag.io import encode_path
     c = build_corpus(tmp_path)
     lib = Library.create(tmp_path / "lib", window=1, hop=0.5)

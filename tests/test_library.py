@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import SR, write_tone
 
 from audiorag import IncompatibleLibraryError, Library, LibraryNotFoundError, ParameterError
 from audiorag.datasets.synthetic import SyntheticDataset
-from conftest import SR, write_tone
 
 
 def _folder_with_bad_files(root, rng):

@@ -55,7 +55,7 @@ def test_cross_check_against_trec_eval_on_random_runs():
     """P@k, AP, nDCG@k and RR agree with trec_eval (pytrec_eval) on random runs, to 1e-9."""
     rng = np.random.default_rng(0)
     n_docs, depth = 300, 50
-    for trial in range(20):
+    for _ in range(20):
         relevant = {f"d{i}" for i in rng.choice(n_docs, rng.integers(0, 40), replace=False)}
         ranked = [f"d{i}" for i in rng.permutation(n_docs)[:depth]]
         scores = np.sort(rng.random(depth))[::-1]

@@ -40,7 +40,8 @@ def signals(sr: int, seconds: float) -> dict[str, np.ndarray]:
     beat = np.zeros_like(t)
     beat[(np.arange(len(t)) % (sr // 2)) < sr // 40] = 1.0
     drums = beat * np.clip(rng.standard_normal(len(t)) * 0.25, -0.99, 0.99)
-    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)) * (1 + 0.3 * np.sin(2 * np.pi * 2 * t))
+    tremolo = 1 + 0.3 * np.sin(2 * np.pi * 2 * t)
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)) * tremolo
     chord = chord + 0.01 * rng.standard_normal(len(t))
     return {"chirp": chirp.astype(np.float32), "drums": drums.astype(np.float32), "chord": chord.astype(np.float32)}
 

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from audiorag import Library, ParameterError, Query
-from audiorag.search import search
 from audiorag.audio import load
 from audiorag.datasets.synthetic import SyntheticDataset
+from audiorag.search import search
 
 
 def test_clip_cut_from_indexed_track_finds_its_moment(library):

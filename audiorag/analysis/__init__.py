@@ -53,7 +53,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         raise ParameterError(f"level must be 'segment' or 'track', got {level!r}")
     t0 = time.perf_counter()
     emb = lib.embedding(embedder)
-    items, x = _items(lib, emb, level)
+    items, x = items_table(lib, emb, level)
     if label and label not in items.columns:
         raise ParameterError(f"no track column {label!r}; columns: {list(lib.tracks.columns)}")
     truth = label_array(items[label]) if label else None
@@ -103,7 +103,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     return out
 
 
-def _items(lib, emb, level: str) -> tuple[pd.DataFrame, np.ndarray]:
+def items_table(lib, emb, level: str) -> tuple[pd.DataFrame, np.ndarray]:
     """One row per analysed item (track metadata joined) and the items' vectors, row for row."""
     from .clusters import track_vectors
     meta = lib.tracks.drop(columns=[c for c in ("sample_rate", "channels", "content_hash") if c in lib.tracks])

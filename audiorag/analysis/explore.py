@@ -21,8 +21,8 @@ def map_items(lib, embedder=None) -> tuple[pd.DataFrame, np.ndarray]:
 
     Returns ``(items, vectors)``; ``items["segment_id"]`` maps rows back to segments (hits).
     """
-    from . import _items
-    return _items(lib, lib.embedding(embedder), "segment")
+    from . import items_table
+    return items_table(lib, lib.embedding(embedder), "segment")
 
 
 def rows_of(items: pd.DataFrame, segment_ids) -> np.ndarray:

@@ -118,6 +118,8 @@ def machine() -> Machine:
 def git_commit() -> str | None:
     """Commit of the audiorag source tree, with ``-dirty`` when it has uncommitted changes; None outside git."""
     root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists() or not (root / "pyproject.toml").exists():
+        return None  # an installed package (site-packages), not a checkout of audiorag
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()

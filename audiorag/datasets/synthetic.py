@@ -106,7 +106,7 @@ def _write_track(args) -> str:
     spec, out_dir = args
     path = Path(out_dir) / spec["file"]
     if not path.exists():
-        tmp = path.with_suffix(".tmp.flac")
+        tmp = path.with_suffix(f".tmp-{os.getpid()}.flac")  # processes generating the same corpus never collide
         sf.write(tmp, render_track(spec), SR, format="FLAC", subtype="PCM_16")
         os.replace(tmp, path)
     return str(path)

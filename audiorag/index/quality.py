@@ -35,7 +35,8 @@ def neighbour_recall(found, truth) -> np.ndarray:
     """
     found, truth = np.asarray(found), np.asarray(truth)
     if found.ndim != 2 or truth.ndim != 2 or len(found) != len(truth):
-        raise ParameterError(f"neighbour_recall: expected two [n_queries, k] arrays, got {found.shape} and {truth.shape}")
+        raise ParameterError(f"neighbour_recall: expected two [n_queries, k] arrays, "
+                             f"got {found.shape} and {truth.shape}")
     hits = [len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth)]
     return np.asarray(hits, dtype=float) / truth.shape[1]
 

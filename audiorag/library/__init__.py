@@ -5,7 +5,8 @@ writers' lock in :mod:`.store`; :meth:`Library.check` / :meth:`Library.info` in 
 
 >>> import tempfile, os, numpy as np, soundfile as sf
 >>> d = tempfile.mkdtemp()
->>> sf.write(os.path.join(d, "a.wav"), np.random.default_rng(0).standard_normal(22050 * 12).astype("float32") * .1, 22050)
+>>> y = np.random.default_rng(0).standard_normal(22050 * 12).astype("float32") * .1
+>>> sf.write(os.path.join(d, "a.wav"), y, 22050)
 >>> lib = Library.create(os.path.join(d, "lib"), window=5, hop=2.5)
 >>> report = lib.add(d, embedders=["features45"], workers=1, progress=False)
 >>> report.added, len(lib.segments), lib.vectors("features45").shape
@@ -31,7 +32,7 @@ from . import check as _check
 from . import ingest
 from .embedding import Embedding
 from .ingest import TRACK_COLUMNS, BuildReport
-from .store import Store, damaged, unpin, read_json, read_jsonl, read_parquet, write_json, write_parquet
+from .store import Store, damaged, read_json, read_jsonl, read_parquet, unpin, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
@@ -58,7 +59,7 @@ class Library:
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
     def create(cls, path, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
-               dataset: str | None = None, exist_ok: bool = False, wait: bool | float = False) -> "Library":
+               dataset: str | None = None, exist_ok: bool = False, wait: bool | float = False) -> Library:
         """Create an empty library (or, with ``exist_ok``, open an existing one with the same segmentation)."""
         path = Path(path)
         seg = Segmentation(window, hop, tail)
@@ -80,7 +81,7 @@ class Library:
         return cls(path, meta, wait=wait)
 
     @classmethod
-    def open(cls, path, *, wait: bool | float = False) -> "Library":
+    def open(cls, path, *, wait: bool | float = False) -> Library:
         """Open an existing library at its committed generation.
 
         ``wait``: when another process is changing the library, this one's changes wait for it
@@ -116,7 +117,7 @@ class Library:
         """The number of the generation this object reads."""
         return int(self.data.name.split("-")[1])
 
-    def reload(self) -> "Library":
+    def reload(self) -> Library:
         """Move to the latest committed generation (what other writers committed since)."""
         old = self._pin_fd
         self._pinned, self._pin_fd = self.store.pin()

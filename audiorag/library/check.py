@@ -155,7 +155,6 @@ def _embedding_problems(lib, emb, rel: str, segments, bad_files: set) -> list[di
     out = []
     prefix = rel.split("/", 1)[1] + "/"
     try:
-        meta = emb.meta
         n, dim = emb.n_segments, emb.dim
     except (LibraryDamagedError, KeyError, ValueError) as exc:
         return [_problem(f"{rel}/embedder.json", f"unreadable ({exc})")]

@@ -11,7 +11,6 @@ from ..embedders import Embedder, get_embedder, l2_normalise
 from ..errors import IncompatibleLibraryError
 from .store import read_json, read_npy, write_json, write_npy
 
-
 #: standardisation statistics are refitted on every growth of the library until they rest on this
 #: many vectors, then frozen: vectors already stored (and indexed) stay as they are when tracks are added
 STANDARDISATION_FROZEN_AFTER = 2_000
@@ -37,7 +36,7 @@ class Embedding:
     def meta(self) -> dict:
         return read_json(self.path / "embedder.json")
 
-    def reload(self) -> "Embedding":
+    def reload(self) -> Embedding:
         return Embedding(self.path)
 
     @property

@@ -62,7 +62,7 @@ class Store:
         self.committed: Path | None = None  # the generation this object committed last
 
     @classmethod
-    def create(cls, root, **kw) -> "Store":
+    def create(cls, root, **kw) -> Store:
         """An empty store (generation 0) in ``root``; an existing one is opened as it is."""
         s = cls(root, **kw)
         io.make_dirs(s.root)
@@ -234,7 +234,8 @@ class Store:
             if gen.is_dir() and self.current == gen:
                 return gen, fd
             os.close(fd)
-        raise LibraryDamagedError(f"{self.root}: could not open a committed generation; run `audiorag check {self.root}`")
+        raise LibraryDamagedError(f"{self.root}: could not open a committed generation; "
+                                  f"run `audiorag check {self.root}`")
 
     def adopt(self, names: list[str]) -> None:
         """Move the files ``names`` of a flat library (format 1, no generations) into generation 1
