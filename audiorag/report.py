@@ -2,11 +2,16 @@
 
     python -m audiorag.report            # rewrite every table between its markers (also: make docs)
     python -m audiorag.report --check    # exit 1 when a table differs from what the records give
+    python -m audiorag.report --collect experiments/results/default   # a sweep's cell records → default-sweep/
 
 A generated table sits between ``<!-- report:NAME -->`` and ``<!-- /report -->`` in a Markdown file;
 :data:`SECTIONS` maps each NAME to the function that renders it from the records under
 ``experiments/results/`` (small JSON files, tracked in git). Every table ends with the records it was
 read from, so a number can always be traced to the run and the command that produced it.
+
+A sweep's records stay in its output directory, where ``audiorag sweep`` treats a cell with a
+``metrics.json`` as done; ``--collect`` copies them to ``experiments/results/<name>-sweep/<cell>.json``,
+the curated copy that is committed (so a fresh clone's ``make demo`` still runs every cell).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -25,7 +31,9 @@ MARKER = re.compile(r"(<!-- report:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /re
 SWEEP_EMBEDDERS = ("features45", "musicnn-mtt", "aisfx")
 SWEEP_INDEXES = ("flat", "hnsw32")
 SWEEP_CELL = "{e}-{i}-w10-h2-genre-xartist"
+SWEEP_RECORDS = "default-sweep"
 SONIC_PI = "python benchmarks/sonic_pi.py --out experiments/results/sonic-pi/sonic-pi.json"
+COLLECT = "make demo; python -m audiorag.report --collect experiments/results/default"
 INGEST = "python benchmarks/ingest.py [--as mp3] --out experiments/results/ingest-bench/FORMAT.json"
 
 
@@ -69,7 +77,7 @@ def sweep(root: Path) -> str:
     rows, used = [], []
     for e in SWEEP_EMBEDDERS:
         for i in SWEEP_INDEXES:
-            rel = f"default/cells/{SWEEP_CELL.format(e=e, i=i)}/metrics.json"
+            rel = f"{SWEEP_RECORDS}/{SWEEP_CELL.format(e=e, i=i)}.json"
             rec = _read(root, rel)
             if rec is None:
                 continue
@@ -77,20 +85,20 @@ def sweep(root: Path) -> str:
             m = rec["metrics"]
             rows.append([f"`{e}`", i.upper() if i == "hnsw32" else "Flat", *(_f(m.get(c), d) for c, d in cols)])
     if not rows:
-        return _missing("default sweep", "make demo")
+        return _missing("default sweep", COLLECT)
     chance = _read(root, used[0])["metrics"].get("chance/P")
     header = ["embedder", "index", "segment P@10", "track P@10", "segment mAP", "moment accuracy",
               "latency p50 ms", "index B/segment", "silhouette", "purity", "NMI"]
-    return (_table(header, rows) + f"\n\nChance P@10: {_f(chance, 3)}."
-            + _source("experiments/results/default/cells/*/metrics.json", command="make demo"))
+    return (_table(header, rows) + f"\n\nChance level of P: {_f(chance, 3)} (every cell)."
+            + _source(f"experiments/results/{SWEEP_RECORDS}/*.json", command=COLLECT))
 
 
 def eval_example(root: Path) -> str:
     """One evaluation record in full: features45, Flat, artist-disjoint, on the default corpus."""
-    rel = "default/cells/" + SWEEP_CELL.format(e="features45", i="flat") + "/metrics.json"
+    rel = f"{SWEEP_RECORDS}/" + SWEEP_CELL.format(e="features45", i="flat") + ".json"
     rec = _read(root, rel)
     if rec is None:
-        return _missing("features45 Flat cell of the default sweep", "make demo")
+        return _missing("features45 Flat cell of the default sweep", COLLECT)
     m = rec["metrics"]
     rows = [[level, *(_f(m.get(f"{level}/{k}"), 4) for k in ("P@1", "P@5", "P@10", "mAP", "nDCG@10", "MRR"))]
             for level in ("segment", "track")]
@@ -101,7 +109,7 @@ def eval_example(root: Path) -> str:
              f"index `{rec['index']['factory']}`. Chance P = {_f(m['chance/P'], 4)}; moment accuracy "
              f"(±{m['moment/tolerance_s']:g} s) {_f(m['moment/accuracy'], 2)}; latency p50 / p95 / p99 "
              f"{_f(m['latency/p50_ms'], 2)} / {_f(m['latency/p95_ms'], 2)} / {_f(m['latency/p99_ms'], 2)} ms.")
-    return text + _source(f"experiments/results/{rel}", command="make demo")
+    return text + _source(f"experiments/results/{rel}", command=COLLECT)
 
 
 def index_table(records: list[dict]) -> str:
@@ -231,7 +239,7 @@ def claims(root: Path) -> str:
     from .evaluate.reported import claims_table, load_measurements
     t = claims_table(load_measurements(root / RESULTS))
     return _table(list(t.columns), t.values.tolist()) + _source(
-        "experiments/results/reported/metrics.json", "index-bench/", "embed-bench/", "default/cells/", "sonic-pi/",
+        "experiments/results/reported/metrics.json", "index-bench/", "embed-bench/", f"{SWEEP_RECORDS}/", "sonic-pi/",
         command="papermill notebooks/05_reported_metrics.ipynb … (see below) and the benchmarks")
 
 
@@ -277,11 +285,27 @@ def run(root: str | Path = ".", *, check: bool = False) -> list[str]:
     return changed
 
 
+def collect(sweep_dir: str | Path, root: str | Path = ".") -> list[Path]:
+    """Copy a sweep's cell records (``cells/<cell>/metrics.json``) to ``experiments/results/<name>-sweep/``."""
+    sweep_dir, root = Path(sweep_dir), Path(root)
+    out = root / RESULTS / f"{sweep_dir.name}-sweep"
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for path in sorted(sweep_dir.glob("cells/*/metrics.json")):
+        copied.append(Path(shutil.copyfile(path, out / f"{path.parent.name}.json")))
+    if not copied:
+        raise SystemExit(f"{sweep_dir}: no cells/*/metrics.json to collect (run the sweep first)")
+    return copied
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m audiorag.report", description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 when a table differs from the records; write nothing")
     ap.add_argument("--root", default=".", help="project root (holds README.md, docs/ and experiments/results/)")
+    ap.add_argument("--collect", metavar="SWEEP_DIR", help="first copy SWEEP_DIR's cell records to <name>-sweep/")
     args = ap.parse_args(argv)
+    if args.collect:
+        print(f"collected {len(collect(args.collect, args.root))} records from {args.collect}")
     changed = run(args.root, check=args.check)
     if args.check and changed:
         print("tables out of date with their records (run `make docs`): " + ", ".join(changed), file=sys.stderr)

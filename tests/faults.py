@@ -27,6 +27,8 @@ def operation(name: str, path: str, spec: dict) -> None:
     lib = Library.open(path)
     if name == "add":
         lib.add(spec["add"], workers=1, progress=False, batch_tracks=2)
+    elif name == "embed":
+        lib.embed("features45", n_mels=32, workers=1, progress=False, batch_tracks=2)
     elif name == "remove":
         if spec["remove"] in lib.tracks["track_id"].tolist():
             lib.remove([spec["remove"]])

@@ -1,7 +1,7 @@
 """A library cannot be corrupted: one writer, commits that survive a kill at any write, damage reported.
 
-The fault sweeps run ``tests/faults.py`` in a fresh process: for add, remove, replace and an
-index build, a child is killed (``kill``) or gets "No space left on device" (``enospc``) at
+The fault sweeps run ``tests/faults.py`` in a fresh process: for add, embed (a new embedding of
+the tracks present), remove, replace and an index build, a child is killed (``kill``) or gets "No space left on device" (``enospc``) at
 every one of the operation's file-system changes, the operation is run again, and the
 library must equal the one an uninterrupted run gives.
 """
@@ -65,9 +65,10 @@ def _sweep(base, operation, kinds=("kill", "enospc")):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("operation", ["add", "remove", "replace", "index"])
+@pytest.mark.parametrize("operation", ["add", "embed", "remove", "replace", "index"])
 def test_every_write_point_killed_or_out_of_space_resumes_to_the_same_library(base, operation):
     out = _sweep(base, operation)
+    print(f"{operation}: {out['points']} write points, {len(out['results'])} faults injected")
     ref = out["reference"]
     assert ref["problems"] == [] and out["points"] >= 10
     for r in out["results"]:
@@ -80,6 +81,7 @@ def test_every_write_point_killed_or_out_of_space_resumes_to_the_same_library(ba
         assert r["errors"] == ref["errors"], where
 
 
+@pytest.mark.slow
 def test_a_second_writer_is_refused_naming_the_holder_or_waits(tmp_path):
     lib = Library.create(tmp_path / "lib", window=2, hop=1)
     script = textwrap.dedent(f"""
@@ -104,6 +106,7 @@ def test_a_second_writer_is_refused_naming_the_holder_or_waits(tmp_path):
     holder.wait(10)
 
 
+@pytest.mark.slow
 def test_two_concurrent_builds_serialise_and_every_clip_finds_itself(tmp_path):
     folders = []
     for k in range(2):

@@ -384,7 +384,7 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
 
     ``reported/metrics.json`` (or the ``reported`` record given) → its metric names as they are;
     ``index-bench/*.json`` → ``index-bench/<n>/<dim>/<factory>/<field>``; ``embed-bench/*.json`` →
-    ``embed/<embedder>/<field>``; ``default/cells/*/metrics.json`` → ``sweep/<cell>/<metric>``;
+    ``embed/<embedder>/<field>``; ``default-sweep/<cell>.json`` → ``sweep/<cell>/<metric>``;
     ``sonic-pi/sonic-pi.json`` → ``sonic-pi/...``; then the few derived numbers the claims quote.
     Missing records leave their keys out.
     """
@@ -411,9 +411,9 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
             for k, v in r.items():
                 if isinstance(v, (int, float)) and v is not None:
                     m[f"embed/{r['embedder']}/{k}"] = v
-    for p in sorted(root.glob("default/cells/*/metrics.json")):
+    for p in sorted(root.glob("default-sweep/*.json")):
         for k, v in EvaluationRecord.read(p).metrics.items():
-            m[f"sweep/{p.parent.name}/{k}"] = v
+            m[f"sweep/{p.stem}/{k}"] = v
     path = root / "sonic-pi" / "sonic-pi.json"
     if path.exists():
         rec = json.loads(path.read_text())
