@@ -1,9 +1,9 @@
 """A library cannot be corrupted: one writer, commits that survive a kill at any write, damage reported.
 
 The fault sweeps run ``tests/faults.py`` in a fresh process: for add, embed (a new embedding of
-the tracks present), remove, replace and an index build, a child is killed (``kill``) or gets "No space left on device" (``enospc``) at
-every one of the operation's file-system changes, the operation is run again, and the
-library must equal the one an uninterrupted run gives.
+the tracks present), remove, replace and an index build, a child is killed (``kill``) or gets
+"No space left on device" (``enospc``) at every one of the operation's file-system changes, the
+operation is run again, and the library must equal the one an uninterrupted run gives.
 """
 
 import json
