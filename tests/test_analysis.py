@@ -76,6 +76,7 @@ def test_outlier_clips_are_what_they_say():
         anomalies.outlier_clips("hum", 1, sr=8000, seconds=1)
 
 
+@pytest.mark.slow
 def test_projections(rng):
     x, truth = blobs(rng, k=3)
     for method in ("pca", "tsne", "umap"):
@@ -100,6 +101,7 @@ def test_votes_and_abstain():
     assert tagging.decide(conf, 0.0) == ["a", "a"]
 
 
+@pytest.mark.slow
 def test_analysis_of_the_library(library, tmp_path):
     a = analyse(library, clusters=["kmeans:8", "hdbscan"], ks=range(2, 11), inject_rounds=2, maps=("pca",),
                 out_dir=tmp_path)
@@ -144,6 +146,7 @@ def test_cluster_column_filters_search(library, tmp_path):
         lib.set_track_column("uri", {})
 
 
+@pytest.mark.slow
 def test_cli_analyse(library, tmp_path):
     r = CliRunner().invoke(app, ["analyse", str(library.path), "--clusters", "kmeans:8", "--ks", "2-6",
                                  "--maps", "pca", "--out", str(tmp_path), "--json"])

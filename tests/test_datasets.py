@@ -26,6 +26,7 @@ def test_plan_is_deterministic_and_structured():
         assert s0 == 0 and e0 == s1 and e1 == 30.0 and g0 != g1 and 10 <= s1 <= 20
 
 
+@pytest.mark.slow
 def test_render_is_deterministic_and_sane():
     spec = plan(8, 0)[5]
     y1, y2 = render_track(spec), render_track(spec)

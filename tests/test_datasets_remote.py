@@ -164,6 +164,7 @@ def _sounds(url):
     return out
 
 
+@pytest.mark.slow
 def test_freesound_pagination_throttling_dedup_and_tracks(tmp_path, caplog):
     with Server() as srv:
         sounds = _sounds(srv.url)

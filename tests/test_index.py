@@ -19,7 +19,8 @@ def _clustered(rng, n=4000, dim=48, centres=40):
 
 
 @pytest.mark.parametrize("factory,min_recall", [("Flat", 1.0), ("HNSW32", 0.95), ("IVF32,Flat", 0.9),
-                                                ("IVF32,PQ16", 0.5), ("SQ8", 0.9), ("OPQ8_32,IVF32,PQ8", 0.3)])
+                                                pytest.param("IVF32,PQ16", 0.5, marks=pytest.mark.slow), ("SQ8", 0.9),
+                                                pytest.param("OPQ8_32,IVF32,PQ8", 0.3, marks=pytest.mark.slow)])
 def test_index_round_trip_and_recall(tmp_path, rng, factory, min_recall):
     x = _clustered(rng)
     ids = np.arange(len(x)) * 3 + 7  # ids are segment ids, not positions
@@ -136,6 +137,7 @@ def test_library_index_sidecar_mmap_and_staleness(library):
     path.unlink()
 
 
+@pytest.mark.slow
 def test_incremental_add_remove_and_replace(tmp_path, corpus, monkeypatch):
     monkeypatch.setattr(embedding_module, "STANDARDISATION_FROZEN_AFTER", 1)  # frozen after the first fit
     sources = corpus.sources()

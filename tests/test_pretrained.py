@@ -166,6 +166,7 @@ def test_text_search_ranks_by_matched_tags(tagged):
         Query.text("  ")
 
 
+@pytest.mark.slow
 def test_cli_text_search(tagged):
     out = subprocess.run([sys.executable, "-m", "audiorag.cli", "search", str(tagged.path), "--text",
                           "female singer", "-k", "2", "--json"], capture_output=True, text=True, check=True)
