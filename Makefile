@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip install -q
 # an extra index without the package): drop those lines only; errors and other warnings still show
 QUIET := 2>&1 | sed "/^WARNING: Location '.*' is ignored/d"
 
-.PHONY: install demo demo-quick test test-fast lint bench clean
+.PHONY: install demo demo-quick test test-fast lint bench clean docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: install
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/index.py --n 100000
+
+# the tables of measured numbers in README.md and docs/, regenerated from experiments/results/ records
+docs: install
+	$(BIN)/python -m audiorag.report
 
 # experiments/results: only what git ignores goes (tracked records such as index-bench stay)
 clean:

@@ -43,9 +43,10 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def _source(*paths: str, command: str | None = None) -> str:
+def _source(*paths: str, command: str | None = None, how: str | None = None) -> str:
     src = ", ".join(f"`{p}`" for p in paths)
-    return f"\n\n<sub>From {src}" + (f", written by `{command}`" if command else "") + ".</sub>"
+    written = f", written by `{command}`" if command else f", written by {how}" if how else ""
+    return f"\n\n<sub>From {src}{written}.</sub>"
 
 
 def _missing(what: str, command: str) -> str:
@@ -198,7 +199,7 @@ def sonic_pi(root: Path) -> str:
     if "tracks" in rec:
         text += (f"\n\n{rec['tracks']} samples, {rec['labels']} categories, {rec['segments']:,} windows of "
                  f"{rec.get('window', 3):g} s every {rec.get('hop', 1.5):g} s.")
-    return text + _source("experiments/results/sonic-pi/sonic-pi.json", command="python benchmarks/sonic_pi.py")
+    return text + _source("experiments/results/sonic-pi/sonic-pi.json", command=SONIC_PI)
 
 
 def sonic_pi_analysis(root: Path) -> str:
@@ -213,8 +214,7 @@ def sonic_pi_analysis(root: Path) -> str:
     rows = [[f"`{name}`", *(_f(m.get(c), d) for c, d in cols)] for name, m in rec["analysis"].items()]
     header = ["embedder", "best k (2–20)", "its silhouette", "KMeans k=14 silhouette", "purity", "NMI", "HDBSCAN NMI",
               "injected outliers: IsolationForest", "kNN distance", "kNN tagging precision", "coverage"]
-    return _table(header, rows) + _source("experiments/results/sonic-pi/sonic-pi.json",
-                                          command="python benchmarks/sonic_pi.py")
+    return _table(header, rows) + _source("experiments/results/sonic-pi/sonic-pi.json", command=SONIC_PI)
 
 
 def sonic_pi_tags(root: Path) -> str:
@@ -224,7 +224,7 @@ def sonic_pi_tags(root: Path) -> str:
         return _missing("sonic-pi tags", SONIC_PI)
     rows = [[f"`{stem}`", ", ".join(f"{t} {p:.2f}" for t, p in tags.items())] for stem, tags in rec["tags"].items()]
     return _table(["sample", "top tags (mean probability over its windows)"], rows) + _source(
-        "experiments/results/sonic-pi/sonic-pi.json", command="python benchmarks/sonic_pi.py")
+        "experiments/results/sonic-pi/sonic-pi.json", command=SONIC_PI)
 
 
 def seeds(root: Path) -> str:
@@ -240,7 +240,7 @@ def claims(root: Path) -> str:
     t = claims_table(load_measurements(root / RESULTS))
     return _table(list(t.columns), t.values.tolist()) + _source(
         "experiments/results/reported/metrics.json", "index-bench/", "embed-bench/", f"{SWEEP_RECORDS}/", "sonic-pi/",
-        command="papermill notebooks/05_reported_metrics.ipynb … (see below) and the benchmarks")
+        how="notebook 05 and the benchmarks ([how it is measured](#how-it-is-measured))")
 
 
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,

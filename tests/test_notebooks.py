@@ -79,14 +79,14 @@ def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path, capfd, monkey
 @pytest.mark.slow
 def test_reported_metrics_notebook(library, tmp_path):
     pm.execute_notebook(str(NOTEBOOKS / "05_reported_metrics.ipynb"), str(tmp_path / "05.ipynb"),
-                        parameters={"library": str(library.path), "out_dir": str(tmp_path)}, kernel_name="python3",
-                        progress_bar=False)
+                        parameters={"library": str(library.path), "out_dir": str(tmp_path), "inject_rounds": 1},
+                        kernel_name="python3", progress_bar=False)
+    from audiorag.evaluate import reported
     table = pd.read_csv(tmp_path / "reported.csv")
-    assert len(table) == 7 and table["audiorag"].notna().all()
-    assert set(table["seed"].str[:2]) == {"S0", "S1", "S3", "S4"}
-    silhouette = table.loc[table["metric"] == "cluster/silhouette_k12", "audiorag"].item()
-    assert -1 <= silhouette <= 1
-    assert EvaluationRecord.read(tmp_path / "metrics.json").metrics["segment/P@10"] > 0
+    assert len(table) == len(reported.CLAIMS) and set(table["id"].str[:2]) == set(reported.SEEDS)
+    record = EvaluationRecord.read(tmp_path / "metrics.json")
+    assert record.kind == "reported" and record.metrics["segment/P@10"] > 0
+    assert -1 <= record.metrics["cluster/silhouette_k12"] <= 1
 
 
 def test_sweep_files_and_notebooks_are_found(tmp_path, monkeypatch):

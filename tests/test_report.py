@@ -22,8 +22,10 @@ def _copy_tree(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "README.md", root / "README.md")
     for page in (ROOT / "docs").glob("*.md"):
         shutil.copy(page, root / "docs" / page.name)
+
     def records_only(folder, names):  # the small JSON records, not libraries or sweep outputs
-        return [n for n in names if n in ("libraries", "cells") or (Path(folder, n).is_file() and not n.endswith(".json"))]
+        return [n for n in names
+                if n in ("libraries", "cells") or (Path(folder, n).is_file() and not n.endswith(".json"))]
 
     shutil.copytree(ROOT / "experiments" / "results", root / "experiments" / "results", ignore=records_only)
     return root
