@@ -511,8 +511,8 @@ def check(library: Path = typer.Argument(..., help="library directory"),
           as_json: bool = typer.Option(False, "--json", help="print the problems as JSON only")):
     """Verify LIBRARY: files against the manifest, tables, arrays, indexes. One line per problem;
     exit status 0 when none remain, 1 when some do."""
-    from .library import Library
-    problems = Library.open(library, **_open_kw(wait)).check(repair=repair)
+    from .library.check import check_path
+    problems = check_path(library, repair=repair, **_open_kw(wait))
     remaining = [p for p in problems if not p.get("repaired")]
     lines = [f"{p.get('file', '?')}: {p.get('problem', '?')}"
              + {True: " — repaired", False: " — cannot be repaired", None: ""}.get(p.get("repaired"), "")

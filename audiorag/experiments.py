@@ -292,6 +292,10 @@ def summarise(root: str | Path) -> pd.DataFrame:
     return summary
 
 
+def _fmt(value) -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{float(value):.3f}"
+
+
 def closing_note(config: SweepConfig, summary: pd.DataFrame, *, output: str | Path | None = None,
                  quality: str = "segment/P@10") -> str:
     """What ``audiorag sweep`` prints at the end: the summary table, failed cells, where the figures
@@ -311,7 +315,8 @@ def closing_note(config: SweepConfig, summary: pd.DataFrame, *, output: str | Pa
     lines += [f"failed cell: {c} (see {root / 'cells' / c / 'error.json'})" for c in failed]
     if not len(summary):
         return "\n".join(lines + ["", "figures: none yet"])
-    best = summary.loc[summary[quality].astype(float).idxmax()]
+    scores = pd.to_numeric(summary[quality], errors="coerce") if quality in summary else pd.Series(dtype=float)
+    best = summary.loc[scores.idxmax()] if scores.notna().any() else summary.iloc[0]  # e.g. no labels: no P@10
     cells = {c.id: c for c in config.cells()}
     cell = cells.get(best["cell"], next(iter(cells.values())))
     lib = config.library_dir(root, cell.segmentation)
@@ -326,7 +331,7 @@ def closing_note(config: SweepConfig, summary: pd.DataFrame, *, output: str | Pa
               f"figures: {root / 'quality_vs_latency.png'}, {root / 'quality_by_cell.png'}; "
               f"per cell: {root / 'cells' / '<cell>'}/*.png",
               "",
-              f"next, on the best cell ({best['cell']}, {quality} {float(best[quality]):.3f}):",
+              f"next, on the best cell ({best['cell']}, {quality} {_fmt(best.get(quality))}):",
               f"  audiorag search {lib} --embedder {key} --index {index} --track 0 --at 10 -k 5 "
               "--exclude-same-track --by track",
               f"  audiorag analyse {lib} --embedder {key} --maps pca --out {root / 'analyse'}",

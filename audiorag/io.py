@@ -75,6 +75,7 @@ def write_with(path: str | os.PathLike, writer, *, suffix: str = "") -> None:
             os.fsync(f.fileno())
         fault_point(f"rename {path}")
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except OSError as exc:
         _quiet_unlink(tmp)
         raise _storage_error(path, exc) from exc
@@ -115,6 +116,15 @@ def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
             if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise
             shutil.copy2(src, dst)
+    except OSError as exc:
+        raise _storage_error(dst, exc) from exc
+
+
+def move(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` to ``dst`` (atomic within one file system) as one counted change."""
+    try:
+        fault_point(f"move {src}")
+        os.replace(src, dst)
     except OSError as exc:
         raise _storage_error(dst, exc) from exc
 
@@ -177,19 +187,19 @@ def encode_path(path: str) -> str:
     except UnicodeDecodeError:
         pass
     out, i = [], 0
-    while i < len(raw):
-        try:  # the longest valid UTF-8 run from i
-            ch = raw[i:i + 4].decode("utf-8", errors="strict")[0]
-            n = len(ch.encode("utf-8"))
-        except UnicodeDecodeError as exc:
-            n = exc.start
-            ch = raw[i:i + n].decode("utf-8") if n else None
+    while i < len(raw):  # one character (or one undecodable byte) at a time
+        for n in (1, 2, 3, 4):
+            try:
+                ch = raw[i:i + n].decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                ch = None
         if ch is None:
             out.append(f"\\x{raw[i]:02x}")
             i += 1
         else:
             out.append("\\\\" if ch == "\\" else ch)
-            i += len(ch.encode("utf-8"))
+            i += n
     return "".join(out)
 
 

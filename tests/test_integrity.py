@@ -281,3 +281,51 @@ def test_every_file_of_a_bad_corpus_is_indexed_or_recorded_once_and_errors_follo
 def load_hash(uri):
     from audiorag.audio import load_with_hash
     return load_with_hash(uri)[2]
+
+
+def test_a_failed_change_leaves_nothing_behind_in_memory(base, tmp_path, monkeypatch):
+    import shutil
+
+    from audiorag import io
+    shutil.copytree(base / "base", tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    monkeypatch.setenv("AUDIORAG_FAULT", "enospc")
+    monkeypatch.setenv("AUDIORAG_FAULT_AT", "15")  # after the tables were rewritten inside the change
+    monkeypatch.setitem(io._FAULT, "count", 0)
+    with pytest.raises(StorageError):
+        lib.remove([1])
+    monkeypatch.delenv("AUDIORAG_FAULT_AT")
+    assert 1 in lib.tracks["track_id"].tolist()  # the failed change's tables are gone with it
+    lib.set_track_column("mood", {0: "calm"})  # the next change starts from the committed state
+    again = Library.open(lib.path)
+    assert len(again.tracks) == 3 and again.check() == []
+
+
+def test_missing_files_are_damage_not_emptiness(base, tmp_path):
+    import shutil
+    shutil.copytree(base / "base", tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    (lib.data / "tracks.parquet").unlink()
+    (lib.embedding("features45").path / "vectors.npy").unlink()
+    fresh = Library.open(lib.path)
+    with pytest.raises(LibraryDamagedError, match="tracks.parquet: missing"):
+        _ = fresh.tracks
+    with pytest.raises(LibraryDamagedError, match="vectors.npy: missing"):
+        fresh.embedding("features45").vectors()
+    fixed = fresh.check(repair=True)
+    assert {p["file"].split("/", 1)[1]: p["repaired"] for p in fixed} == {
+        "tracks.parquet": False, f"embeddings/{fresh.embedding('features45').key}/vectors.npy": True}
+    after = Library.open(lib.path).check()  # what could not be restored is still reported, never forgotten
+    assert [p["file"].split("/", 1)[1] for p in after] == ["tracks.parquet"]
+
+
+def test_file_names_round_trip_whatever_their_bytes():
+    import random
+
+    from audiorag.io import decode_path, encode_path
+    r = random.Random(0)
+    alphabet = [0x5C, 0xE9, 0xC3, 0xA9, 0xFF, 0x61, 0xE2, 0x82, 0xAC, 0xF0, 0x9F, 0x98, 0x80, 0x78]
+    for _ in range(5000):
+        name = os.fsdecode(bytes(r.choice(alphabet) for _ in range(r.randint(1, 10))))
+        text = encode_path(name)
+        assert decode_path(text) == name and text.encode("utf-8")

@@ -54,7 +54,9 @@ class Library:
         self.store = Store(self.path, wait=wait)
         self._pinned, self._pin_fd = self.store.pin()
         self._cache: dict = {}
-        self._cache_dir: Path | None = None
+        self._cache_key: tuple | None = None
+        self._manifest: dict = {}
+        self._manifest_of: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
@@ -103,10 +105,11 @@ class Library:
     @property
     def data(self) -> Path:
         """The generation directory this object reads (and, inside a change, writes)."""
-        if self.store._txn is not None:
-            return self.store._txn
-        if self.store.committed is not None:  # this object's own commit: read it
-            self.store.committed = None
+        change = self.store.open_change
+        if change is not None:
+            return change
+        if self.store.last_commit is not None:  # this object's own commit: read it from now on
+            self.store.last_commit = None
             self.reload()
         elif self.store.locked and self._pinned != self.store.current:  # a writer reads the latest
             self.reload()
@@ -133,9 +136,28 @@ class Library:
         unpin(getattr(self, "_pin_fd", None))
 
     def _tables(self) -> dict:
-        if self._cache_dir != self.data:
-            self._cache, self._cache_dir = {}, self.data
+        """Tables read from :attr:`data`; forgotten when it changes or a change begins (what was read
+        inside a change that failed must not outlive it)."""
+        key = (self.data, self.store.serial)
+        if self._cache_key != key:
+            self._cache, self._cache_key = {}, key
         return self._cache
+
+    def _expected(self, rel: str) -> bool:
+        """Whether the committed generation lists ``rel`` (so its absence is damage, not emptiness)."""
+        gen = self._pinned if self.store.open_change is None else self.store.current
+        if self._manifest_of != gen:
+            self._manifest = read_json(gen / "manifest.json").get("files", {})
+            self._manifest_of = gen
+        return rel in self._manifest
+
+    def _table(self, name: str, empty):
+        p = self.data / name
+        if p.exists():
+            return read_parquet(p)
+        if self._expected(name):
+            raise damaged(p, "missing")
+        return empty()
 
     # -- tables -----------------------------------------------------------------------------
     @property
@@ -146,10 +168,9 @@ class Library:
         (see :func:`audiorag.io.encode_path`)."""
         cache = self._tables()
         if "tracks" not in cache:
-            p = self.data / "tracks.parquet"
-            cache["tracks"] = read_parquet(p) if p.exists() else pd.DataFrame(
+            cache["tracks"] = self._table("tracks.parquet", lambda: pd.DataFrame(
                 {c: pd.Series(dtype="int64" if c in ("track_id", "sample_rate", "channels") else
-                              "float64" if c == "duration" else "object") for c in TRACK_COLUMNS})
+                              "float64" if c == "duration" else "object") for c in TRACK_COLUMNS}))
         return cache["tracks"]
 
     @property
@@ -157,8 +178,7 @@ class Library:
         """One row per segment: ``segment_id, track_id, start, end``; ``segment_id`` is the vectors row."""
         cache = self._tables()
         if "segments" not in cache:
-            p = self.data / "segments.parquet"
-            cache["segments"] = read_parquet(p) if p.exists() else segment_table([], [], self.segmentation)
+            cache["segments"] = self._table("segments.parquet", lambda: segment_table([], [], self.segmentation))
         return cache["segments"]
 
     def _set_tables(self, tracks: pd.DataFrame | None = None, segments: pd.DataFrame | None = None) -> None:

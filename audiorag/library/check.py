@@ -13,12 +13,18 @@ cannot be (tables, raw rows, tags: those come from the audio; re-run the build).
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioragError, LibraryDamagedError
-from .store import files_of, read_json, read_npy
+from .. import io
+from ..errors import AudioragError, LibraryDamagedError, LibraryLockedError, LibraryNotFoundError, StorageError
+from .store import GEN, Store, files_of, is_uncommitted, read_json, read_npy
+
+log = logging.getLogger(__name__)
 
 
 def info(lib, *, memory: bool = False) -> dict:
@@ -57,13 +63,73 @@ def check(lib, *, repair: bool = False, checksums: bool = True) -> list[dict]:
     problems = _problems(lib, checksums=checksums)
     if not repair or not problems:
         return problems
-    _repair(lib, problems)
-    after = _problems(lib.reload(), checksums=checksums)
-    remaining = {(p["file"], p["problem"]) for p in after}
+    failed = _repair(lib, problems)
+    remaining = {_key(p) for p in _problems(lib.reload(), checksums=checksums)}
     for p in problems:
-        p["repaired"] = (p["file"], p["problem"]) not in remaining if p["repaired"] is None else p["repaired"]
-    return problems + [dict(p, repaired=False) for p in after
-                       if (p["file"], p["problem"]) not in {(q["file"], q["problem"]) for q in problems}]
+        if p["repaired"] is None:
+            p["repaired"] = _key(p) not in remaining and p["fix"] not in failed
+    return problems
+
+
+def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool | float = False) -> list[dict]:
+    """:func:`check` for a library that may not even open: a missing or garbled ``CURRENT`` is a
+    problem of its own, and ``repair`` points it at the newest generation whose files are whole.
+
+    >>> import tempfile
+    >>> from audiorag import Library
+    >>> d = tempfile.mkdtemp()
+    >>> _ = Library.create(d, window=2, hop=1)
+    >>> (Path(d) / "CURRENT").unlink()
+    >>> [p["problem"][:24] for p in check_path(d)]
+    ['missing or not a generat']
+    >>> [p["repaired"] for p in check_path(d, repair=True)], check_path(d)
+    ([True], [])
+    """
+    from . import Library
+    path = Path(path)
+    if not (path / "library.json").exists():
+        raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
+    store = Store(path, wait=wait)
+    head = []
+    try:
+        store.current.is_dir() or store.current.stat()
+    except (LibraryDamagedError, FileNotFoundError):
+        head = [_problem("CURRENT", "missing or not a generation of this library", ("current",))]
+        if not repair:
+            return head
+        head[0]["repaired"] = _restore_current(store)
+        if not head[0]["repaired"]:
+            return head
+    return head + check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+
+
+def _restore_current(store: Store) -> bool:
+    """Point CURRENT at the newest generation whose manifest lists files that are all there, whole."""
+    with store.lock():
+        gens = sorted((int(m.group(1)), p) for p in store.root.iterdir() if (m := GEN.fullmatch(p.name)))
+        for _, gen in reversed(gens):
+            try:
+                store.verify_sizes(gen)
+            except LibraryDamagedError:
+                continue
+            io.write_atomic(store.root / "CURRENT", gen.name + "\n")
+            return True
+    return False
+
+
+def _key(p: dict) -> tuple:
+    """A problem's identity across generations (its file without the generation's folder)."""
+    return re.sub(r"^gen-\d+/", "", p["file"]), p["problem"]
+
+
+def _writer_running(lib) -> bool:
+    if lib.store.locked:
+        return False
+    try:
+        with lib.store.lock():
+            return False
+    except (LibraryLockedError, StorageError):
+        return True
 
 
 def _problem(file, problem: str, fix: tuple | None = None) -> dict:
@@ -85,10 +151,7 @@ def _fix_for(name: str) -> tuple | None:
 def _problems(lib, *, checksums: bool) -> list[dict]:
     out: list[dict] = []
     root = lib.path
-    try:
-        gen = lib.store.current
-    except LibraryDamagedError as exc:
-        return [_problem(root / "CURRENT", str(exc))]
+    gen = lib.data  # the generation this object reads: its manifest, its tables
     rel = os.path.relpath(gen, root)
     try:
         manifest = read_json(gen / "manifest.json")
@@ -115,9 +178,10 @@ def _problems(lib, *, checksums: bool) -> list[dict]:
                 bad_files.add(name)
     for name in sorted(set(files_of(gen)) - set(listed)):
         out.append(_problem(f"{rel}/{name}", "not part of the committed generation", ("stray", name)))
-    for p in sorted(root.iterdir()):
-        if p.name.startswith("gen-") and p.name > gen.name or ".tmp-" in p.name:
-            out.append(_problem(p.name, "left by an interrupted writer", ("recover",)))
+    if not _writer_running(lib):  # a live writer's new generation is work in progress, not a leftover
+        for p in sorted(root.iterdir()):
+            if is_uncommitted(p.name, lib.store.generation):
+                out.append(_problem(p.name, "left by an interrupted writer", ("recover",)))
     if bad_files & {"tracks.parquet", "segments.parquet"}:
         return out  # the rest cannot be judged without the tables
     try:
@@ -209,29 +273,37 @@ def _sidecars(emb, rel: str, out: list) -> list[dict]:
     return found
 
 
-def _repair(lib, problems: list[dict]) -> None:
-    """Rewrite what can be derived, in one new generation; files that cannot be derived stay."""
-    from .. import io
+def _repair(lib, problems: list[dict]) -> set:
+    """Rewrite what can be derived, in one new generation; returns the fixes that could not be made.
+    Files that cannot be derived stay as they are, listed in the manifest as they were."""
     from ..index import build_index
     from .ingest import consolidate
     fixes = {p["fix"] for p in problems if p["fix"]}
-    with lib.store.transaction(verify=False) as gen:  # taking the lock already removes what dead writers left
-        for fix in sorted(f for f in fixes if f[0] == "stray"):
-            io.remove(gen / fix[1])
-        for fix in sorted(f for f in fixes if f[0] == "vectors"):
-            emb = lib.embedding(fix[1])
-            if (emb.path / "raw.npy").exists():
-                emb.write(read_npy(emb.path / "raw.npy", mmap=False), dict(emb.meta),
-                          emb.valid_rows(lib.segments["track_id"].to_numpy()))
-        for _, key, name in sorted(f for f in fixes if f[0] == "index"):
-            emb = lib.embedding(key)
-            factory = _factory(emb.path / f"index-{name}.json")
-            io.remove(emb.path / f"index-{name}.faiss")
-            io.remove(emb.path / f"index-{name}.json")
-            if factory:  # without its sidecar the index is dropped: build it again with `audiorag build`
-                build_index(lib, emb.reload(), factory, name=name)
-        if ("pending",) in fixes:
-            consolidate(lib)
+    keep = tuple(_key(p)[0] for p in problems if not p["fix"])
+    failed = set()
+    with lib.store.transaction(verify=False, carry=keep) as gen:  # the lock removes what dead writers left
+        for fix in sorted(fixes, key=lambda f: ("stray", "vectors", "index", "pending").index(f[0])
+                          if f[0] in ("stray", "vectors", "index", "pending") else -1):
+            try:
+                if fix[0] == "stray":
+                    io.remove(gen / fix[1])
+                elif fix[0] == "vectors":
+                    emb = lib.embedding(fix[1])
+                    emb.write(read_npy(emb.path / "raw.npy", mmap=False), dict(emb.meta),
+                              emb.valid_rows(lib.segments["track_id"].to_numpy()))
+                elif fix[0] == "index":
+                    emb = lib.embedding(fix[1])
+                    factory = _factory(emb.path / f"index-{fix[2]}.json")
+                    io.remove(emb.path / f"index-{fix[2]}.faiss")
+                    io.remove(emb.path / f"index-{fix[2]}.json")
+                    if factory:  # without its sidecar the index is dropped: build it again with `audiorag build`
+                        build_index(lib, emb.reload(), factory, name=fix[2])
+                elif fix[0] == "pending":
+                    consolidate(lib)
+            except AudioragError as exc:  # e.g. the raw rows a vectors file comes from are damaged too
+                log.warning("cannot repair %s: %s", fix, exc)
+                failed.add(fix)
+    return failed
 
 
 def _factory(sidecar) -> str | None:

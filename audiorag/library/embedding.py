@@ -9,7 +9,7 @@ import numpy as np
 
 from ..embedders import Embedder, get_embedder, l2_normalise
 from ..errors import IncompatibleLibraryError
-from .store import read_json, read_npy, write_json, write_npy
+from .store import damaged, read_json, read_npy, write_json, write_npy
 
 #: standardisation statistics are refitted on every growth of the library until they rest on this
 #: many vectors, then frozen: vectors already stored (and indexed) stay as they are when tracks are added
@@ -63,14 +63,10 @@ class Embedding:
 
     def vectors(self) -> np.ndarray:
         """``float32[n_segments, dim]``, memory-mapped read-only."""
-        path = self.path / "vectors.npy"
-        if not path.exists():
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return read_npy(path)
+        return self._array("vectors.npy", self.dim)
 
     def raw(self) -> np.ndarray:
-        path = self.path / "raw.npy"
-        return read_npy(path) if path.exists() else np.zeros((0, self.dim), np.float32)
+        return self._array("raw.npy", self.dim)
 
     @property
     def has_text(self) -> bool:
@@ -84,8 +80,16 @@ class Embedding:
 
     def tags(self) -> np.ndarray:
         """``float32[n_segments, n_tags]`` tag probabilities per segment, memory-mapped read-only."""
-        path = self.path / "tags.npy"
-        return read_npy(path) if path.exists() else np.zeros((0, len(self.tag_names)), np.float32)
+        return self._array("tags.npy", len(self.tag_names)) if self.tag_names else np.zeros((0, 0), np.float32)
+
+    def _array(self, name: str, width: int) -> np.ndarray:
+        """A stored array, memory-mapped; empty before the first vectors; missing afterwards is damage."""
+        path = self.path / name
+        if path.exists():
+            return read_npy(path)
+        if self.n_segments:
+            raise damaged(path, "missing")
+        return np.zeros((0, width), np.float32)
 
     def write_tags(self, tags: np.ndarray) -> None:
         write_npy(self.path / "tags.npy", np.ascontiguousarray(tags, dtype=np.float32))

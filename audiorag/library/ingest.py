@@ -73,6 +73,13 @@ class _Errors:
             del self.rows[k]
         self.changed |= bool(gone)
 
+    def forget_gone(self) -> None:
+        """Failures of files that no longer exist are not current any more."""
+        gone = [k for k in self.rows if k[0] and not os.path.lexists(decode_path(k[0]))]
+        for k in gone:
+            del self.rows[k]
+        self.changed |= bool(gone)
+
     def write(self) -> None:
         write_jsonl(self.lib.data / "errors.jsonl", [self.rows[k] for k in sorted(self.rows)])
         self.changed = False
@@ -97,6 +104,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
                 for e in run:
                     _ensure_embedding_dir(lib, e)
         errors = _Errors(lib)
+        errors.forget_gone()
         for problem in getattr(dataset, "problems", None) or []:
             report.failed += 1
             report.errors.append(errors.record(problem))
@@ -207,15 +215,15 @@ def remove(lib, track_ids) -> int:
 def replace(lib, track_id: int, source, *, workers: int | None = None, progress: bool = False) -> BuildReport:
     """See :meth:`audiorag.Library.replace`."""
     from ..audio import load_with_hash
-    row = lib.tracks[lib.tracks["track_id"] == int(track_id)]
-    if row.empty:
-        raise ParameterError(f"replace: track id {track_id} is not in this library")
     src = source if isinstance(source, TrackSource) else TrackSource(os.path.abspath(str(source)))
     _, _, digest, _ = load_with_hash(src.uri)  # a file that does not decode fails here, before any change
-    if digest in set(lib.tracks["content_hash"]):
-        raise ParameterError(f"replace: {encode_path(src.uri)} is already in the library")
-    meta = {k: v for k, v in row.iloc[0].items() if k not in TRACK_COLUMNS and not pd.isna(v)}
     with lib.store.transaction():  # one commit: the old track or the new one, never neither
+        row = lib.tracks[lib.tracks["track_id"] == int(track_id)]
+        if row.empty:
+            raise ParameterError(f"replace: track id {track_id} is not in this library")
+        if digest in set(lib.tracks["content_hash"]):
+            raise ParameterError(f"replace: {encode_path(src.uri)} is already in the library")
+        meta = {k: v for k, v in row.iloc[0].items() if k not in TRACK_COLUMNS and not pd.isna(v)}
         remove(lib, [track_id])
         report = add(lib, [TrackSource(src.uri, {**meta, **src.metadata, "track_id": int(track_id)})],
                      workers=workers, progress=progress)

@@ -55,11 +55,10 @@ class Store:
     def __init__(self, root, *, wait: bool | float = False):
         self.root = Path(root)
         self.wait = wait
-        self._lock_fd: int | None = None
         self._depth = 0
         self._txn: Path | None = None
-        self._txn_depth = 0
-        self.committed: Path | None = None  # the generation this object committed last
+        self.serial = 0  # counts the changes begun here: what was read inside a failed one is stale
+        self.last_commit: Path | None = None  # the generation this object committed last, until read
 
     @classmethod
     def create(cls, root, **kw) -> Store:
@@ -94,12 +93,9 @@ class Store:
         return self.root / _gen_name(self.generation)
 
     @property
-    def data(self) -> Path:
-        """Where to read and write now: the open transaction's directory, else the committed one."""
-        return self._txn if self._txn is not None else self.current
-
-    def manifest(self, gen_dir: Path | None = None) -> dict:
-        return read_json((gen_dir or self.current) / "manifest.json")
+    def open_change(self) -> Path | None:
+        """The directory of the change (transaction) in progress, if any."""
+        return self._txn
 
     # -- the one writer ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -126,13 +122,12 @@ class Store:
         except BaseException:
             os.close(fd)
             raise
-        self._lock_fd, self._depth = fd, 1
+        self._depth = 1
         try:
             self.recover()
             yield
         finally:
             self._depth = 0
-            self._lock_fd = None
             os.close(fd)  # releases the lock (so does the death of the process)
 
     def _acquire(self, fd: int) -> None:
@@ -171,18 +166,16 @@ class Store:
 
     # -- commits ----------------------------------------------------------------------------
     @contextlib.contextmanager
-    def transaction(self, *, verify: bool = True):
+    def transaction(self, *, verify: bool = True, carry: tuple = ()):
         """A new generation: yields its directory (a copy of the current one, by hard links);
         committed when the block ends, discarded when it raises. Nested blocks join the outer one.
 
         ``verify``: refuse (:class:`LibraryDamagedError`) to build on a generation whose files
-        differ in size from its manifest — a change never carries damage forward."""
+        differ in size from its manifest — a change never carries damage forward. ``carry``: files
+        (relative paths) whose manifest entries stay even though they are missing (``check --repair``
+        keeps the record of what it could not restore)."""
         if self._txn is not None:
-            self._txn_depth += 1
-            try:
-                yield self._txn
-            finally:
-                self._txn_depth -= 1
+            yield self._txn
             return
         with self.lock():
             gen = self.generation
@@ -190,13 +183,14 @@ class Store:
                 self.verify_sizes()
             new = self.root / _gen_name(gen + 1)
             io.remove(new)  # a dead writer's leftover (recover() removes it too)
+            self.serial += 1
             _link_tree(self.current, new)
-            self._txn, self._txn_depth = new, 1
+            self._txn = new
             try:
                 yield new
-                _write_manifest(new, gen + 1, self.current)
+                _write_manifest(new, gen + 1, self.current, carry=carry)
                 _switch(self.root, gen + 1)
-                self.committed = new
+                self.last_commit = new
             except BaseException:
                 self._txn = None
                 with contextlib.suppress(StorageError):
@@ -204,11 +198,15 @@ class Store:
                 raise
             finally:
                 self._txn = None
-            self._collect(gen + 1)
+            try:
+                self.prune(gen + 1)
+            except StorageError as exc:  # committed all the same; the next writer deletes what is left
+                log.warning("could not delete old generations: %s", exc)
 
-    def verify_sizes(self) -> None:
-        """Every file of the committed generation is there with its recorded size (a ``stat`` each)."""
-        gen = self.current
+    def verify_sizes(self, gen: Path | None = None) -> None:
+        """Every file of a generation (the committed one by default) is there with its recorded size
+        (a ``stat`` each); else :class:`LibraryDamagedError`."""
+        gen = gen or self.current
         for rel, entry in read_json(gen / "manifest.json").get("files", {}).items():
             try:
                 size = os.stat(gen / rel).st_size
@@ -246,8 +244,7 @@ class Store:
         io.make_dirs(gen)
         for name in names:
             if (self.root / name).exists():
-                io.fault_point(f"rename {name}")
-                os.replace(self.root / name, gen / name)
+                io.move(self.root / name, gen / name)
         _write_manifest(gen, 1, None)
         _switch(self.root, 1)
 
@@ -259,21 +256,19 @@ class Store:
         gen = self.generation
         removed = []
         for p in self.root.iterdir():
-            m = GEN.fullmatch(p.name)
-            stale = (m and int(m.group(1)) > gen) or ".tmp-" in p.name
-            if stale:
+            if is_uncommitted(p.name, gen):
                 io.remove(p)
                 removed.append(p.name)
-        removed += [str(p.relative_to(self.root)) for p in _temporaries(self.current)]
         for p in _temporaries(self.current):
             io.remove(p)
-        removed += self._collect(gen)
+            removed.append(str(p.relative_to(self.root)))
+        removed += self.prune(gen)
         if removed:
             log.info("%s: removed what an interrupted writer left: %s", self.root, ", ".join(removed[:5]))
         return removed
 
-    def _collect(self, gen: int) -> list[str]:
-        """Delete the generations before ``gen`` that no reader pins."""
+    def prune(self, gen: int) -> list[str]:
+        """Delete the generations before ``gen`` that no reader pins; their names."""
         out = []
         for p in sorted(self.root.iterdir()):
             m = GEN.fullmatch(p.name)
@@ -296,6 +291,12 @@ class Store:
         return out
 
 
+def is_uncommitted(name: str, gen: int) -> bool:
+    """Whether a top-level entry named ``name`` is what a writer left uncommitted when ``gen`` is current."""
+    m = GEN.fullmatch(name)
+    return bool(m and int(m.group(1)) > gen) or ".tmp-" in name
+
+
 def unpin(fd: int | None) -> None:
     """Release a generation pinned by :meth:`Store.pin`."""
     if fd is not None:
@@ -308,9 +309,9 @@ def _gen_name(n: int) -> str:
 
 
 def _switch(root: Path, gen: int) -> None:
-    io.fsync_dir(root / _gen_name(gen))
+    for d, _, _ in os.walk(root / _gen_name(gen)):  # every entry of the generation is on disk before CURRENT
+        io.fsync_dir(d)
     io.write_atomic(root / "CURRENT", _gen_name(gen) + "\n")
-    io.fsync_dir(root)
 
 
 def _link_tree(src: Path, dst: Path) -> None:
@@ -339,12 +340,13 @@ def files_of(gen_dir: Path) -> list[str]:
     return sorted(out)
 
 
-def _write_manifest(gen_dir: Path, gen: int, previous: Path | None) -> None:
-    """Sizes and sha256 of every file; a file linked unchanged from ``previous`` keeps its entry."""
+def _write_manifest(gen_dir: Path, gen: int, previous: Path | None, *, carry: tuple = ()) -> None:
+    """Sizes and sha256 of every file; a file linked unchanged from ``previous`` keeps its entry,
+    and so do the ``carry`` files, present or not."""
     old = {}
     if previous is not None and (previous / "manifest.json").exists():
         old = read_json(previous / "manifest.json").get("files", {})
-    files = {}
+    files = {rel: old[rel] for rel in carry if rel in old}
     for rel in files_of(gen_dir):
         st = os.stat(gen_dir / rel)
         prev = old.get(rel)
