@@ -329,3 +329,17 @@ def test_file_names_round_trip_whatever_their_bytes():
         name = os.fsdecode(bytes(r.choice(alphabet) for _ in range(r.randint(1, 10))))
         text = encode_path(name)
         assert decode_path(text) == name and text.encode("utf-8")
+
+
+def test_damage_of_the_same_size_is_not_carried_into_a_new_generation(base, tmp_path):
+    import shutil
+    shutil.copytree(base / "base", tmp_path / "lib")
+    lib = Library.open(tmp_path / "lib")
+    raw = lib.embedding("features45").path / "raw.npy"
+    data = bytearray(raw.read_bytes())
+    data[-8:] = b"\x7f" * 8  # one value garbled in place: same size, same inode
+    raw.write_bytes(bytes(data))
+    with pytest.raises(LibraryDamagedError, match="raw.npy: content differs"):
+        Library.open(lib.path).add([base / "audio" / "t3.wav"], workers=1, progress=False)
+    assert len(Library.open(lib.path).tracks) == 3
+    assert any(p["file"].endswith("raw.npy") for p in Library.open(lib.path).check())

@@ -244,6 +244,7 @@ def refresh(lib, emb) -> None:
 
 def _update(lib, emb, sidecar: dict, now: dict) -> None:
     path = emb.path / f"index-{sidecar['name']}.faiss"
+    lib.verify(path)  # updated in place from its old content: that content must be the committed one
     index = read_index(path)
     seg_tracks = lib.segments["track_id"].to_numpy()
     old_rows = int(sidecar.get("n_rows", 0))

@@ -18,6 +18,7 @@ writers' lock in :mod:`.store`; :meth:`Library.check` / :meth:`Library.info` in 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -150,6 +151,24 @@ class Library:
             self._manifest = read_json(gen / "manifest.json").get("files", {})
             self._manifest_of = gen
         return rel in self._manifest
+
+    def verify(self, path: Path) -> None:
+        """Before a change rewrites a file from its old content: the content is the one recorded at
+        commit (sha256), else :class:`~audiorag.errors.LibraryDamagedError` — damage is never carried
+        into a new generation."""
+        from ..io import file_sha256
+        rel = os.path.relpath(path, self.data)
+        committed = self.store.current / rel
+        if self.store.open_change is not None:  # a file already rewritten by this change is its own
+            try:
+                if not os.path.samefile(path, committed):
+                    return
+            except FileNotFoundError:
+                return
+        self._expected(rel)
+        entry = self._manifest.get(rel)
+        if entry is not None and file_sha256(path) != entry["sha256"]:
+            raise damaged(path, "content differs from the sha256 recorded at commit")
 
     def _table(self, name: str, empty):
         p = self.data / name

@@ -373,10 +373,13 @@ def _consolidate_embedding(lib, emb: Embedding, tracks, segments) -> bool:
         return False
     end = ready[-1][1] + ready[-1][2]
     raw = np.zeros((end, emb.dim), np.float32)  # rows of removed tracks in between stay zero
-    raw[:n_seg_old] = emb.raw()[:n_seg_old]
     tag_rows = np.zeros((end, n_tags), np.float32)
-    if n_tags:
-        tag_rows[:n_seg_old] = emb.tags()[:n_seg_old]
+    if n_seg_old:
+        lib.verify(emb.path / "raw.npy")
+        raw[:n_seg_old] = emb.raw()[:n_seg_old]
+        if n_tags:
+            lib.verify(emb.path / "tags.npy")
+            tag_rows[:n_seg_old] = emb.tags()[:n_seg_old]
     missing = set(meta.get("missing_tracks", []))
     for tid, first, count in ready:
         raw[first:first + count], tag_rows[first:first + count], failed = parts[tid]
