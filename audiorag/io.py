@@ -39,6 +39,7 @@ def fault_point(what: str = "") -> None:
     _FAULT["count"] += 1
     if _FAULT["count"] != int(at):
         return
+    _FAULT["what"] = what
     if os.environ.get("AUDIORAG_FAULT", "kill") == "kill":
         os._exit(137)  # no cleanup, no finally: like kill -9
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), what)

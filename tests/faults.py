@@ -88,6 +88,16 @@ def _write(out: str, obj) -> None:
     Path(out).write_text(json.dumps(obj))
 
 
+def _faulty(name, path, spec, out):
+    """The operation with the fault hook on; records which change the fault hit (ENOSPC only: a kill
+    leaves no time to write)."""
+    from audiorag import io
+    try:
+        operation(name, path, spec)
+    finally:
+        _write(out, io._FAULT.get("what", ""))
+
+
 def _rerun(name, path, spec, out):
     operation(name, path, spec)
     _write(out, digest(path))
@@ -132,11 +142,15 @@ def main(spec_path: str, out_path: str) -> None:
     for kind in spec["kinds"]:
         for n in range(1, n_points + 1):
             lib = fresh(work / "faulty")
-            failed = in_child(operation, name, lib, spec, env={"AUDIORAG_FAULT_AT": str(n), "AUDIORAG_FAULT": kind})
+            what = work / "what.json"
+            what.unlink(missing_ok=True)
+            failed = in_child(_faulty, name, lib, spec, what,
+                              env={"AUDIORAG_FAULT_AT": str(n), "AUDIORAG_FAULT": kind})
+            hit = json.loads(what.read_text()) if what.exists() else ""
             tmp.unlink(missing_ok=True)
             rerun = in_child(_rerun, name, lib, spec, tmp)
             got = json.loads(tmp.read_text()) if tmp.exists() else {}
-            results.append({"kind": kind, "n": n, "exit": failed, "rerun": rerun, **got})
+            results.append({"kind": kind, "n": n, "exit": failed, "hit": hit, "rerun": rerun, **got})
     _write(out_path, {"reference": reference, "points": n_points, "results": results})
 
 

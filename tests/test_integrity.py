@@ -8,6 +8,7 @@ operation is run again, and the library must equal the one an uninterrupted run 
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -73,8 +74,10 @@ def test_every_write_point_killed_or_out_of_space_resumes_to_the_same_library(ba
     assert ref["problems"] == [] and out["points"] >= 10
     for r in out["results"]:
         where = f"{operation}: {r['kind']} at write {r['n']} of {out['points']}"
-        # the fault did stop the operation: killed, or a clear StorageError (exit 3), never another exception
-        assert r["exit"] == (137 if r["kind"] == "kill" else 3) or r["exit"] == 0 and r["n"] > out["points"] - 8, where
+        # the fault stopped the operation: killed, or a clear StorageError (exit 3) — never another exception;
+        # except a full disk while deleting old generations after a commit: logged, the next writer deletes them
+        pruning = r["exit"] == 0 and r["kind"] == "enospc" and re.fullmatch(r"remove .*/gen-\d+", r["hit"])
+        assert r["exit"] == (137 if r["kind"] == "kill" else 3) or pruning, f"{where}: {r['hit']}"
         assert r["rerun"] == 0, where
         assert r["digest"] == ref["digest"], where
         assert r["problems"] == [] and r["leftovers"] == [], where
