@@ -107,7 +107,7 @@ def latency_histogram_figure(seconds: np.ndarray):
     handles = []
     for q, style in ((50, "-"), (95, "--"), (99, ":")):
         handles.append(ax.axvline(np.percentile(ms, q), c="k", ls=style, label=f"p{q} {np.percentile(ms, q):.2f} ms"))
-    ax.set(xlabel="Library.search latency (ms)", ylabel="queries")
+    ax.set(xlabel="search() latency (ms)", ylabel="queries")
     _legend_outside(fig, handles)
     return fig
 

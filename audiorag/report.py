@@ -137,14 +137,14 @@ def index_bench(root: Path) -> str:
 
 
 def search_overhead(root: Path) -> str:
-    """What ``Library.search`` adds to the raw FAISS call (``benchmarks/search.py``)."""
+    """What ``search()`` adds to the raw FAISS call (``benchmarks/search.py``)."""
     rec = _read(root, "search-bench/overhead.json")
     if rec is None:
         return _missing("search overhead", "python benchmarks/search.py")
     raw = rec["p50_ms"]["raw"]
     rows = [[name, f"{p50:.3f} ms", f"{raw:.3f} ms", f"**{rec['overhead_ms'][name]:.3f} ms**"]
             for name, p50 in rec["p50_ms"].items() if name != "raw"]
-    text = _table(["query", "Library.search p50", "raw FAISS p50", "overhead"], rows)
+    text = _table(["query", "search() p50", "raw FAISS p50", "overhead"], rows)
     text += (f"\n\n`{rec['embedding']}`, `{rec['index']}` index, {rec['n_segments']:,} segments, "
              f"{rec['queries']} moment queries, k = {rec['k']}.")
     return text + _source("experiments/results/search-bench/overhead.json", command="python benchmarks/search.py")

@@ -1,12 +1,12 @@
-"""What ``Library.search`` adds on top of the raw FAISS call, side by side in one run.
+"""What ``search()`` adds on top of the raw FAISS call, side by side in one run.
 
     python benchmarks/search.py                                   # the make-demo library, features45 (the docs' record)
     python benchmarks/search.py --library LIB --embedder aisfx --index auto
 
 For each of ``--queries`` moments of the library (seeded), interleaved: the raw
-``index.search`` of the moment's vector (k = 10) and ``Library.search(Query.moment(...),
+``index.search`` of the moment's vector (k = 10) and ``search(lib, Query.moment(...),
 k=10)`` (vector lookup, FAISS, filtering, hit table with track metadata), then the same
-with ``by="track"`` and with a metadata filter. Overhead = p50(Library.search) − p50(raw).
+with ``by="track"`` and with a metadata filter. Overhead = p50(search) − p50(raw).
 """
 
 from __future__ import annotations

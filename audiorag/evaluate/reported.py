@@ -98,7 +98,7 @@ CLAIMS = [
           "excluded, every segment a query (default corpus); artist-disjoint from the default sweep"),
     Claim("S0", "query response time", "156 ms average (\"sub-200 ms\")",
           "{m[latency/mean_ms]:.1f} ms mean, {m[latency/p99_ms]:.1f} ms p99 ({m[library/segments]:,.0f} segments)",
-          "end-to-end `Library.search` of a moment, k = 10; S0: 47 K segments, hardware unstated"),
+          "end-to-end `search()` of a moment, k = 10; S0: 47 K segments, hardware unstated"),
     Claim("S0", "query latency bound", "< 20,000 ms", "{m[moment/clip_query_ms]:.0f} ms",
           "a 10 s audio clip decoded, embedded (features45) and searched, in-process"),
     Claim("S0", "embedding", "wav2vec2-base, 768-D", "{m[embed/wav2vec2/ingest_clips_per_s]:.2f} clips/s",
