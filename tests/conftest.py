@@ -6,6 +6,7 @@ the first session generates the corpus, later ones reuse it. ``tests/`` is on ``
 (``pythonpath`` in pyproject.toml), so tests import fixtures such as ``random_models`` directly.
 """
 
+import ctypes
 import fcntl
 import os
 from contextlib import contextmanager
@@ -74,3 +75,52 @@ def write_tone(path, seconds=3.0, sr=SR, freq=440.0, channels=1, **kw):
     data = y if channels == 1 else np.stack([y] * channels, axis=1)
     sf.write(str(path), data, sr, **kw)
     return y
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class without_file_override:
+    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective capabilities (kept
+    as permitted, so they come back on exit): as root, ``chmod 000`` then really stops reading."""
+
+    MASK = (1 << 1) | (1 << 2)
+
+    def __enter__(self):
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+        self.saved = (_CapData * 2)()
+        if self.libc.capget(ctypes.byref(self.header), self.saved) != 0:
+            raise OSError(ctypes.get_errno(), "capget")
+        dropped = (_CapData * 2)()
+        ctypes.memmove(dropped, self.saved, ctypes.sizeof(dropped))
+        dropped[0].effective &= ~self.MASK
+        if self.libc.capset(ctypes.byref(self.header), dropped) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+        return self
+
+    def __exit__(self, *exc):
+        self.libc.capset(ctypes.byref(self.header), self.saved)
+
+
+@contextmanager
+def permissions_enforced():
+    """``chmod`` really stops this thread from reading and writing: as root, CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH are dropped for the block (the test is skipped when they cannot be)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    guard = without_file_override()
+    try:
+        guard.__enter__()
+    except OSError:
+        pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE: chmod cannot stop access")
+    try:
+        yield
+    finally:
+        guard.__exit__(None, None, None)

@@ -2,7 +2,6 @@
 everything that cannot be a source is recorded once; and every CLI command meets bad values with
 one line and exit status 2, never a traceback."""
 
-import ctypes
 import errno
 import io
 import json
@@ -17,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
+from conftest import permissions_enforced
 from typer.testing import CliRunner
 
 from audiorag.audio import load, load_with_hash
@@ -135,37 +135,6 @@ def test_labels_csv_matches_links_and_escaped_names(tmp_path):
     assert sources["gone.wav"] == {"label": "missing"}  # kept, so that the build records it
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
-class without_file_override:
-    """Drop CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from this thread's effective capabilities (kept
-    as permitted, so they come back on exit): as root, ``chmod 000`` then really stops reading."""
-
-    MASK = (1 << 1) | (1 << 2)
-
-    def __enter__(self):
-        self.libc = ctypes.CDLL(None, use_errno=True)
-        self.header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
-        self.saved = (_CapData * 2)()
-        if self.libc.capget(ctypes.byref(self.header), self.saved) != 0:
-            raise OSError(ctypes.get_errno(), "capget")
-        dropped = (_CapData * 2)()
-        ctypes.memmove(dropped, self.saved, ctypes.sizeof(dropped))
-        dropped[0].effective &= ~self.MASK
-        if self.libc.capset(ctypes.byref(self.header), dropped) != 0:
-            raise OSError(ctypes.get_errno(), "capset")
-        return self
-
-    def __exit__(self, *exc):
-        self.libc.capset(ctypes.byref(self.header), self.saved)
-
-
 def test_unreadable_folder_and_file_are_recorded(tmp_path):
     root = tmp_path / "root"
     ok = put(str(root / "open" / "a.wav"), encoded("WAV", "PCM_16"))
@@ -174,13 +143,7 @@ def test_unreadable_folder_and_file_are_recorded(tmp_path):
     os.chmod(root / "locked", 0)
     os.chmod(secret, 0)
     try:
-        guard = without_file_override() if os.geteuid() == 0 else None
-        try:
-            if guard is not None:
-                guard.__enter__()
-        except OSError:
-            pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE: chmod cannot stop reading")
-        try:
+        with permissions_enforced():
             try:
                 os.listdir(root / "locked")
                 pytest.skip("this file system ignores permissions")
@@ -193,9 +156,6 @@ def test_unreadable_folder_and_file_are_recorded(tmp_path):
             with pytest.raises(AudioDecodeError, match="cannot read file \\(Permission denied\\)"):
                 load(secret)
             ds.content_hash()  # unreadable files do not stop it
-        finally:
-            if guard is not None:
-                guard.__exit__(None, None, None)
     finally:
         os.chmod(root / "locked", 0o755)
         os.chmod(secret, 0o644)

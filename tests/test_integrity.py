@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_tone
+from conftest import permissions_enforced, write_tone
 
 from audiorag import Library
 from audiorag.errors import LibraryDamagedError, LibraryLockedError, StorageError
@@ -193,26 +193,16 @@ def test_damaged_files_are_named_and_check_repairs_what_can_be_derived(base, tmp
 def test_read_only_library_gives_a_clear_error_and_leaves_nothing(base, tmp_path):
     import shutil
 
-    from test_bad_inputs import without_file_override
     shutil.copytree(base / "base", tmp_path / "lib")
     lib = Library.open(tmp_path / "lib")
     for d, _, _ in os.walk(tmp_path / "lib"):
         os.chmod(d, 0o555)
     os.chmod(tmp_path / "lib" / "lock", 0o444)
-    guard = without_file_override() if os.geteuid() == 0 else None
     try:
-        try:
-            if guard is not None:
-                guard.__enter__()
-        except OSError:
-            pytest.skip("running as root without the right to drop CAP_DAC_OVERRIDE: chmod cannot stop writing")
-        try:
+        with permissions_enforced():
             with pytest.raises(StorageError, match=r"lock: Permission denied — is the library read-only"):
                 lib.add([base / "audio" / "t3.wav"], workers=1, progress=False)
             assert len(lib.tracks) == 3 and len(search(lib, Query.moment(0, at=0.0), k=2)) == 2  # still readable
-        finally:
-            if guard is not None:
-                guard.__exit__(None, None, None)
     finally:
         for d, _, _ in os.walk(tmp_path / "lib"):
             os.chmod(d, 0o755)
