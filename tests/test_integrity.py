@@ -336,3 +336,17 @@ def test_damage_of_the_same_size_is_not_carried_into_a_new_generation(base, tmp_
         Library.open(lib.path).add([base / "audio" / "t3.wav"], workers=1, progress=False)
     assert len(Library.open(lib.path).tracks) == 3
     assert any(p["file"].endswith("raw.npy") for p in Library.open(lib.path).check())
+
+
+def test_a_garbled_current_is_reported_and_repaired(base, tmp_path):
+    import shutil
+
+    from audiorag.library.check import check_path
+    shutil.copytree(base / "base", tmp_path / "lib")
+    (tmp_path / "lib" / "CURRENT").write_text("garbage\n")
+    with pytest.raises(LibraryDamagedError, match="CURRENT: 'garbage' is not a generation name"):
+        Library.open(tmp_path / "lib")
+    assert [p["file"] for p in check_path(tmp_path / "lib")] == ["CURRENT"]
+    assert [p["repaired"] for p in check_path(tmp_path / "lib", repair=True)] == [True]
+    lib = Library.open(tmp_path / "lib")
+    assert len(lib.tracks) == 3 and lib.check() == []

@@ -251,9 +251,10 @@ class Store:
     def recover(self) -> list[str]:
         """Remove what a dead writer left: uncommitted generations, temporary files, old generations.
         Runs when the lock is taken; returns what it removed."""
-        if not (self.root / "CURRENT").exists():
+        try:
+            gen = self.generation
+        except LibraryDamagedError:  # no committed generation to measure leftovers against (check --repair)
             return []
-        gen = self.generation
         removed = []
         for p in self.root.iterdir():
             if is_uncommitted(p.name, gen):
