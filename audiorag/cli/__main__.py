@@ -1,0 +1,5 @@
+"""``python -m audiorag.cli`` is ``audiorag``."""
+
+from . import main
+
+main()

@@ -1,0 +1,196 @@
+"""Commands that make and look after a library: build, remove, info, check."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import typer
+
+from ..errors import AudioragError, ParameterError
+from ._app import (
+    _WAIT_HELP,
+    _choice,
+    _embedders,
+    _given,
+    _number,
+    _open_kw,
+    _output_dir,
+    _print,
+    app,
+)
+
+
+@app.command()
+def build(library: Path = typer.Argument(..., help="library directory (created if missing)"),
+          dataset: str = typer.Option("synthetic", help="synthetic[:N[:SEED]] or folder:PATH"),
+          labels: Path | None = typer.Option(None, help="CSV with a 'path' column + metadata columns"),
+          label_from_folder: bool = typer.Option(False, help="folder datasets: label = first sub-folder"),
+          label_regex: str | None = typer.Option(None, help="folder datasets: label = first group of this "
+                                                    "regex on the file name, e.g. '^([a-z]+)_'"),
+          fma_root: Path | None = typer.Option(None, help="fma:SUBSET datasets: where `data fetch` put FMA"),
+          embedder: list[str] = typer.Option(["features45"], help="embedder NAME[:key=value,...] (repeatable), "
+                                             "e.g. mert:layer=all or clap:model=/models/clap-htsat-unfused"),
+          window: float | None = typer.Option(None, help="window length, seconds (new library: 10; "
+                                                 "an existing one keeps its own)"),
+          hop: float | None = typer.Option(None, help="hop between windows, seconds (new library: 2)"),
+          tail: str | None = typer.Option(None, help="drop | pad | keep-short (new library: keep-short)"),
+          index: list[str] = typer.Option(["Flat"], help="FAISS factory string, or auto (repeatable)"),
+          max_memory: str | None = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
+          target_recall: float = typer.Option(0.95, help="recall@10 the search parameters are tuned to"),
+          workers: int | None = typer.Option(None, help="worker processes (default: all cores)"),
+          wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+          as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
+    """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
+    from ..datasets import resolve
+    from ..library import Library
+    from ..segment import TAIL_POLICIES, Segmentation
+    # every option first: a bad value must not cost a whole build
+    if (library / "library.json").exists():  # an existing library keeps its segmentation unless told otherwise
+        seg = Library.open(library).segmentation
+        window, hop, tail = _given(window, seg.window), _given(hop, seg.hop), _given(tail, seg.tail)
+    window, hop, tail = _given(window, 10.0), _given(hop, 2.0), _given(tail, "keep-short")
+    _number("--window", window, above=0, unit=" (seconds)")
+    _number("--hop", hop, above=0, unit=" (seconds)")
+    _choice("--tail", tail, TAIL_POLICIES)
+    try:
+        Segmentation(window=window, hop=hop, tail=tail)
+    except ParameterError as exc:
+        reason = str(exc).removeprefix("Segmentation: ")
+        raise ParameterError(f"--window {window:g} / --hop {hop:g}: {reason}") from None
+    _number("--target-recall", target_recall, above=0, maximum=1)
+    if workers is not None and workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {workers}")
+    budget = _bytes(max_memory) if max_memory else None
+    options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
+    source = resolve(dataset, **{k: v for k, v in options.items() if v})
+    embedders = _embedders("--embedder", embedder)
+    _check_factories(index, embedders)
+    _output_dir("LIBRARY", library)
+
+    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **_open_kw(wait))
+    report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json)
+    if len(lib.tracks) == 0:
+        first = f"; first: {report.errors[0]['uri']}: {report.errors[0]['message']}" if report.errors else ""
+        raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}{first} "
+                            "— check the files (`audiorag info LIBRARY` lists every failure)")
+    sidecars = [_current_index(lib, e.key, f) or lib.build_index(e.key, f, max_memory=budget,
+                                                                  target_recall=target_recall)
+                for e in embedders for f in index]
+    out = {**report.__dict__, "library": str(library),
+           "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars]}
+    lines = [report.summary()] + [f"  {e['uri']}: [{e['stage']}] {e['message']}" for e in report.errors]
+    lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s"
+              for s in sidecars]
+    _print(out, as_json, "\n".join(lines))
+
+
+def _check_factories(factories: list[str], embedders: list) -> None:
+    """Each ``--index`` factory string must be one FAISS accepts for each embedder's dimension."""
+    from ..index.factory import empty_index
+    for f in factories:
+        if f == "auto":
+            continue
+        for e in embedders:
+            dim = getattr(e, "dim", None)
+            if isinstance(dim, int) and dim > 0:
+                try:
+                    empty_index(f, dim)
+                except ParameterError as exc:  # FAISS's message starts with a C++ signature: keep its reason
+                    reason = re.sub(r"Error in .*? at \S+:\d+: ", "", str(exc))
+                    raise ParameterError(f"--index {f!r}: {reason}") from None
+
+
+def _index_line(i: dict) -> str:
+    q = i.get("quality") or {}
+    line = f"  index {i['name']} ({i['factory']}): {i['n']} vectors, {i.get('bytes_per_segment', '?')} B/segment"
+    if q:
+        line += f", recall@10 {q['recall@10']:.3f} at {i['search_params'] or 'exact'}, p99 {q['latency_p99_ms']:.2f} ms"
+    if "resident_bytes" in i:
+        line += f"; mapped {i['mapped_bytes'] / 1e6:.1f} MB, resident {i['resident_bytes'] / 1e6:.1f} MB"
+    if i.get("error"):
+        line += f"; cannot be opened: {i['error']}"
+    return line
+
+
+def _bytes(text: str) -> float:
+    """``"640MB"`` → 6.4e8; plain numbers are bytes.
+
+    >>> _bytes("640MB"), _bytes("2 GiB")
+    (640000000.0, 2000000000.0)
+    """
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMGT]?)I?B?\s*", text.upper())
+    try:
+        value = float(m.group(1)) if m else None
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        raise ParameterError(f"--max-memory: expected a size like 640MB or 2GB, got {text!r}")
+    return value * 1000 ** " KMGT".index(m.group(2) or " ")
+
+
+def _current_index(lib, embedding: str, factory: str):
+    """The sidecar of an up-to-date index of that name (kept in step by add/remove), else None."""
+    from ..index import index_name, load_index
+    try:
+        return load_index(lib, lib.embedding(embedding), index_name(factory)).sidecar
+    except AudioragError:
+        return None
+
+
+@app.command()
+def remove(library: Path = typer.Argument(..., help="library directory"),
+           track_id: list[int] = typer.Argument(..., help="track ids to remove"),
+           wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+           as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """Remove tracks from LIBRARY: their segments leave every index (updated in place where it can)."""
+    from ..library import Library
+    n = Library.open(library, **_open_kw(wait)).remove(track_id)
+    _print({"removed": n}, as_json, f"removed {n} tracks")
+
+
+@app.command()
+def info(library: Path = typer.Argument(..., help="library directory"),
+         memory: bool = typer.Option(False, help="open every index memory-mapped and report resident memory"),
+         as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """Describe LIBRARY: segmentation, counts, embeddings, indexes (measured recall, latency, size), errors."""
+    from ..library import Library
+    d = Library.open(library).info(memory=memory)
+    lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
+             f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "
+             f"tail {d['segmentation']['tail']}",
+             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"]
+    for e in d["embeddings"]:
+        lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
+                     f"{e['missing_tracks']} tracks missing")
+        lines += [_index_line(i) for i in e["indexes"]]
+    if memory:
+        lines.append(f"process resident memory {d['resident_bytes'] / 1e6:.1f} MB")
+    _print(d, as_json, "\n".join(lines))
+
+
+@app.command()
+def check(library: Path = typer.Argument(..., help="library directory"),
+          repair: bool = typer.Option(False, "--repair", help="rebuild what can be derived (vectors, indexes, an "
+                                                              "interrupted build's consolidation)"),
+          wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+          as_json: bool = typer.Option(False, "--json", help="print the problems as JSON only")):
+    """Verify LIBRARY: files against the manifest, tables, arrays, indexes. One line per problem;
+    exit status 0 when none remain, 1 when some do."""
+    from ..library.check import check_path
+    problems = check_path(library, repair=repair, **_open_kw(wait))
+    remaining = [p for p in problems if not p.get("repaired")]
+    lines = [f"{p.get('file', '?')}: {p.get('problem', '?')}"
+             + {True: " — repaired", False: " — cannot be repaired", None: ""}.get(p.get("repaired"), "")
+             for p in problems]
+    if not problems:
+        lines = [f"{library}: no problems found"]
+    elif remaining and not repair:
+        lines.append(f"{len(remaining)} problem(s); `audiorag check {library} --repair` rebuilds what can be derived")
+    elif remaining:
+        lines.append(f"{len(remaining)} problem(s) remain; re-run the build for what cannot be derived")
+    _print({"library": str(library), "problems": problems, "remaining": len(remaining)}, as_json, "\n".join(lines))
+    if remaining:
+        raise typer.Exit(1)
+
