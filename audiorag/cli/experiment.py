@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -19,9 +20,17 @@ from ._app import (
     app,
 )
 
+#: Evaluation protocols besides retrieval: name -> ``run(library, options)``, where ``options`` holds eval's
+#: checked options (embedder, index, label, ks, queries, seed, out, as_json, wait). The run prints its own result.
+#: The modules of this package that add a query type register its protocol here (e.g. "recommend").
+EVAL_PROTOCOLS: dict[str, Callable[[Path, dict], None]] = {}
+
 
 @app.command("eval")
 def eval_(library: Path = typer.Argument(..., help="library directory"),
+          protocol_name: str = typer.Option("retrieval", "--protocol",
+                                            help="retrieval (P@k over label neighbours), or another query type's "
+                                                 "protocol: recommend, hum, identify"),
           embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
           index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
           label: str = typer.Option("genre", help="track column whose equal values count as relevant "
@@ -45,6 +54,13 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     ks = _cutoffs(k)
     if queries is not None and queries < 1:
         raise ParameterError(f"--queries must be >= 1, got {queries}")
+    if protocol_name != "retrieval":
+        _choice("--protocol", protocol_name, ["retrieval", *EVAL_PROTOCOLS])
+        _output_dir("--out", out)
+        options = {"embedder": embedder, "index": index, "label": label, "ks": ks, "queries": queries, "seed": seed,
+                   "out": out, "as_json": as_json}
+        EVAL_PROTOCOLS[protocol_name](library, options)
+        return
     if depth < 1:
         raise ParameterError(f"--depth must be >= 1, got {depth}")
     if depth < ks[-1]:
