@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip install -q
 # an extra index without the package): drop those lines only; errors and other warnings still show
 QUIET := 2>&1 | sed "/^WARNING: Location '.*' is ignored/d"
 
-.PHONY: install demo demo-quick test test-fast lint bench clean docs
+.PHONY: install browser demo demo-quick test test-fast lint bench clean docs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+# the real browser the page and JupyterLab tests drive: Debian's chromium (apt-get, as root). Without it
+# those tests skip, except under CI ($$CI set) where they fail
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no chromium: run 'sudo apt-get install chromium' for the browser tests"; fi
+
 # the inner loop: everything not marked slow (notebook runs, wheel install, model loading, big builds)
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
@@ -55,6 +62,7 @@ bench: install
 	$(BIN)/python benchmarks/embed.py
 	$(BIN)/python benchmarks/search.py
 	$(BIN)/python benchmarks/index.py --n 100000
+	$(BIN)/python benchmarks/serve.py
 
 # the tables of measured numbers in README.md and docs/, regenerated from experiments/results/ records
 docs: install

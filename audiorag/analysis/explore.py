@@ -40,10 +40,12 @@ def clip(uri: str, start: float, end: float, *, sr: int = 22050) -> np.ndarray:
     return y
 
 
-def players(hits: pd.DataFrame, *, sr: int = 22050, limit: int = 10) -> list:
-    """One ``IPython.display.Audio`` per hit (its moment only), for the first ``limit`` hits."""
+def players(hits: pd.DataFrame, *, sr: int = 22050, limit: int = 10, autoplay: bool = False) -> list:
+    """One ``IPython.display.Audio`` per hit (its moment only), for the first ``limit`` hits;
+    ``autoplay=True`` starts playing as soon as the player is shown (a click on the map)."""
     from IPython.display import Audio
-    return [Audio(clip(h.uri, h.start, h.end, sr=sr), rate=sr) for h in hits.head(limit).itertuples()]
+    return [Audio(clip(h.uri, h.start, h.end, sr=sr), rate=sr, autoplay=autoplay)
+            for h in hits.head(limit).itertuples()]
 
 
 def show_hits(hits: pd.DataFrame, *, columns=("rank", "track_id", "start", "end", "score", "uri"), limit: int = 10):
@@ -55,10 +57,11 @@ def show_hits(hits: pd.DataFrame, *, columns=("rank", "track_id", "start", "end"
 
 
 def interactive_map(xy: np.ndarray, items: pd.DataFrame, *, colour: str | None = None, highlight=None,
-                    query=None):
+                    highlight_name: str = "hits", query=None):
     """A plotly ``FigureWidget`` of the map; hovering shows each point's track and moment, clicking
-    plays it (in the returned ``ipywidgets.Output``). ``highlight``: item rows to ring (hits);
-    ``query``: one 2-D point drawn as a star. Returns ``ipywidgets.VBox([figure, output])``."""
+    plays it (in the returned ``ipywidgets.Output``). ``highlight``: item rows to ring (hits, outliers),
+    named ``highlight_name`` in the legend; ``query``: one 2-D point drawn as a star.
+    Returns ``ipywidgets.VBox([figure, output])``."""
     import ipywidgets as widgets
     import plotly.graph_objects as go
     from IPython.display import display
@@ -72,7 +75,8 @@ def interactive_map(xy: np.ndarray, items: pd.DataFrame, *, colour: str | None =
                           text=np.asarray(text)[m], customdata=np.flatnonzero(m), hoverinfo="text")
     if highlight is not None and len(highlight):
         h = np.asarray(highlight)
-        fig.add_scatter(x=xy[h, 0], y=xy[h, 1], mode="markers", name="hits",
+        fig.add_scatter(x=xy[h, 0], y=xy[h, 1], mode="markers", name=highlight_name, text=np.asarray(text)[h],
+                        customdata=h, hoverinfo="text",  # a ring is drawn over its point: clicking it plays too
                         marker=dict(size=12, color="rgba(0,0,0,0)", line=dict(width=2, color="black")))
     if query is not None:
         fig.add_scatter(x=[query[0]], y=[query[1]], mode="markers", name="query",
@@ -86,7 +90,7 @@ def interactive_map(xy: np.ndarray, items: pd.DataFrame, *, colour: str | None =
         with out:
             out.clear_output()
             print(f"track {row.track_id}, {row.get('start', 0):.1f}–{row.get('end', 0):.1f} s: {row.uri}")
-            display(*players(pd.DataFrame([row]), limit=1))
+            display(*players(pd.DataFrame([row]), limit=1, autoplay=True))
 
     for trace in fig.data:
         if trace.customdata is not None:
