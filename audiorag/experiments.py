@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from .errors import ParameterError
 from .evaluate import EvaluationRecord, Protocol
+from .evaluate.probe import ProbeProtocol, ProbeRecord
 from .index import index_name
 from .library.store import write_json
 
@@ -52,7 +53,7 @@ SWEEPS = Path(str(resources.files(__package__) / "sweeps"))
 NOTEBOOKS_ENV = "AUDIORAG_NOTEBOOKS"
 #: the columns ``audiorag sweep`` prints
 TABLE_COLUMNS = ["cell", "segment/P@10", "track/P@10", "segment/mAP", "moment/accuracy", "latency/p50_ms",
-                 "memory/index_bytes_per_segment"]
+                 "memory/index_bytes_per_segment", "probe/accuracy", "probe/macro_f1"]
 SUMMARY_COLUMNS = ["segment/P@1", "segment/P@10", "segment/mAP", "segment/nDCG@10", "track/P@10", "track/mAP",
                    "moment/accuracy", "chance/P", "latency/p50_ms", "latency/p95_ms", "throughput/batch_qps",
                    "memory/index_bytes_per_segment", "cluster/silhouette", "cluster/purity", "cluster/nmi"]
@@ -82,11 +83,23 @@ class ProtocolSpec(Protocol):
         return self.name or "-".join([self.label, *[f"x{c}" for c in self.exclude_same]])
 
 
+class ProbeSpec(ProbeProtocol):
+    """A probe (``grid.probes``), run once per embedder and segmentation; its accuracy and macro-F1 join the
+    summary rows whose protocol has the same label (probe and retrieval side by side)."""
+
+    name: str | None = None
+
+    @property
+    def slug(self) -> str:
+        return self.name or f"{self.label}-{self.group or 'track'}-{self.model}"
+
+
 class Grid(BaseModel):
     embedders: list[EmbedderSpec | str]
     indexes: list[str] = Field(default_factory=lambda: ["Flat"])
     segmentations: list[SegmentationSpec] = Field(default_factory=lambda: [SegmentationSpec()])
     protocols: list[ProtocolSpec] = Field(default_factory=lambda: [ProtocolSpec()])
+    probes: list[ProbeSpec] = Field(default_factory=list)
 
 
 class Cell(BaseModel):
@@ -249,6 +262,9 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
                 continue
             log.info("cell %s done in %.1fs", cell.id, time.perf_counter() - t0)
     bar.close()
+    for cell in cells:  # probes of finished cells' embeddings (also those done by an earlier run)
+        if (root / "cells" / cell.id / "metrics.json").exists():
+            run_probes(config, cell, root)
     return summarise(root)
 
 
@@ -281,7 +297,8 @@ def summarise(root: str | Path) -> pd.DataFrame:
         rows.append({"cell": path.parent.name, "embedder": rec.embedder["key"], "index": rec.index["factory"],
                      "window": rec.library["segmentation"]["window"], "hop": rec.library["segmentation"]["hop"],
                      "protocol": rec.protocol.describe(), "queries": rec.timings["n_queries"],
-                     **{c: rec.metrics.get(c) for c in SUMMARY_COLUMNS}})
+                     **{c: rec.metrics.get(c) for c in SUMMARY_COLUMNS},
+                     **_probe_scores(root, rec)})
     failed = sorted(p.parent.name for p in (root / "cells").glob("*/error.json"))
     summary = pd.DataFrame(rows)
     if len(summary):
@@ -290,6 +307,36 @@ def summarise(root: str | Path) -> pd.DataFrame:
     (root / "summary.md").write_text(markdown_table(summary) + "".join(f"\nfailed cell: {c} (see cells/{c}/error.json)"
                                                                         for c in failed) + "\n")
     return summary
+
+
+def run_probes(config: SweepConfig, cell: Cell, root: Path) -> None:
+    """The grid's probes of this cell's embedder and segmentation, each run once, into
+    ``probes/<embedder>-w<window>-h<hop>-<probe>/``; a failure is recorded there (``error.json``)."""
+    from .embedders import get_embedder
+    from .evaluate.probe import probe
+    from .library import Library
+    seg = cell.segmentation
+    for spec in config.grid.probes:
+        out = root / "probes" / f"{cell.embedder.slug}-w{seg.window:g}-h{seg.hop:g}-{spec.slug}"
+        if (out / "metrics.json").exists():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            probe(Library.open(config.library_dir(root, seg)), out_dir=out, **spec.model_dump(exclude={"name"}),
+                  embedder=get_embedder(cell.embedder.name, **cell.embedder.params).key)
+        except Exception as exc:  # recorded; the sweep goes on
+            write_json(out / "error.json", {"probe": out.name, "error": type(exc).__name__, "message": str(exc)})
+            log.warning("probe %s failed: %s", out.name, exc)
+
+
+def _probe_scores(root: Path, rec: EvaluationRecord) -> dict:
+    """Accuracy and macro-F1 of the probe of ``rec``'s embedding, segmentation and label, if the sweep ran one."""
+    for path in sorted((root / "probes").glob("*/metrics.json")):
+        probe = ProbeRecord.read(path)
+        if (probe.embedder["key"], probe.library["segmentation"], probe.protocol.label) == \
+                (rec.embedder["key"], rec.library["segmentation"], rec.protocol.label):
+            return {c: probe.metrics[c] for c in ("probe/accuracy", "probe/macro_f1")}
+    return {}
 
 
 def _fmt(value) -> str:

@@ -136,6 +136,25 @@ def index_bench(root: Path) -> str:
                                                         command="python benchmarks/index.py --n N")
 
 
+def serve_load(root: Path) -> str:
+    """Throughput and latency of ``audiorag serve`` per query and clients (``benchmarks/serve.py``)."""
+    rec = _read(root, "serve-bench/serve.json")
+    if rec is None:
+        return _missing("REST API load", "python benchmarks/serve.py")
+    base = rec["in_process"]
+    cells = [(kind, cell) for kind, cs in rec["served"].items() for cell in cs]
+    cells += [(f"{kind}, during a build", cell) for kind, cell in rec.get("during_build", {}).items()
+              if kind != "builds"]
+    rows = [[kind, c["clients"], c["per_s"], c["p50_ms"], c["p99_ms"], c["errors"],
+             base[kind.split(",")[0]]["p50_ms"], c["load_after"][0]] for kind, c in cells]
+    text = _table(["query", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "in-process p50 ms",
+                   "load (1 min)"], rows)
+    text += (f"\n\n`{rec['embedding']}` (Flat), {rec['n_segments']:,} segments, {rec['workers']} server processes, "
+             f"{rec['seconds_per_cell']:g} s per cell, upload {rec['upload_bytes'] / 1e3:.0f} kB; text: "
+             f"`{rec.get('text_embedding')}`; run {rec['started']}, load at start {rec['load_start']}.")
+    return text + _source("experiments/results/serve-bench/serve.json", command="python benchmarks/serve.py")
+
+
 def search_overhead(root: Path) -> str:
     """What ``search()`` adds to the raw FAISS call (``benchmarks/search.py``)."""
     rec = _read(root, "search-bench/overhead.json")
@@ -245,6 +264,7 @@ def claims(root: Path) -> str:
 
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
             "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
+            "serve-load": serve_load,
             "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,
             "seeds": seeds, "claims": claims}
 

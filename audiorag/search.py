@@ -94,6 +94,17 @@ class Query:
         return cls("hybrid", cls.text(text).source, audio_part=part, alpha=float(alpha))
 
     @classmethod
+    def hum(cls, source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> Query:
+        """A hummed (sung, whistled) phrase: a path or mono array with ``sr``, optionally its ``[start, end)``;
+        matched by melody in the ``melody`` embedding (see :mod:`audiorag.melody`).
+
+        >>> Query.hum("hum.wav", start=1.0).kind
+        'hum'
+        """
+        clip = cls.audio(source, sr=sr, start=start, end=end)
+        return cls("hum", clip.source, clip.sr, clip.start, clip.end)
+
+    @classmethod
     def moment(cls, track_id: int, at: float = 0.0) -> Query:
         """The library's own segment of ``track_id`` that starts at (or just before) ``at`` seconds."""
         if not (np.isfinite(at) and at >= 0):
@@ -333,11 +344,18 @@ def _candidates(index, q: np.ndarray, n_wanted: int, keep) -> tuple[np.ndarray, 
 
 
 def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None = None,
-           exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment") -> pd.DataFrame:
+           exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment",
+           rerank=None, fusion: str = "early", weights=None) -> pd.DataFrame:
     """Top-``k`` hits for ``query``: ``rank, track_id, segment_id, start, end, score`` + track metadata.
 
     ``by="track"`` aggregates to one row per track (its best moment, ``n_segments`` matched).
-    ``filters`` maps a track column to a value or list of accepted values.
+    ``filters`` maps a track column to a value or list of accepted values; the segments' descriptor
+    columns (``key``, ``mode``, ``tempo``, ``loudness_db``, ``key_confidence``) filter moments
+    (a track column of the same name is then ``track.<name>``).
+    ``rerank`` (an :class:`audiorag.rerank.Rerank`) re-ranks ``k × fan_out`` candidates: multi-factor
+    score with ``contrib:`` columns, MMR diversity, caps, overlapping windows counted once.
+    ``fusion="late"`` with ``embedder="E1+E2"``: score-level fusion, ``Σ wᵢ·cosᵢ`` (``weights``, default
+    equal) over the union of each embedding's own index candidates (early fusion: the stored ``E1+E2``).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ParameterError(f"search: k must be an integer >= 1, got {k!r}")
@@ -345,25 +363,46 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         raise ParameterError(f"search: by must be 'segment' or 'track', got {by!r}")
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
-                             "(use Query.audio / .moment / .text / .hybrid)")
+                             "(use Query.audio / .moment / .text / .hybrid / .hum)")
+    if rerank is not None and (fusion != "early" or query.kind == "hum"):
+        raise ParameterError("search: rerank= re-ranks audio, moment, text-tower and hybrid queries (early fusion)")
+    if fusion != "early":
+        return _late_fusion(lib, query, embedder, weights, fusion=fusion, k=k, index=index,
+                            exclude_same_track=exclude_same_track, filters=filters, by=by)
+    if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)
+        from .melody import hum_search
+        return hum_search(lib, query, embedder=embedder, k=k, index=index, filters=filters, by=by)
     ctx = context(lib, embedder, index, text=query.kind in ("text", "hybrid"))
     emb = ctx.emb
     if query.kind == "text" and not emb.has_text:
+        if rerank is not None:
+            raise ParameterError("search: rerank= needs a vector query; a tag-space text query has none")
         return _text_search(lib, ctx, query.source, k=k, filters=filters, by=by)
     if query.kind == "hybrid" and not emb.has_text:
         raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
     lay = ctx.layout
     qv, own_track = query_vectors(lib, emb, query, ctx=ctx)
+    from .rerank import descriptor_filters, rerank_hits
+    filters, moments = descriptor_filters(lib, filters)
     allowed = ctx.allowed(lib, filters)
     excluded = own_track if exclude_same_track else None
 
     def keep(ids):
         t = lay.seg_track[ids]
         ok = np.ones(len(ids), dtype=bool) if allowed is None else np.isin(t, allowed)
+        ok = ok if moments is None else ok & moments[ids]
         return ok if excluded is None else ok & (t != excluded)
 
+    if allowed is None and excluded is None and moments is None:
+        keep = None
+    if rerank is not None:  # k × fan_out candidates for the mean query vector, re-ranked (audiorag.rerank)
+        if by != "segment":
+            raise ParameterError("search: re-ranking returns moments (by='segment'); one per track: max_per_track=1")
+        cands = _single(ctx.index, l2_normalise(qv.mean(axis=0)), k * rerank.fan_out, keep, lay, "segment")
+        return rerank_hits(lib, ctx, query, _with_metadata(ctx, cands), k=k, options=rerank)
+
     if len(qv) == 1:
-        hits = _single(ctx.index, qv[0], k, keep if allowed is not None or excluded is not None else None, lay, by)
+        hits = _single(ctx.index, qv[0], k, keep, lay, by)
     else:
         hits = _sequence(lib, emb, ctx.index, qv, k, keep, lay, by)
     return _with_metadata(ctx, hits)
@@ -380,7 +419,7 @@ def _text_embedding(lib, embedder):
                              f"({', '.join(e.key for e in towers)}); name one with embedder=")
     if towers:
         return towers[0]
-    if not any(e.tag_names for e in lib.embeddings()):
+    if not any(e.tag_names and e.meta.get("tags_are") != "contour" for e in lib.embeddings()):
         raise ParameterError(f"{lib.path}: text queries need an embedding with a text tower (clap) or a tagger "
                              f"(musicnn-mtt); this library has {', '.join(e.key for e in lib.embeddings()) or 'none'}")
     return lib.tagger()
@@ -487,3 +526,35 @@ def _with_metadata(ctx: _Context, cols: dict) -> pd.DataFrame:
     out = {"rank": np.arange(1, n + 1), **cols, "segment_id": np.asarray(cols["segment_id"], dtype=np.int64)}
     out.update(ctx.metadata(np.asarray(cols["track_id"])))
     return pd.DataFrame(out)
+
+
+def _late_fusion(lib, query: Query, embedder, weights, *, fusion: str, k: int, index, exclude_same_track: bool,
+                 filters, by: str) -> pd.DataFrame:
+    """Score-level fusion of the embeddings named ``E1+E2+…``: each one's index proposes candidates, every
+    candidate is scored ``Σ wᵢ·cosᵢ`` from the stored vectors (single-window queries)."""
+    names = str(embedder or "").split("+")
+    if fusion != "late" or len(names) < 2:
+        raise ParameterError(f"search: fusion='late' needs embedder='E1+E2[+…]', got fusion={fusion!r}, "
+                             f"embedder={embedder!r}")
+    w = np.ones(len(names)) if weights is None else np.asarray(weights, dtype=float)
+    if w.shape != (len(names),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ParameterError(f"search: late fusion needs {len(names)} weights >= 0, got {weights}")
+    ctxs = [context(lib, name, index) for name in names]
+    qvs = [query_vectors(lib, c.emb, query, ctx=c) for c in ctxs]
+    if any(len(qv) != 1 for qv, _ in qvs):
+        raise ParameterError("search: late fusion takes one-window queries (a moment, or a clip up to one window)")
+    lay, allowed = ctxs[0].layout, ctxs[0].allowed(lib, filters)
+    excluded = qvs[0][1] if exclude_same_track else None
+
+    def keep(ids):
+        t = lay.seg_track[ids]
+        ok = np.ones(len(ids), dtype=bool) if allowed is None else np.isin(t, allowed)
+        return ok if excluded is None else ok & (t != excluded)
+    wanted = 4 * (k if by == "segment" else 8 * k)
+    ids = np.unique(np.concatenate([_candidates(c.index, qv[0], wanted, keep)[0] for c, (qv, _) in zip(ctxs, qvs)]))
+    scores = sum(wi / w.sum() * (np.asarray(c.vectors[ids]) @ qv[0]) for wi, c, (qv, _) in zip(w, ctxs, qvs))
+    order = np.lexsort((ids, -scores))
+    ids, scores = ids[order], np.asarray(scores, dtype=np.float32)[order]
+    hits = {"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids], "end": lay.ends[ids],
+            "score": scores}
+    return _with_metadata(ctxs[0], _head(_aggregate(hits) if by == "track" else hits, k))

@@ -230,6 +230,10 @@ def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
         (["analyse", L, "--maps", "mds"], "--maps"), (["analyse", L, "--out", a_file], "--out"),
         (["analyse", L, "--write-column", "c"], "--write-column"),
         (["analyse", L, "--label", "mood", "--out", str(base / "an")], "mood"),
+        (["recommend", L, "--liked", "0@x"], "TRACK@SECONDS"), (["recommend", L, "--liked", "999@1"], "[999]"),
+        (["recommend", L, "--liked", "0@1", "--diversity", "2"], "--diversity"),
+        (["recommend", L, "--liked", "0@1", "--mood", "sleepy"], "--mood"),
+        (["recommend", L, "--liked", "0@1", "--history", missing], "--history"),
         (["models", "verify", "features45:foo=1"], "n_fft"), (["models", "verify", "nosuch"], "nosuch"),
         (["models", "--bogus"], "--bogus"),
     ]

@@ -107,6 +107,9 @@ def test_explore_notebook_in_jupyterlab(library, tmp_path):
         hits_out = "[data-cell='4'] .jp-Cell-outputArea"
         players = _wait_audio(page, hits_out, 5)
         assert len(players) == 5 and all(abs(a["duration"] - 10.0) < 0.05 for a in players)
+        page.locator(hits_out).scroll_into_view_if_needed()   # Run All ends at the last cell: bring it on screen
+        page.wait_for_function(f"() => document.querySelector({hits_out!r}).innerText.includes('rank: 1')",
+                               timeout=30_000)                # (cells off screen are not rendered: no innerText)
         assert "rank: 1 · track_id: 3 · start: 4.0" in page.locator(hits_out).inner_text()
 
         # the map: one WebGL point per live segment, the five hits ringed, the query as a star

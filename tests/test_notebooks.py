@@ -138,6 +138,24 @@ def test_explore_notebook_runs_headless(library, tmp_path):
     hits = pd.read_csv(tmp_path / "hits.csv")
     assert len(hits) == 5 and hits["track_id"].iloc[0] == 3 and hits["score"].iloc[0] > 0.999
     assert (tmp_path / "map.png").exists()
+    description = json.loads((tmp_path / "description.json").read_text())   # the description panel
+    assert description["query"]["track_id"] == 3 and len(description["neighbourhood"]["neighbours"]) == 5
     executed = json.loads((tmp_path / "02.ipynb").read_text())
     outputs = [o for c in executed["cells"] for o in c.get("outputs", [])]
     assert sum("audio/wav" in json.dumps(o) or "<audio" in json.dumps(o) for o in outputs) >= 5
+
+
+@pytest.mark.slow
+def test_recommend_notebook(library, tmp_path):
+    pm.execute_notebook(str(NOTEBOOKS / "06_recommend.ipynb"), str(tmp_path / "06.ipynb"),
+                        parameters={"library": str(library.path), "n_listeners": 6, "diversities": [0.0, 0.9],
+                                    "discovery": [0.5], "out_dir": str(tmp_path)},
+                        kernel_name="python3", progress_bar=False)
+    from audiorag.analysis.records import Record
+    record = Record.read(tmp_path / "metrics.json")
+    table = pd.read_csv(tmp_path / "tradeoff.csv").set_index("setting")
+    assert record.kind == "recommend" and record.metrics["listeners"] == 6
+    assert list(table.index) == ["search", "caps-a2", "d0.0-a2", "d0.9-a2", "d0.3-a2-disc0.5"]
+    assert table.loc["d0.9-a2", "ILD"] > table.loc["d0.0-a2", "ILD"]
+    assert table.loc["d0.3-a2-disc0.5", "discovery"] >= 0.5
+    assert (tmp_path / "recommend_tradeoff.png").exists()

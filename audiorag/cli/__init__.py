@@ -19,6 +19,12 @@ from ._app import app, crash_log, main, report_failure
 # Each module registers its commands on ``app``; `audiorag --help` lists them in this order.
 # isort: off
 from . import library, query, experiment, data  # noqa: F401, E402
+from . import serve  # noqa: F401, E402
+from . import compare  # noqa: F401, E402
+from . import recommend  # noqa: F401, E402
+from . import identify  # noqa: F401, E402
+from . import hum  # noqa: F401, E402
+from . import describe  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "crash_log", "main", "report_failure"]

@@ -47,6 +47,11 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           out: Path | None = typer.Option(None, help="write metrics.json (and per-query.csv) here"),
           export_run: Path | None = typer.Option(None, help="write the ranked lists as a TREC run file"),
           export_qrels: Path | None = typer.Option(None, help="write the relevance judgements as TREC qrels"),
+          projection: str | None = typer.Option(None, help="supervised retrieval, out of fold: none | lda | nca | "
+                                                           "linear fitted on the other groups' labelled segments"),
+          cv_group: str | None = typer.Option(None, help="with --projection: track column of the folds' groups "
+                                                         "(default: the track)"),
+          folds: int = typer.Option(5, help="with --projection: group k-fold splits (0: leave one group out)"),
           as_json: bool = typer.Option(False, "--json", help="print the record as JSON only")):
     """Measure retrieval on LIBRARY: P@k, R@k, nDCG@k, mAP, MRR (segment and track level), moment accuracy, latency."""
     from ..evaluate import Protocol, evaluate
@@ -74,6 +79,11 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     protocol = Protocol(label=label, exclude_same=exclude_same, ks=ks, seed=seed, depth=depth, subset=subset or None,
                         queries="per-track" if per_track else ("sample" if queries else "all"),
                         n_queries=queries, moment_queries=moment_queries)
+    if projection is not None or cv_group is not None:  # out-of-fold supervised retrieval (cli/compare.py)
+        from .compare import eval_projected
+        eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
+                       folds=folds, out=out, as_json=as_json)
+        return
     ev = evaluate(Library.open(library), embedder=embedder, index=index, protocol=protocol)
     if out:
         ev.record.write(out)

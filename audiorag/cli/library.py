@@ -40,6 +40,10 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           max_memory: str | None = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
           target_recall: float = typer.Option(0.95, help="recall@10 the search parameters are tuned to"),
           workers: int | None = typer.Option(None, help="worker processes (default: all cores)"),
+          fingerprint: bool = typer.Option(False, "--fingerprint", help="also keep landmark fingerprints "
+                                           "(for `audiorag identify`; later builds keep them up to date)"),
+          stems: str | None = typer.Option(None, help="hpss: also embed each track's harmonic and percussive stems "
+                                                      "with every --embedder (NAME@harmonic, NAME@percussive)"),
           wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
@@ -65,12 +69,13 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     budget = _bytes(max_memory) if max_memory else None
     options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
     source = resolve(dataset, **{k: v for k, v in options.items() if v})
-    embedders = _embedders("--embedder", embedder)
+    from ..embedders.stems import with_stems
+    embedders = with_stems(_embedders("--embedder", embedder), stems)
     _check_factories(index, embedders)
     _output_dir("LIBRARY", library)
 
     lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **_open_kw(wait))
-    report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json)
+    report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json, fingerprint=fingerprint)
     if len(lib.tracks) == 0:
         first = f"; first: {report.errors[0]['uri']}: {report.errors[0]['message']}" if report.errors else ""
         raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}{first} "
@@ -165,6 +170,10 @@ def info(library: Path = typer.Argument(..., help="library directory"),
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")
         lines += [_index_line(i) for i in e["indexes"]]
+    if d.get("fingerprints"):
+        f = d["fingerprints"]
+        lines.append(f"fingerprints: {f['tracks']} tracks ({f['hours']} h), {f['postings']} landmarks, "
+                     f"{f['bytes'] / 1e6:.1f} MB (docs/identify.md)")
     if memory:
         lines.append(f"process resident memory {d['resident_bytes'] / 1e6:.1f} MB")
     _print(d, as_json, "\n".join(lines))

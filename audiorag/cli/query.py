@@ -20,6 +20,8 @@ from ._app import (
 @app.command()
 def search(library: Path = typer.Argument(..., help="library directory"),
            audio: Path | None = typer.Option(None, help="query audio file"),
+           hum: Path | None = typer.Option(None, help="a hummed or sung phrase (audio file): query by melody, needs "
+                                                 "the melody embedding; --start/--end apply (docs/hum.md)"),
            start: float | None = typer.Option(None, help="query span start (s), with --audio"),
            end: float | None = typer.Option(None, help="query span end (s), with --audio"),
            track: int | None = typer.Option(None, help="query with a moment of this indexed track"),
@@ -28,20 +30,38 @@ def search(library: Path = typer.Argument(..., help="library directory"),
                                               "with --audio/--track, a hybrid query"),
            alpha: float = typer.Option(0.7, help="hybrid queries: weight of the text (1 - alpha: the audio)"),
            embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+           stem: str | None = typer.Option(None, help="harmonic | percussive: search that stem's embedding "
+                                              "(build --stems hpss; docs/describe.md#stems)"),
            index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
            k: int = typer.Option(10, "-k", help="number of hits"),
            exclude_same_track: bool = typer.Option(False, help="leave out the query's own track"),
            by: str = typer.Option("segment", help="segment | track (aggregate hits per track)"),
            where: list[str] = typer.Option([], help="metadata filter COLUMN=VALUE, or !=, >=, <=, >, < (repeatable; "
                                                     "numeric columns compare as numbers)"),
+           diversity: float | None = typer.Option(None, help="re-rank: MMR diversity 0..1 (1 - lambda); any re-rank "
+                                                            "option re-ranks k x 10 candidates (docs/recommend.md)"),
+           max_per_artist: int | None = typer.Option(None, help="re-rank: at most N moments per artist"),
+           max_per_track: int | None = typer.Option(None, help="re-rank: at most N moments per track (default 1)"),
+           harmonic: float | None = typer.Option(None, help="re-rank: weight of harmonic-progression similarity"),
+           tempo: float | None = typer.Option(None, help="re-rank: weight of tempo compatibility"),
+           key: float | None = typer.Option(None, help="re-rank: weight of key compatibility (circle of fifths)"),
+           mood: str | None = typer.Option(None, help="re-rank: calm | energetic | dark | bright | happy | sad"),
+           fusion: str = typer.Option("early", help="with --embedder E1+E2: early (the stored fusion, see `audiorag "
+                                                    "fuse`) or late (Σ w·cosine over each one's index)"),
+           weights: str | None = typer.Option(None, help="--fusion late: comma-separated weights (default equal)"),
+           identify: bool = typer.Option(False, "--identify", help="with --audio: identify the clip's track and "
+                                         "moment by its fingerprints, then search from that moment (docs/identify.md)"),
            as_json: bool = typer.Option(False, "--json", help="print hits as JSON only")):
-    """Search LIBRARY with an audio clip (--audio), a moment of an indexed track (--track --at)
-    or a description (--text)."""
+    """Search LIBRARY with an audio clip (--audio), a moment of an indexed track (--track --at),
+    a description (--text) or a hummed phrase (--hum)."""
     from ..library import Library
     from ..search import Query
     from ..search import search as run_search
-    if audio is not None and track is not None or audio is None and track is None and text is None:
-        raise ParameterError("give --audio FILE or --track ID, and/or --text TEXT (both: a hybrid query)")
+    if hum is not None and (audio is not None or track is not None or text is not None):
+        raise ParameterError("--hum is a query of its own: give it without --audio, --track or --text")
+    if audio is not None and track is not None or audio is None and track is None and text is None and hum is None:
+        raise ParameterError("give --audio FILE or --track ID, and/or --text TEXT (both: a hybrid query); "
+                             "or --hum FILE")
     if k < 1:
         raise ParameterError(f"-k must be >= 1, got {k}")
     _number("--start", start, minimum=0, unit=" (seconds)")
@@ -53,16 +73,30 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     _choice("--by", by, ("segment", "track"))
     filters = _conditions("--where", where)
     lib = Library.open(library)
+    if stem is not None:
+        from ..embedders.stems import stem_ref
+        embedder = stem_ref(embedder, stem, [e.name for e in lib.embeddings()])
     if track is not None:
         _check_moment(lib, track, at)
     clip = (Query.audio(audio, start=start, end=end) if audio is not None
             else Query.moment(track, at) if track is not None else None)
+    if identify:
+        from .identify import identified_moment
+        clip = identified_moment(lib, audio, start, end)
     query = clip if text is None else Query.text(text) if clip is None else Query.hybrid(text, clip, alpha=alpha)
+    if hum is not None:
+        query = Query.hum(hum, start=start, end=end)
+    from .recommend import rerank_options
+    rerank = rerank_options(diversity=diversity, max_per_artist=max_per_artist, max_per_track=max_per_track,
+                            harmonic=harmonic, tempo=tempo, key=key, mood=mood)
+    from .compare import _weights
     hits = run_search(lib, query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
-                      filters=filters or None, by=by)
+                      filters=filters or None, by=by, rerank=rerank,
+                      fusion=_choice("--fusion", fusion, ("early", "late")),
+                      weights=_weights(weights) if weights else None)
     cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
         c for c in hits.columns if c in ("genre", "genre_top", "label", "artist", "title", "license", "n_segments"))
-        if c in hits.columns] + [c for c in hits.columns if c.startswith("tag:")]
+        if c in hits.columns] + [c for c in hits.columns if c.startswith(("tag:", "contrib:"))]
     matched = hits.attrs.get("matched_tags")
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
     out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")

@@ -65,7 +65,7 @@ def cache_dir() -> Path:
 
 
 def resolve(spec: str, **options) -> Dataset:
-    """Parse a dataset spec: ``synthetic[:N[:SEED]]``, ``folder:PATH`` (options: ``labels=CSV``,
+    """Parse a dataset spec: ``synthetic[:N[:SEED]]``, ``melodic[:N[:SEED]]``, ``folder:PATH`` (options: ``labels=CSV``,
     ``label_from_folder``, ``label_regex``), ``fma:SUBSET`` (option ``root=DIR``) or ``freesound:DIR``."""
     if os.path.isdir(spec):
         spec = f"folder:{spec}"
@@ -79,6 +79,14 @@ def resolve(spec: str, **options) -> Dataset:
         except ValueError:
             raise ParameterError(f"dataset spec {spec!r}: expected synthetic[:N[:SEED]] with integers") from None
         return SyntheticDataset(n, seed, **{k: v for k, v in options.items() if k == "root"})
+    if kind == "melodic":  # lead melodies over accompaniment, for query by humming (see .melodic)
+        from .melodic import DEFAULT_N_TRACKS, MelodicDataset
+        parts = [p for p in rest.split(":") if p]
+        try:
+            n, seed = (int(parts[0]) if parts else DEFAULT_N_TRACKS), (int(parts[1]) if len(parts) > 1 else 0)
+        except ValueError:
+            raise ParameterError(f"dataset spec {spec!r}: expected melodic[:N[:SEED]] with integers") from None
+        return MelodicDataset(n, seed, **{k: v for k, v in options.items() if k == "root"})
     if kind == "folder":
         from .folder import FolderDataset
         if not rest:
@@ -97,4 +105,4 @@ def resolve(spec: str, **options) -> Dataset:
         ds.id = f"freesound:{Path(rest).resolve()}"
         return ds
     raise ParameterError(f"unknown dataset {spec!r}: not a file or folder, and not a dataset spec "
-                         "(synthetic[:N[:SEED]], folder:PATH, fma:SUBSET or freesound:DIR)")
+                         "(synthetic[:N[:SEED]], melodic[:N[:SEED]], folder:PATH, fma:SUBSET or freesound:DIR)")

@@ -84,7 +84,12 @@ def list_embedders() -> list[str]:
 
 
 def get_embedder(name: str, **params) -> Embedder:
-    """Instantiate a registered embedder with ``params``; unknown names raise :class:`UnknownEmbedderError`."""
+    """Instantiate a registered embedder with ``params``; unknown names raise :class:`UnknownEmbedderError`.
+    ``NAME@STEM`` (``aisfx@percussive``) embeds one separated stem of each track (:mod:`.stems`)."""
+    if "@" in name:
+        from .stems import split_name, stem_embedder
+        inner, stem = split_name(name)
+        return stem_embedder(get_embedder(inner, **params), stem)
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -137,6 +142,7 @@ register_lazy("clap", "audiorag.embedders.clap:Clap")
 register_lazy("mert", "audiorag.embedders.wav2vec:Mert")
 register_lazy("wav2vec2", "audiorag.embedders.wav2vec:Wav2Vec2")
 register_lazy("hubert", "audiorag.embedders.wav2vec:Hubert")
+register_lazy("melody", "audiorag.embedders.melody:Melody")
 
 
 __all__ = ["Embedder", "get_embedder", "list_embedders", "parse_spec", "register", "register_lazy", "l2_normalise",

@@ -251,17 +251,19 @@ class Library:
             return emb
         if by_name:
             raise ParameterError(f"embedder {ref!r} is ambiguous here: {', '.join(e.key for e in by_name)}")
+        how = f"audiorag fuse {self.path} {' '.join(str(ref).split('+'))}" if "+" in str(ref) else \
+            f"lib.embed({ref!r})"  # E1+E2: an early fusion (library/derived.py)
         raise UnknownEmbedderError(f"{self.path}: no embedding {ref!r}; present: "
-                                   f"{', '.join(e.key for e in found) or 'none'} (run lib.embed({ref!r}))")
+                                   f"{', '.join(e.key for e in found) or 'none'} (run {how})")
 
     def tagger(self, embedder: str | None = None) -> Embedding:
         """The embedding that stores tag probabilities (``embedder`` or the only tagger present)."""
         if embedder is not None:
             emb = self.embedding(embedder)
-            if not emb.tag_names:
+            if not emb.tag_names or emb.meta.get("tags_are") == "contour":  # melody stores contours, not tags
                 raise ParameterError(f"embeddings/{emb.key} has no tags; taggers: musicnn-mtt, musicnn-msd")
             return emb
-        taggers = [e for e in self.embeddings() if e.tag_names]
+        taggers = [e for e in self.embeddings() if e.tag_names and e.meta.get("tags_are") != "contour"]
         if len(taggers) != 1:
             present = ", ".join(e.key for e in taggers) or 'none; add one with lib.embed("musicnn-mtt")'
             raise ParameterError(f"{self.path}: {len(taggers)} tagging embeddings ({present}); name one with embedder=")
@@ -293,6 +295,13 @@ class Library:
         return pd.DataFrame(np.asarray(tags), index=pd.Index(range(len(tags)), name="segment_id"),
                             columns=emb.tag_names)
 
+    def descriptors(self, *, harmony: bool = False):
+        """Musical descriptors per segment, computed at build time (:mod:`.descriptors`): a table aligned
+        with :attr:`segments` (``key`` like "A minor", ``mode``, ``key_confidence``, ``tempo``,
+        ``loudness_db``), or with ``harmony=True`` the harmonic-progression array ``[n_segments, 48]``."""
+        from . import descriptors
+        return descriptors.harmony(self) if harmony else descriptors.table(self)
+
     def vectors(self, embedder: str | None = None) -> np.ndarray:
         """The L2-normalised vectors of an embedding, memory-mapped, ``[n_segments, dim]``."""
         emb = self.embedding(embedder)
@@ -310,7 +319,7 @@ class Library:
 
     # -- building (see .ingest) -------------------------------------------------------------
     def add(self, source, *, embedders=None, workers: int | None = None, progress: bool = True,
-            batch_tracks: int = 16, labels=None) -> BuildReport:
+            batch_tracks: int = 16, labels=None, fingerprint: bool = False) -> BuildReport:
         """Add new audio files and embed them with every embedding of the library plus ``embedders``.
 
         ``source`` is a :class:`~audiorag.datasets.Dataset`, a dataset spec (``"synthetic:96"``,
@@ -319,9 +328,11 @@ class Library:
         path replaces its track; a file that failed before and decodes now is added and leaves
         :meth:`errors`. A build killed at any point resumes on the next call and produces the same
         vectors. Files that fail are recorded in :meth:`errors` and counted; the rest proceeds.
+        ``fingerprint``: keep landmark fingerprints too (then every later ``add`` computes them; see
+        :func:`audiorag.identify.identify`).
         """
         return ingest.add(self, source, embedders=embedders, workers=workers, progress=progress,
-                          batch_tracks=batch_tracks, labels=labels)
+                          batch_tracks=batch_tracks, labels=labels, fingerprint=fingerprint)
 
     def embed(self, embedder, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 16,
               **params) -> str:

@@ -19,6 +19,7 @@ from ..audio import AudioInfo, load_with_hash, resample
 from ..embedders import Embedder
 from ..errors import AudioDecodeError, AudioragError
 from ..segment import Segmentation
+from . import descriptors, fingerprints
 
 _STATE: dict = {}
 
@@ -36,6 +37,8 @@ class FileResult:
     tags: dict = field(default_factory=dict)  # embedder key -> float32[n_segments, n_tags] (taggers)
     prepared: dict = field(default_factory=dict)  # embedder key -> model inputs awaiting the forward pass
     error: dict | None = None
+    descriptors: dict | None = None  # musical descriptors of its windows (see .descriptors)
+    landmarks: tuple | None = None  # (hashes, frames, n_frames) when the library keeps fingerprints
 
 
 def warm_up(embedders: list[Embedder]) -> None:
@@ -158,7 +161,7 @@ def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
     seg: Segmentation = _STATE["segmentation"]
     starts, ends = seg.windows(duration)
     by_rate: dict[int, np.ndarray] = {}
-    raw, prepared = {}, {}
+    raw, prepared, tags = {}, {}, {}
     for e in _STATE["embedders"]:
         stage = f"embed:{e.key}"
         try:
@@ -167,11 +170,15 @@ def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
             if _is_model(e):  # the model runs in the pipeline's main thread
                 prepared[e.key] = e.prepare_track(by_rate[e.sample_rate], starts, ends)
                 continue
-            raw[e.key] = check_output(e, e.embed_track(by_rate[e.sample_rate], starts, ends), len(starts))
+            if e.tag_names:  # a tagger without a model (melody: its contours) gives its tags with the vectors
+                vectors, tags[e.key] = e.embed_track_tagged(by_rate[e.sample_rate], starts, ends)
+            else:
+                vectors = e.embed_track(by_rate[e.sample_rate], starts, ends)
+            raw[e.key] = check_output(e, vectors, len(starts))
         except Exception as exc:
             exc.stage = stage  # type: ignore[attr-defined]
             raise
-    return raw, prepared
+    return raw, prepared, tags
 
 
 def check_output(e: Embedder, raw, n: int) -> np.ndarray:
@@ -191,8 +198,11 @@ def ingest_file(uri: str) -> FileResult:
         if digest in _STATE["known_hashes"]:
             return FileResult(uri, "duplicate", content_hash=digest)
         duration = len(y) / sr
-        raw, prepared = _embed_all(y, sr, duration)
-        return FileResult(uri, "ok", digest, header, duration, raw, prepared=prepared)
+        raw, prepared, tags = _embed_all(y, sr, duration)
+        described = descriptors.compute(y, sr, _STATE["segmentation"], duration)
+        marks = fingerprints.compute(y, sr) if _STATE.get("fingerprint") else None
+        return FileResult(uri, "ok", digest, header, duration, raw, tags, prepared=prepared, descriptors=described,
+                          landmarks=marks)
     except Exception as exc:
         return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", stage), exc))
 
@@ -204,8 +214,8 @@ def embed_file(task: tuple[str, str]) -> FileResult:
         y, sr, digest, header = load_with_hash(uri)
         if digest != expected:
             raise AudioDecodeError(uri, f"content changed since it was added ({expected[:15]}… → {digest[:15]}…)")
-        raw, prepared = _embed_all(y, sr, len(y) / sr)
-        return FileResult(uri, "ok", digest, header, len(y) / sr, raw, prepared=prepared)
+        raw, prepared, tags = _embed_all(y, sr, len(y) / sr)
+        return FileResult(uri, "ok", digest, header, len(y) / sr, raw, tags, prepared=prepared)
     except Exception as exc:
         return FileResult(uri, "error", error=error_record(uri, getattr(exc, "stage", "decode"), exc))
 

@@ -53,6 +53,8 @@ def info(lib, *, memory: bool = False) -> dict:
            "removed_segments": int((lib.segments["track_id"] < 0).sum()),
            "hours": round(float(lib.tracks["duration"].sum()) / 3600, 3),
            "errors": int(len(lib.errors())), "embeddings": embs}
+    from .fingerprints import summary
+    out["fingerprints"] = summary(lib)
     if memory:
         out["resident_bytes"] = resident_memory()
     return out

@@ -54,6 +54,9 @@ class Embedding:
     @cached_property
     def embedder(self) -> Embedder:
         """The embedder, instantiated from the stored params and checked against the description."""
+        if "derived" in self.meta:  # computed from other embeddings: embeds with them (see .derived)
+            from .derived import DerivedEmbedder
+            return DerivedEmbedder(self)
         e = get_embedder(self.meta["name"], **self.meta["params"])
         if e.key != self.key or e.dim != self.dim:
             raise IncompatibleLibraryError(

@@ -23,7 +23,7 @@ from ..embedders import Embedder, get_embedder
 from ..errors import IncompatibleLibraryError, ParameterError
 from ..io import decode_path, encode_path
 from ..segment import segment_table
-from . import build
+from . import build, derived, descriptors, fingerprints
 from .embedding import Embedding
 from .store import append_jsonl, read_jsonl, read_npz, read_parquet, write_json, write_jsonl, write_npz, write_parquet
 
@@ -86,7 +86,7 @@ class _Errors:
 
 
 def add(lib, source, *, embedders=None, workers: int | None = None, progress: bool = True,
-        batch_tracks: int = 16, labels=None) -> BuildReport:
+        batch_tracks: int = 16, labels=None, fingerprint: bool = False) -> BuildReport:
     """See :meth:`audiorag.Library.add`."""
     t0 = time.perf_counter()
     dataset = _dataset(source, labels)
@@ -98,7 +98,10 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
             lib.meta["dataset"] = dataset.id
             write_json(lib.path / "library.json", lib.meta)
         consolidate(lib)
-        run = list({e.key: e for e in [e.embedder for e in lib.embeddings()] + requested}.values())
+        if fingerprint:
+            fingerprints.enable(lib)
+        stored = [e.embedder for e in lib.embeddings() if "derived" not in e.meta]  # derived: computed, not embedded
+        run = list({e.key: e for e in stored + requested}.values())
         if any(not (lib.data / "embeddings" / e.key / "embedder.json").exists() for e in run):
             with lib.store.transaction():
                 for e in run:
@@ -114,7 +117,8 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
         build.warm_up(run)
         results = build.run(build.ingest_file, [s.uri for s in sources],
-                            {"segmentation": lib.segmentation, "embedders": run, "known_hashes": known},
+                            {"segmentation": lib.segmentation, "embedders": run, "known_hashes": known,
+                             "fingerprint": fingerprints.enabled(lib)},
                             workers=workers or build.default_workers(), desc="ingest", progress=progress)
         batch, edits = [], []
         for src, res in zip(sources, results):
@@ -137,6 +141,9 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         if batch or errors.changed:
             report.added += _commit_batch(lib, batch, run, state, errors)
         consolidate(lib)
+        descriptors.backfill(lib, workers=workers, progress=progress)  # tracks added before descriptors existed
+        if fingerprints.enabled(lib):  # tracks added before fingerprints were enabled
+            fingerprints.backfill(lib, workers=workers, progress=progress)
         for e in requested:  # embeddings new to this library also need the tracks added before
             if _covered(lib, lib.embedding(e.key)) < len(lib.tracks):
                 embed(lib, e, workers=workers, progress=progress)
@@ -204,6 +211,7 @@ def remove(lib, track_ids) -> int:
         segments.loc[segments["track_id"].isin(wanted), "track_id"] = -1
         tracks = lib.tracks[~lib.tracks["track_id"].isin(wanted)].reset_index(drop=True)
         lib._set_tables(tracks=tracks, segments=segments)
+        fingerprints.remove(lib, wanted)
         for emb in lib.embeddings():
             meta = dict(emb.meta, n_tracks=_covered(lib, emb), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
             write_json(emb.path / "embedder.json", meta)
@@ -263,6 +271,8 @@ def _commit_batch(lib, batch, embedders: list[Embedder], state: dict, errors: _E
             for e in embedders:
                 _write_part(Embedding(lib.data / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept],
                             [], [res.tags.get(e.key) for res in kept])
+            descriptors.write_part(lib, seq, ids, [descriptors.of_result(lib, res) for res in kept])
+            fingerprints.write_part(lib, seq, ids, [res.landmarks for res in kept])
             io.make_dirs(lib.data / "staging")
             write_parquet(lib.data / "staging" / f"{seq}.parquet", pd.DataFrame(rows))
             state["committed"] += 1
@@ -326,12 +336,15 @@ def consolidate(lib) -> None:
         changed = [emb.key for emb in lib.embeddings() if _consolidate_embedding(lib, emb, tracks, segments)]
         if len(staged):
             lib._set_tables(tracks=tracks, segments=segments)
+        descriptors.consolidate(lib, segments)
+        fingerprints.consolidate(lib)
         io.remove(lib.data / "staging")
         for emb in lib.embeddings():
             if _parts(emb) and _covered(lib, emb) == len(tracks):
                 io.remove(emb.path / "parts")
             if emb.key in changed:
                 refresh(lib, emb)
+        derived.follow(lib)  # fusions and projections of what grew, in the same commit
 
 
 def _covered(lib, emb: Embedding, tracks: pd.DataFrame | None = None, segments: pd.DataFrame | None = None) -> int:

@@ -1,0 +1,37 @@
+"""Query by humming on the command line: ``audiorag eval LIB --protocol hum`` (searching with a hum is
+``audiorag search LIB --hum FILE``, in :mod:`.query`).
+
+>>> "hum" in EVAL_PROTOCOLS
+True
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._app import _print
+from .experiment import EVAL_PROTOCOLS
+
+
+def _eval_hum(library: Path, options: dict) -> None:
+    """``--queries N`` hums (default 200) synthesised with ``--seed`` from the library's melodic tracks;
+    prints MRR / top-1 / top-10 / moment@1, the transposition × tempo × noise table and latency."""
+    from ..evaluate.hum import evaluate_hum, record, table
+    from ..library import Library
+    lib = Library.open(library)
+    n = options.get("queries") or 200
+    metrics, per = evaluate_hum(lib, n_hums=n, seed=options["seed"], embedder=options.get("embedder"),
+                                index=options.get("index"))
+    rec = record(lib, metrics, seed=options["seed"], embedder=options.get("embedder"))
+    out = options.get("out")
+    if out:
+        rec.write(out)
+        per.to_csv(Path(out) / "per-hum.csv", index=False)
+    head = " ".join(f"{k} {metrics[k]:.3f}" for k in ("MRR", "top1", "top10", "moment@1", "rejected"))
+    lat = (f"latency p50 {metrics['latency/p50_ms']:.1f} ms, p99 {metrics['latency/p99_ms']:.1f} ms "
+           f"(CPU time p50 {metrics['cpu/p50_ms']:.1f} ms, p99 {metrics['cpu/p99_ms']:.1f} ms)")
+    text = f"{int(metrics['hums'])} hums: {head}\n{lat}\n{table(per).to_string(index=False)}"
+    _print(rec.model_dump(mode="json"), options.get("as_json", False), text)
+
+
+EVAL_PROTOCOLS["hum"] = _eval_hum

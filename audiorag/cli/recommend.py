@@ -1,0 +1,117 @@
+"""The recommend command, and the ``recommend`` evaluation protocol (``audiorag eval --protocol recommend``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..errors import ParameterError
+from ._app import _choice, _number, _output_dir, _print, app
+from .experiment import EVAL_PROTOCOLS
+
+
+def _cap(option: str, value: int) -> int | None:
+    """A cap option: 0 means none."""
+    if value < 0:
+        raise ParameterError(f"{option} must be >= 0 (0: no cap), got {value}")
+    return value or None
+
+
+@app.command()
+def recommend(library: Path = typer.Argument(..., help="library directory"),
+              liked: list[str] = typer.Option(..., help="a liked moment TRACK@SECONDS (repeatable; oldest first)"),
+              history: Path | None = typer.Option(None, help="CSV of played tracks (a track_id column): never "
+                                                             "recommended; their artists are known"),
+              k: int = typer.Option(10, "--k", "-k", help="number of moments"),
+              diversity: float = typer.Option(0.3, help="MMR: 0 = relevance only, 1 = novelty only (1 - lambda)"),
+              max_per_artist: int = typer.Option(2, help="at most this many moments per artist (0: no cap)"),
+              max_per_track: int = typer.Option(1, help="at most this many moments per track (0: no cap)"),
+              harmonic: float = typer.Option(0.2, help="weight of harmonic-progression similarity"),
+              tempo: float = typer.Option(0.1, help="weight of tempo compatibility"),
+              key: float = typer.Option(0.1, help="weight of key compatibility (circle of fifths)"),
+              mood: str | None = typer.Option(None, help="calm | energetic | dark | bright | happy | sad"),
+              time_of_day: str | None = typer.Option(None, help="morning | afternoon | evening | night, or an "
+                                                                "hour 0-23: a mood prior when --mood is not given"),
+              discovery: float | None = typer.Option(None, help="at least this share of moments by artists not in "
+                                                                 "the history or the likes, e.g. 0.34"),
+              embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+              index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
+              as_json: bool = typer.Option(False, "--json", help="print the moments as JSON only")):
+    """Recommend moments of LIBRARY for a listener who liked --liked moments and played --history tracks."""
+    from ..library import Library
+    from ..recommend import parse_moment, read_history
+    from ..recommend import recommend as run
+    from ..rerank import MOODS
+    if k < 1:
+        raise ParameterError(f"--k must be >= 1, got {k}")
+    _number("--diversity", diversity, minimum=0, maximum=1)
+    for option, value in (("--harmonic", harmonic), ("--tempo", tempo), ("--key", key)):
+        _number(option, value, minimum=0)
+    _number("--discovery", discovery, minimum=0, maximum=1)
+    if mood is not None:
+        _choice("--mood", mood, list(MOODS))
+    hour = int(time_of_day) if time_of_day is not None and time_of_day.isdigit() else time_of_day
+    moments = [parse_moment(m) for m in liked]
+    played = read_history(history) if history is not None else []
+    lib = Library.open(library)
+    ids = set(lib.tracks["track_id"].tolist())
+    for option, tracks in (("--liked", [t for t, _ in moments]), ("--history", played)):
+        unknown = sorted(set(tracks) - ids)
+        if unknown:
+            raise ParameterError(f"{option}: track ids {unknown[:5]} are not in {library}")
+    out = run(lib, moments, history=played, k=k, embedder=embedder, index=index, diversity=diversity,
+              max_per_track=_cap("--max-per-track", max_per_track),
+              max_per_artist=_cap("--max-per-artist", max_per_artist), harmonic=harmonic, tempo=tempo, key=key,
+              mood=mood, time_of_day=hour, discovery=discovery)
+    cols = [c for c in ("rank", "track_id", "start", "end", "artist", "genre", "key", "tempo", "taste", "new_artist",
+                        "similarity", "score", "uri") if c in out.columns]
+    head = (f"{out.attrs['tastes']} taste(s), weights {out.attrs['taste_weights']}; "
+            f"{out.attrs['discovery']:.0%} by artists new to the listener"
+            + (f"; mood {out.attrs['mood']}" if out.attrs.get("mood") else ""))
+    text = head + "\n" + (out[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(out)
+                          else "(no moments)")
+    _print({**out.attrs, "moments": out.to_dict("records")}, as_json, text)
+
+
+def _eval_recommend(library: Path, options: dict) -> None:
+    """``eval --protocol recommend``: simulated listeners from ``--label``, a grid of settings; writes
+    ``metrics.json``, ``tradeoff.csv``/``.md`` and ``recommend_tradeoff.png`` to ``--out``."""
+    from ..evaluate.recommend import evaluate_recommend, markdown, tradeoff_plot
+    from ..library import Library
+    lib = Library.open(library)
+    record, table = evaluate_recommend(lib, embedder=options["embedder"], index=options["index"],
+                                       label=options["label"], n_listeners=options["queries"] or 40,
+                                       seed=options["seed"])
+    out = _output_dir("--out", options["out"])
+    if out:
+        record.write(out)
+        table.to_csv(out / "tradeoff.csv", index=False)
+        (out / "tradeoff.md").write_text(markdown(table))
+        tradeoff_plot(table, out)
+    cols = ["setting", "P@10", "nDCG@10", "discovery", "ILD", "artist_coverage", "catalogue_coverage", "novelty",
+            "two_tastes", "ms", "search_ms"]
+    _print(record.model_dump(mode="json"), options["as_json"],
+           f"{int(record.metrics['listeners'])} simulated listeners (label {options['label']!r}), k = 10\n"
+           + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+EVAL_PROTOCOLS["recommend"] = _eval_recommend
+
+
+def rerank_options(*, diversity, max_per_artist, max_per_track, harmonic, tempo, key, mood):
+    """``search``'s re-rank options as an :class:`audiorag.rerank.Rerank`, or None when none is given."""
+    from ..rerank import MOODS, Rerank
+    given = {"diversity": diversity, "max_per_artist": max_per_artist, "max_per_track": max_per_track,
+             "harmonic": harmonic, "tempo": tempo, "key": key, "mood": mood}
+    if all(v is None for v in given.values()):
+        return None
+    _number("--diversity", diversity, minimum=0, maximum=1)
+    for option, value in (("--harmonic", harmonic), ("--tempo", tempo), ("--key", key)):
+        _number(option, value, minimum=0)
+    if mood is not None:
+        _choice("--mood", mood, list(MOODS))
+    return Rerank(diversity=diversity or 0.0, harmonic=harmonic or 0.0, tempo=tempo or 0.0, key=key or 0.0,
+                  mood=mood, mood_weight=0.3 if mood else 0.0,
+                  max_per_artist=None if max_per_artist is None else _cap("--max-per-artist", max_per_artist),
+                  max_per_track=1 if max_per_track is None else _cap("--max-per-track", max_per_track))

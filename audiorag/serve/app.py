@@ -1,0 +1,127 @@
+"""The application factory: routes, error bodies, guards and shared state of one server process."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..errors import (
+    AudioDecodeError,
+    AudioragError,
+    IncompatibleLibraryError,
+    LibraryDamagedError,
+    MissingDependencyError,
+    UnknownEmbedderError,
+)
+from .guards import Deadline, LimitBody, RequireToken
+from .media import ChangedFile, Moments
+from .settings import SETTINGS_ENV, Settings
+from .state import Busy, Libraries, Pool
+
+log = logging.getLogger(__name__)
+
+#: the error code of each HTTP status the API answers with
+_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
+          409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media_type", 416: "range_not_satisfiable",
+          422: "invalid_parameter", 503: "unavailable", 504: "timeout"}
+#: expected failures of the library's functions → (status, code); the first class that matches wins
+_FAILURES = ((AudioDecodeError, 422, "undecodable_audio"), (UnknownEmbedderError, 422, "unknown_embedder"),
+             (IncompatibleLibraryError, 409, "incompatible"), (LibraryDamagedError, 503, "library_damaged"),
+             (MissingDependencyError, 503, "missing_dependency"), (AudioragError, 422, "invalid_parameter"))
+
+
+def error(status: int, detail: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
+    """The API's error response: ``{"error": code, "detail": detail}``."""
+    return JSONResponse({"error": code or _CODES.get(status, "error"), "detail": detail}, status, headers=headers)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """A FastAPI app serving ``settings.library`` (opened here, once per process).
+
+    Routers are included in order, so a later ``app.mount("/", StaticFiles(...))`` (a web page)
+    only gets the paths no route claims.
+
+    >>> import tempfile
+    >>> from fastapi.testclient import TestClient
+    >>> from audiorag import Library
+    >>> lib = Library.create(tempfile.mkdtemp(), window=2, hop=1)
+    >>> client = TestClient(create_app(Settings(str(lib.path))))
+    >>> client.get("/health").json()["generation"], client.get("/tracks/7").status_code
+    (0, 404)
+    """
+    from .identify import router as identify
+    from .queries import router as queries
+    from .recommend import router as recommend
+    from .tracks import router as tracks
+    app = FastAPI(title="audiorag", version=__version__,
+                  description="Segment-level (moment) audio search over one audiorag library. Errors are "
+                              "`{error, detail}`; with a token, every route but /health needs "
+                              "`Authorization: Bearer <token>`.")
+    app.state.settings = settings
+    app.state.libraries = Libraries(settings.library)
+    app.state.pool = Pool(settings.threads, settings.queue)
+    app.state.moments = Moments()
+    app.include_router(tracks)
+    app.include_router(queries)
+    app.include_router(identify)
+    app.include_router(recommend)
+    from ..web import mount
+    mount(app)  # the listening page at / and its files under /static
+    _handle_errors(app)
+    # the last added runs first: CORS (answers preflights), token, body size, deadline, then routes
+    app.add_middleware(Deadline, timeout=settings.timeout)
+    app.add_middleware(LimitBody, max_upload=settings.max_upload)
+    if settings.token:
+        app.add_middleware(RequireToken, token=settings.token)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Range"],
+                           expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"])
+    app.router.on_shutdown.append(app.state.pool.close)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of a uvicorn worker process started by ``audiorag serve`` (settings in the environment)."""
+    return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+
+
+def _handle_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = []
+        for e in exc.errors()[:5]:
+            loc = [str(x) for x in e.get("loc", ()) if x not in ("query", "body", "path", "header", "form")]
+            parts.append(f"{'.'.join(loc) or 'request'}: {e.get('msg', 'invalid')}")
+        return error(422, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, exc: HTTPException):
+        return error(exc.status_code, str(exc.detail), getattr(exc, "code", None), getattr(exc, "headers", None))
+
+    @app.exception_handler(AudioragError)
+    async def expected(request: Request, exc: AudioragError):
+        status, code = next((s, c) for cls, s, c in _FAILURES if isinstance(exc, cls))
+        root = os.path.abspath(app.state.settings.library)  # the server's folders are not the client's business
+        return error(status, str(exc).replace(root, os.path.basename(root)), code)
+
+    @app.exception_handler(ChangedFile)
+    async def changed(request: Request, exc: ChangedFile):
+        return error(409, str(exc), "file_changed")
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, exc: Busy):
+        return error(503, str(exc), "busy", {"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error(500, f"unexpected {type(exc).__name__}: this is a bug in audiorag (details in the server log)",
+                     "internal_error")

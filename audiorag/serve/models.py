@@ -1,0 +1,113 @@
+"""The API's request and response bodies (pydantic; they are the OpenAPI schema at ``/docs``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+By = Literal["segment", "track"]
+#: the re-rank options a search takes (``rerank=diversity=0.3,max_per_artist=2``; see :mod:`audiorag.rerank`)
+RERANK = ("diversity", "max_per_track", "max_per_artist", "harmonic", "tempo", "key", "mood", "mood_weight")
+AudioFormat = Literal["wav", "ogg", "mp3"]
+
+
+class ErrorBody(BaseModel):
+    """Every error: a short code and one line saying what was wrong (naming the field or item)."""
+
+    error: str = Field(examples=["invalid_parameter"])
+    detail: str = Field(examples=["k: Input should be greater than or equal to 1"])
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    library: str = Field(description="the library folder's name")
+    generation: int = Field(description="the committed generation being served")
+
+
+class IndexStats(BaseModel):
+    name: str
+    factory: str
+    n: int
+    recall: float | None = Field(None, description="measured recall@10 against exact search")
+    bytes_per_segment: float | None = None
+    search_params: dict[str, Any] | None = None
+
+
+class EmbeddingStats(BaseModel):
+    key: str
+    name: str
+    dim: int
+    n_segments: int
+    text: Literal["tower", "tags"] | None = Field(None, description="how this embedding answers text queries")
+    indexes: list[IndexStats]
+
+
+class Stats(BaseModel):
+    generation: int
+    tracks: int
+    segments: int
+    hours: float
+    segmentation: dict[str, Any]
+    labels: dict[str, dict[str, int]] = Field(description="per column: tracks per value")
+    embeddings: list[EmbeddingStats]
+    errors: int = Field(description="files the library could not index")
+
+
+class Track(BaseModel):
+    track_id: int
+    duration: float | None
+    file: str = Field(description="the file's name (never its path)")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    audio: str = Field(description="URL of the track's audio")
+
+
+class TrackPage(BaseModel):
+    total: int = Field(description="tracks passing the filters")
+    offset: int
+    limit: int
+    tracks: list[Track]
+
+
+class Hit(BaseModel):
+    rank: int
+    track_id: int
+    segment_id: int
+    start: float
+    end: float
+    score: float
+    n_segments: int | None = Field(None, description="by=track: the track's segments among the matches")
+    file: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: dict[str, float] | None = Field(None, description="text queries in a tag space: the matched tags' "
+                                                            "probabilities of this segment")
+    audio: str = Field(description="URL of this moment's audio")
+
+
+class SearchResult(BaseModel):
+    query: dict[str, Any]
+    embedding: str
+    generation: int
+    took_ms: float
+    matched_tags: dict[str, float] | None = None
+    hits: list[Hit]
+
+
+class SearchOptions(BaseModel):
+    """Options every search takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(10, ge=1, le=1000, description="number of hits")
+    embedder: str | None = Field(None, max_length=200, description="embedding name or key (default: the only one)")
+    index: str | None = Field(None, max_length=200, description="index name (default: flat or the only one)")
+    by: By = Field("segment", description="segment, or track: one hit per track at its best moment")
+    where: list[str] = Field(default_factory=list, max_length=32,
+                             description="filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers)")
+    rerank: str | None = Field(None, max_length=300, examples=["diversity=0.3,max_per_artist=2,mood=calm"],
+                               description="re-rank k x 10 candidates: NAME=VALUE,... of " + ", ".join(RERANK))
+
+
+class TextQuery(SearchOptions):
+    text: str = Field(min_length=1, max_length=1000, examples=["slow piano ballad"])

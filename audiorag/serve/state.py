@@ -1,0 +1,70 @@
+"""What a server process keeps between requests: the library (opened once, moved to each new
+generation a build commits) and the bounded pool that decodes and embeds uploads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from ..library import Library
+
+
+class Libraries:
+    """The served library at its latest committed generation.
+
+    Each request takes :meth:`current` once and reads only that object: a build that commits
+    meanwhile gives the *next* requests a newly opened :class:`~audiorag.Library`, while the
+    ones in flight keep the generation they pinned (it is not deleted until they let it go).
+
+    >>> import tempfile
+    >>> lib = Library.create(tempfile.mkdtemp(), window=2, hop=1)
+    >>> libs = Libraries(lib.path)
+    >>> before = libs.current()
+    >>> lib.set_track_column("mood", {})
+    >>> libs.current() is before, libs.current().generation == before.generation + 1
+    (False, True)
+    """
+
+    def __init__(self, path):
+        self._lib = Library.open(path)
+        self._lock = threading.Lock()
+
+    def current(self) -> Library:
+        """The library at the committed generation (reopened when ``CURRENT`` moved on)."""
+        lib = self._lib
+        if lib.store.generation != lib.generation:  # reads the small CURRENT file: microseconds
+            with self._lock:
+                if self._lib.store.generation != self._lib.generation:
+                    self._lib = Library.open(lib.path)
+                lib = self._lib
+        return lib
+
+
+class Busy(Exception):
+    """More requests wait for the pool than it may queue."""
+
+
+class Pool:
+    """A thread pool sized to the cores for the expensive part of requests (decode, embed and
+    search of uploads, text embedding, audio encoding), with a bounded queue in front
+    (:class:`Busy` beyond it): cheap requests (moments, tracks, stats) never wait behind a burst
+    of uploads. A request that times out stops waiting; work already started finishes unseen."""
+
+    def __init__(self, threads: int, queue: int):
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="audiorag-serve")
+        self.slots = threads + queue
+        self._admitted = 0
+
+    async def run(self, fn, *args):
+        """``fn(*args)`` in the pool; raises :class:`Busy` at once when the queue is full."""
+        if self._admitted >= self.slots:
+            raise Busy(f"{self._admitted} requests are being processed or wait; try again shortly")
+        self._admitted += 1  # only the event loop's thread counts: no lock needed
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+        finally:
+            self._admitted -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
