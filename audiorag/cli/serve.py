@@ -41,20 +41,30 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
     _number("--workers", workers, minimum=1, maximum=64)
     _number("--threads", threads, minimum=1, maximum=256)
     check_bind(host, token)
+    limits = {}
+    for option, field, parse, text in (("--max-upload", "max_upload", parse_size, max_upload),
+                                       ("--max-clip", "max_clip", parse_seconds, max_clip),
+                                       ("--timeout", "timeout", parse_seconds, timeout)):
+        try:
+            limits[field] = parse(text)
+        except ParameterError as exc:
+            raise ParameterError(f"{option}: {exc}") from None
     settings = Settings(str(Path(library).resolve()), token=token or None, cors_origins=tuple(cors_origin),
-                        max_upload=parse_size(max_upload), max_clip=parse_seconds(max_clip),
-                        timeout=parse_seconds(timeout), **({"threads": threads} if threads else {}))
+                        **limits, **({"threads": threads} if threads else {}))
     Library.open(library)  # a missing or damaged library is one line here, not an error in each worker
     os.environ[SETTINGS_ENV] = settings.to_json()
     typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}",
                err=True)
     config = uvicorn.Config("audiorag.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", timeout_graceful_shutdown=5)
-    if workers == 1:
-        uvicorn.Server(config).run()
-        return
     from uvicorn.supervisors import Multiprocess
-    Multiprocess(config, sockets=[_listen(host, port)]).run()
+    try:  # Ctrl-C (SIGINT) is the ordinary way to stop a server: exit 0, as uvicorn.run does
+        if workers == 1:
+            uvicorn.Server(config).run()
+        else:
+            Multiprocess(config, sockets=[_listen(host, port)]).run()
+    except KeyboardInterrupt:
+        pass
 
 
 def _listen(host: str, port: int):
