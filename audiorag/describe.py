@@ -160,14 +160,14 @@ def _num(v) -> float | None:
 # -- the description -----------------------------------------------------------------------------
 
 def _taggers(lib) -> list:
-    return [e for e in lib.embeddings() if e.tag_names and e.meta.get("tags_are") != "contour"]
+    return [e for e in lib.embeddings() if e.is_tagger]
 
 
 def _neighbour_embedding(lib, embedder):
     if embedder is not None:
         return lib.embedding(embedder)
     indexed = [e for e in lib.embeddings()   # the full mix: not melody contours, not a stem (NAME@percussive)
-               if e.meta.get("tags_are") != "contour" and "@" not in e.name and list_indexes(e)]
+               if e.is_primary and list_indexes(e)]
     if not indexed:
         raise ParameterError(f"{lib.path}: describe needs an indexed embedding for the neighbourhood; "
                              "build one with lib.build_index()")

@@ -366,12 +366,14 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
                              "(use Query.audio / .moment / .text / .hybrid / .hum)")
     if rerank is not None and (fusion != "early" or query.kind == "hum"):
         raise ParameterError("search: rerank= re-ranks audio, moment, text-tower and hybrid queries (early fusion)")
+    if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)
+        if fusion != "early":
+            raise ParameterError("search: a hum query searches the melody embedding; fusion does not apply")
+        from .melody import hum_search
+        return hum_search(lib, query, embedder=embedder, k=k, index=index, filters=filters, by=by)
     if fusion != "early":
         return _late_fusion(lib, query, embedder, weights, fusion=fusion, k=k, index=index,
                             exclude_same_track=exclude_same_track, filters=filters, by=by)
-    if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)
-        from .melody import hum_search
-        return hum_search(lib, query, embedder=embedder, k=k, index=index, filters=filters, by=by)
     ctx = context(lib, embedder, index, text=query.kind in ("text", "hybrid"))
     emb = ctx.emb
     if query.kind == "text" and not emb.has_text:
@@ -419,7 +421,7 @@ def _text_embedding(lib, embedder):
                              f"({', '.join(e.key for e in towers)}); name one with embedder=")
     if towers:
         return towers[0]
-    if not any(e.tag_names and e.meta.get("tags_are") != "contour" for e in lib.embeddings()):
+    if not any(e.is_tagger for e in lib.embeddings()):
         raise ParameterError(f"{lib.path}: text queries need an embedding with a text tower (clap) or a tagger "
                              f"(musicnn-mtt); this library has {', '.join(e.key for e in lib.embeddings()) or 'none'}")
     return lib.tagger()
@@ -543,12 +545,19 @@ def _late_fusion(lib, query: Query, embedder, weights, *, fusion: str, k: int, i
     qvs = [query_vectors(lib, c.emb, query, ctx=c) for c in ctxs]
     if any(len(qv) != 1 for qv, _ in qvs):
         raise ParameterError("search: late fusion takes one-window queries (a moment, or a clip up to one window)")
+    sizes = {c.emb.key: len(c.vectors) for c in ctxs}
+    if len(set(sizes.values())) > 1:
+        raise ParameterError(f"search: late fusion needs embeddings of the same segments; they cover "
+                             f"{sizes} (finish the embedding with `audiorag build LIB --embedder NAME`)")
+    from .rerank import descriptor_filters
+    filters, moments = descriptor_filters(lib, filters)
     lay, allowed = ctxs[0].layout, ctxs[0].allowed(lib, filters)
     excluded = qvs[0][1] if exclude_same_track else None
 
     def keep(ids):
         t = lay.seg_track[ids]
         ok = np.ones(len(ids), dtype=bool) if allowed is None else np.isin(t, allowed)
+        ok = ok if moments is None else ok & moments[ids]
         return ok if excluded is None else ok & (t != excluded)
     wanted = 4 * (k if by == "segment" else 8 * k)
     ids = np.unique(np.concatenate([_candidates(c.index, qv[0], wanted, keep)[0] for c, (qv, _) in zip(ctxs, qvs)]))

@@ -62,6 +62,8 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     if audio is not None and track is not None or audio is None and track is None and text is None and hum is None:
         raise ParameterError("give --audio FILE or --track ID, and/or --text TEXT (both: a hybrid query); "
                              "or --hum FILE")
+    _check_combinations(audio=audio, hum=hum, start=start, end=end, identify=identify, fusion=fusion, weights=weights,
+                        stem=stem, embedder=embedder, exclude_same_track=exclude_same_track)
     if k < 1:
         raise ParameterError(f"-k must be >= 1, got {k}")
     _number("--start", start, minimum=0, unit=" (seconds)")
@@ -101,6 +103,22 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
     out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")
     _print(out, as_json, header + (hits[cols].to_string(index=False) if len(hits) else "(no hits)"))
+
+
+def _check_combinations(*, audio, hum, start, end, identify, fusion, weights, stem, embedder,
+                        exclude_same_track) -> None:
+    """Options that would otherwise be ignored, or mean nothing together, are refused."""
+    if (start is not None or end is not None) and audio is None and hum is None:
+        raise ParameterError("--start/--end cut the --audio or --hum file; a --track moment is given by --at")
+    if identify and audio is None:
+        raise ParameterError("--identify needs --audio FILE (the clip to identify)")
+    if weights is not None and fusion != "late":
+        raise ParameterError("--weights goes with --fusion late (an early fusion has the weights given to "
+                             "`audiorag fuse`)")
+    if hum is not None and (fusion != "early" or exclude_same_track):
+        raise ParameterError("--hum searches the melody embedding: --fusion late and --exclude-same-track do not apply")
+    if stem is not None and embedder is not None and "+" in embedder:
+        raise ParameterError("--stem names one embedder's stem; it does not apply to a fusion E1+E2")
 
 
 def _check_moment(lib, track: int, at: float) -> None:

@@ -234,13 +234,15 @@ class Library:
         return [Embedding(p) for p in sorted(root.iterdir()) if (p / "embedder.json").exists()] if root.exists() else []
 
     def embedding(self, ref: str | Embedder | None = None) -> Embedding:
-        """The embedding named by key (``features45-6b0fdaa4``), by name when unambiguous, or the only one."""
+        """The embedding named by key (``features45-6b0fdaa4``), by name when unambiguous, or (``None``) the
+        only one, or else the only primary one (see :attr:`Embedding.is_primary`)."""
         found = self.embeddings()
         if isinstance(ref, Embedder):
             ref = ref.key
         if ref is None:
-            if len(found) == 1:
-                return found[0]
+            primary = [e for e in found if e.is_primary]  # fusions, stems and melody are never the default
+            if len(found) == 1 or len(primary) == 1:
+                return found[0] if len(found) == 1 else primary[0]
             raise ParameterError(f"{self.path}: {len(found)} embeddings ({', '.join(e.key for e in found) or 'none'}); "
                                  "name one with embedder=")
         exact = [e for e in found if e.key == ref]
@@ -260,10 +262,10 @@ class Library:
         """The embedding that stores tag probabilities (``embedder`` or the only tagger present)."""
         if embedder is not None:
             emb = self.embedding(embedder)
-            if not emb.tag_names or emb.meta.get("tags_are") == "contour":  # melody stores contours, not tags
+            if not emb.is_tagger:  # melody stores contours, not tags
                 raise ParameterError(f"embeddings/{emb.key} has no tags; taggers: musicnn-mtt, musicnn-msd")
             return emb
-        taggers = [e for e in self.embeddings() if e.tag_names and e.meta.get("tags_are") != "contour"]
+        taggers = [e for e in self.embeddings() if e.is_tagger]
         if len(taggers) != 1:
             present = ", ".join(e.key for e in taggers) or 'none; add one with lib.embed("musicnn-mtt")'
             raise ParameterError(f"{self.path}: {len(taggers)} tagging embeddings ({present}); name one with embedder=")

@@ -81,6 +81,18 @@ class Embedding:
         """Names of the tag probabilities stored with the vectors (empty for non-taggers)."""
         return list(self.meta.get("tag_names") or [])
 
+    @property
+    def is_tagger(self) -> bool:
+        """True when the stored tags are tag probabilities (musicnn), not the melody embedder's contours."""
+        return bool(self.tag_names) and self.meta.get("tags_are") != "contour"
+
+    @property
+    def is_primary(self) -> bool:
+        """True for an embedding of the full mix in its own right: not derived from others (fusion,
+        projection), not of a stem (``aisfx@percussive``), not melody contours. A library's default
+        embedding is its only primary one."""
+        return "derived" not in self.meta and "@" not in self.name and self.meta.get("tags_are") != "contour"
+
     def tags(self) -> np.ndarray:
         """``float32[n_segments, n_tags]`` tag probabilities per segment, memory-mapped read-only."""
         return self._array("tags.npy", len(self.tag_names)) if self.tag_names else np.zeros((0, 0), np.float32)

@@ -181,7 +181,7 @@ async def text(request: Request, body: TextQuery) -> SearchResult:
 
 def check_text(lib: Library, *, tower: bool = False) -> None:
     """409 when no embedding of the library can take a text query (``tower``: a hybrid one)."""
-    usable = [e for e in lib.embeddings() if e.has_text or (e.tag_names and not tower)]
+    usable = [e for e in lib.embeddings() if e.has_text or (e.is_tagger and not tower)]
     if not usable:
         present = ", ".join(e.key for e in lib.embeddings()) or "none"
         need = "a text tower (clap)" if tower else "a text tower (clap) or a tagger (musicnn-mtt)"
@@ -242,10 +242,14 @@ async def hum(request: Request, file: Annotated[UploadFile, File(description="a 
     state = request.app.state
     lib = await library(request)
     if embedder is None:
-        embedder = next((e.key for e in lib.embeddings() if e.meta.get("tags_are") == "contour"), None)
-        if embedder is None:
+        melodies = [e.key for e in lib.embeddings() if e.meta.get("tags_are") == "contour"]
+        if not melodies:
             raise ApiError(409, "no_melody_embedding", "hum queries need the melody embedding; add it with: "
                                                        "audiorag build LIBRARY --embedder melody ...")
+        if len(melodies) > 1:
+            raise ApiError(409, "ambiguous_embedding", f"several melody embeddings ({', '.join(melodies)}); "
+                                                       "name one with embedder")
+        embedder = melodies[0]
     data = await read_upload(file)
     options = SearchOptions(k=k, embedder=embedder, index=index, by=by, where=where)
 

@@ -141,7 +141,7 @@ def _stats(lib: Library, columns: list[str]) -> Stats:
                               bytes_per_segment=i.get("bytes_per_segment"), search_params=i.get("search_params"))
                    for i in e["indexes"]]
         embeddings.append(EmbeddingStats(key=e["key"], name=e["name"], dim=e["dim"], n_segments=e["n_segments"],
-                                         text="tower" if emb.has_text else "tags" if emb.tag_names else None,
+                                         text="tower" if emb.has_text else "tags" if emb.is_tagger else None,
                                          indexes=indexes))
     return Stats(generation=info["generation"], tracks=info["tracks"], segments=info["segments"],
                  hours=info["hours"], segmentation=info["segmentation"], labels=labels, embeddings=embeddings,
