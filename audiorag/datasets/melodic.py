@@ -26,16 +26,17 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from scipy import signal
 
 from ..errors import ParameterError
 from ..io import file_sha256, write_atomic
 from . import Dataset, TrackSource, cache_dir, synth
 from .synth import SR
+from .synthetic import write_track
 
 GENERATOR_VERSION = 1
 DEFAULT_N_TRACKS = 60
@@ -142,16 +143,6 @@ def _rms(y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(y))) + 1e-12)
 
 
-def _write_track(args) -> str:
-    spec, out_dir = args
-    path = Path(out_dir) / spec["file"]
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp-{os.getpid()}.flac")  # processes generating the same corpus never collide
-        sf.write(tmp, render_track(spec), SR, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, path)
-    return str(path)
-
-
 class MelodicDataset(Dataset):
     """The generated melodic corpus (spec ``melodic[:N[:SEED]]``); files are written once to the cache."""
 
@@ -172,7 +163,7 @@ class MelodicDataset(Dataset):
         specs = plan(self.n_tracks, self.seed, duration=self.duration)
         jobs = [(s, str(self.root)) for s in specs]
         with ProcessPoolExecutor(self.workers) as pool:
-            list(pool.map(_write_track, jobs))
+            list(pool.map(partial(write_track, render_track), jobs))
         write_atomic(self.root / MELODIES, json.dumps({s["file"]: s["notes"] for s in specs}))
         lines = ["path,melody,bpm,mode,lead,lead_db,sha256"] + [
             f"{s['file']},{s['index']},{s['bpm']},{s['mode']},{s['lead']},{s['lead_db']:.2f},"

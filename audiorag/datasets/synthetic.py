@@ -18,6 +18,7 @@ import json
 import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +103,15 @@ def render_track(spec: dict) -> np.ndarray:
     return y.astype(np.float32)
 
 
-def _write_track(args) -> str:
-    spec, out_dir = args
+def write_track(render, job: tuple[dict, str]) -> str:
+    """Write ``render(spec)`` for ``job = (spec, out_dir)`` as ``out_dir/spec["file"]`` (16-bit FLAC) unless it
+    exists; returns its path. Generated corpora map it over their planned tracks in a process pool
+    (``functools.partial(write_track, render_track)``)."""
+    spec, out_dir = job
     path = Path(out_dir) / spec["file"]
     if not path.exists():
         tmp = path.with_suffix(f".tmp-{os.getpid()}.flac")  # processes generating the same corpus never collide
-        sf.write(tmp, render_track(spec), SR, format="FLAC", subtype="PCM_16")
+        sf.write(tmp, render(spec), SR, format="FLAC", subtype="PCM_16")
         os.replace(tmp, path)
     return str(path)
 
@@ -133,7 +137,8 @@ class SyntheticDataset(Dataset):
         from tqdm.auto import tqdm
         jobs = [(s, str(self.root)) for s in specs]
         with ProcessPoolExecutor(self.workers) as pool:
-            list(tqdm(pool.map(_write_track, jobs), total=len(jobs), desc=f"generating {self.id}", leave=False))
+            done = pool.map(partial(write_track, render_track), jobs)
+            list(tqdm(done, total=len(jobs), desc=f"generating {self.id}", leave=False))
         rows = [{"path": s["file"], "genre": s["genre"], "artist": s["artist"], "sections": json.dumps(s["sections"]),
                  "bpm": round(s["style"]["bpm"], 2), "key": s["style"]["key"] % 12, "mixed": len(s["sections"]) > 1,
                  "sha256": file_sha256(self.root / s["file"])} for s in specs]
