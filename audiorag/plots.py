@@ -242,6 +242,30 @@ def sweep_comparison(summary: pd.DataFrame, out_dir, quality: str = "segment/P@1
             save(quality_by_cell_figure(summary, quality), out_dir, "quality_by_cell")]
 
 
+# -- recommendations --------------------------------------------------------------------------------
+def recommend_tradeoff_figure(table: pd.DataFrame):
+    """P@10 against discovery and against intra-list diversity (ILD), one marker per re-ranking setting
+    (``table``: columns setting, P@10, discovery, ILD), named in the legend: what relevance buys."""
+    fig = figure(9.0, 3.6)
+    axes = fig.subplots(1, 2, sharey=True)
+    handles = []
+    for i, (_, r) in enumerate(table.iterrows()):
+        style = dict(marker=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], ls="none", ms=6)
+        handles.append(axes[0].plot(r["discovery"], r["P@10"], label=str(r["setting"]), **style)[0])
+        axes[1].plot(r["ILD"], r["P@10"], **style)
+    axes[0].set(xlabel="discovery (share by new artists)", ylabel="P@10")
+    axes[1].set(xlabel="intra-list diversity (ILD)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    _legend_outside(fig, handles, title="setting")
+    return fig
+
+
+def recommend_tradeoff(table: pd.DataFrame, out_dir, name: str = "recommend_tradeoff") -> Path:
+    """Write :func:`recommend_tradeoff_figure`; return the PNG path."""
+    return save(recommend_tradeoff_figure(table), out_dir, name)
+
+
 # -- analysis ---------------------------------------------------------------------------------------
 def k_sweep_figure(sweep: pd.DataFrame):
     """Silhouette (and purity / NMI when present) against KMeans k; the best silhouette is marked."""

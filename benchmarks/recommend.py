@@ -149,7 +149,8 @@ def main() -> None:
         return
     if args.out is None:
         ap.error("--out is required")
-    from audiorag.evaluate.recommend import evaluate_recommend, markdown, tradeoff_plot
+    from audiorag.evaluate.recommend import evaluate_recommend, markdown
+    from audiorag.plots import recommend_tradeoff
     source = resolve(args.dataset, **({"label_regex": args.label_regex} if args.label_regex else {}))
     built, tmp = build_cost(source, window=args.window, hop=args.hop, rounds=args.rounds)
     lib = Library.open(tmp / "on0")
@@ -164,7 +165,7 @@ def main() -> None:
     record.write(args.out)
     table.to_csv(args.out / "tradeoff.csv", index=False)
     (args.out / "tradeoff.md").write_text(markdown(table))
-    tradeoff_plot(table, args.out)
+    recommend_tradeoff(table, args.out)
     print(markdown(table))
     print("load average", os.getloadavg())
     shutil.rmtree(tmp, ignore_errors=True)

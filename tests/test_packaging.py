@@ -70,7 +70,7 @@ def test_package_data_is_the_source_tree_files():
     cannot drift; every notebook and every sweep a user sees is shipped."""
     assert experiments.NOTEBOOKS.resolve() == (ROOT / "notebooks").resolve()
     shipped = sorted(p.name for p in experiments.NOTEBOOKS.glob("*.ipynb"))
-    assert shipped == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) and len(shipped) == 5
+    assert shipped == sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) and len(shipped) == 6
     for name, path in experiments.packaged_sweeps().items():
         assert path.resolve() == (ROOT / "experiments" / f"{name}.yaml").resolve()
     text = (ROOT / "pyproject.toml").read_text()

@@ -63,6 +63,11 @@ def figures():
     yield "quality_by_cell", plots.quality_by_cell_figure(sweep_summary())
     yield "quality_by_cell (2 segmentations)", plots.quality_by_cell_figure(sweep_summary(((10.0, 2.0), (5.0, 1.0))))
     yield "k_sweep", plots.k_sweep_figure(k_sweep_table())
+    yield "recommend_tradeoff", plots.recommend_tradeoff_figure(pd.DataFrame(  # the default corpus' measured grid
+        [("search", 0.478, 0.855, 0.573), ("caps only", 0.398, 0.860, 0.817), ("λ 1.0", 0.380, 0.850, 0.834),
+         ("λ 0.7", 0.380, 0.855, 0.889), ("λ 0.4", 0.310, 0.868, 0.980), ("λ 0.1", 0.253, 0.893, 1.004),
+         ("λ 0.7, discovery ≥ 0.34", 0.380, 0.855, 0.889), ("λ 0.7, discovery = 1.0", 0.310, 1.000, 0.901)],
+        columns=["setting", "P@10", "discovery", "ILD"]))
     yield "scatter_map (8 genres, outliers)", plots.scatter_map_figure(
         xy, [genres[i % 8] for i in range(3000)], flagged=rng.random(3000) > 0.97, title="TSNE map")
     yield "scatter_map (40 clusters)", plots.scatter_map_figure(xy, many, title="PCA map")

@@ -77,8 +77,9 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
 def _eval_recommend(library: Path, options: dict) -> None:
     """``eval --protocol recommend``: simulated listeners from ``--label``, a grid of settings; writes
     ``metrics.json``, ``tradeoff.csv``/``.md`` and ``recommend_tradeoff.png`` to ``--out``."""
-    from ..evaluate.recommend import evaluate_recommend, markdown, tradeoff_plot
+    from ..evaluate.recommend import evaluate_recommend, markdown
     from ..library import Library
+    from ..plots import recommend_tradeoff
     lib = Library.open(library)
     record, table = evaluate_recommend(lib, embedder=options["embedder"], index=options["index"],
                                        label=options["label"], n_listeners=options["queries"] or 40,
@@ -88,7 +89,7 @@ def _eval_recommend(library: Path, options: dict) -> None:
         record.write(out)
         table.to_csv(out / "tradeoff.csv", index=False)
         (out / "tradeoff.md").write_text(markdown(table))
-        tradeoff_plot(table, out)
+        recommend_tradeoff(table, out)
     cols = ["setting", "P@10", "nDCG@10", "discovery", "ILD", "artist_coverage", "catalogue_coverage", "novelty",
             "two_tastes", "ms", "search_ms"]
     _print(record.model_dump(mode="json"), options["as_json"],

@@ -199,27 +199,3 @@ def markdown(table: pd.DataFrame, columns=TABLE_COLUMNS) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(cell(c, r[c]) for c in columns) + " |" for _, r in table.iterrows()]
     return "\n".join(lines) + "\n"
-
-
-def tradeoff_plot(table: pd.DataFrame, out_dir, *, name: str = "recommend_tradeoff.png"):
-    """P@10 against discovery and ILD, one point per setting (labelled); returns the PNG's path."""
-    from pathlib import Path
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, x in zip(axes, ("discovery", "ILD")):
-        ax.plot(table[x], table["P@10"], "o")
-        for _, r in table.iterrows():
-            ax.annotate(r["setting"], (r[x], r["P@10"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(x)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("P@10")
-    fig.suptitle("recommendations: relevance vs discovery and diversity")
-    fig.tight_layout()
-    path = Path(out_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
