@@ -22,7 +22,7 @@ $(BIN)/python:
 $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	$(PIP) torch==2.13.0 $(QUIET)
 	# setuptools explains editable installs in a boxed warning at every install: not for us to act on
-	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,test]" $(QUIET)
+	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,scale,stems,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
 	touch $@
