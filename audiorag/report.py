@@ -262,11 +262,48 @@ def claims(root: Path) -> str:
         how="notebook 05 and the benchmarks ([how it is measured](#how-it-is-measured))")
 
 
+def scale_plan(root: Path) -> str:
+    """Layouts for FMA full, 10⁸ and 10⁹ segments from measured figures (``benchmarks/scale.py plan``)."""
+    rec = _read(root, "scale/plan.json")
+    if rec is None:
+        return _missing("scale plan", "python benchmarks/scale.py plan --out experiments/results/scale/plan.json")
+    m, mach = rec["inputs"], rec["inputs"]["machine"]
+    days = rec["ingest_days"]
+    inputs = [
+        ["ingest rate", f"{m['windows_per_core_s']:.2f} windows/s per core (`{m['embedder']}`, 10 s windows)",
+         f"`{m['embed_record']}`"],
+        ["Ray's efficiency", f"{m['ray_efficiency']:.3f} (local ÷ Ray build time, capped at 1)",
+         f"`{m['ray_record']}`"],
+        ["shard size", f"{m['shard_segments']:,} segments (the measured size: no extrapolation per shard)",
+         f"`{m['index_record']}`"],
+        ["index", f"`{m['factory']}`: recall@10 {m['recall@10']:.3f}, {m['resident_b']:.1f} B/segment resident, "
+                  f"{m['vectors_disk_b']:,.0f} B/segment on disk", f"`{m['index_record']}`"],
+        ["shard p99", f"warm {m['warm_p99_ms']:.2f} ms, cold {m['cold_p99_ms']:.2f} ms "
+                      f"({m['cold_read_b'] / 1e3:,.0f} kB read per cold query)", f"`{m['index_record']}`"],
+        ["fan-out", f"{m['fanout_ms_per_shard']:.3f} ms per extra shard (IVF shards, p50)", f"`{m['fanout_record']}`"],
+        ["tables", f"{m['tables']['ram_b']:.0f} B/segment in RAM, {m['tables']['disk_b']:.0f} B/segment on disk",
+         f"`{m['tables']['library']}`"],
+        ["machine", f"{mach['cores']} cores, {mach['ram_b'] / 2**30:.0f} GiB RAM, {mach['disk_b'] / 1e9:.0f} GB disk; "
+                    f"a layout fills ≤ {rec['usable_share']:.0%} of RAM and disk", "this machine"],
+    ]
+    rows = [[name, f"{r['segments']:,}", r["shards"], f"{r['ram_per_shard_b'] / 1e9:.2f} GB",
+             f"{r['disk_per_shard_b'] / 1e9:.0f} GB", f"{r['machines']} ({r['shards_per_machine']} shards each, "
+             f"{r['limit']}-bound)", f"{r['warm_p99_ms']:.1f} / {r['cold_p99_ms']:.1f} ms",
+             f"{r['ingest_core_hours']:,.0f}", f"{r['ingest_days_on_serving_machines']:,.1f}",
+             r[f"ingest_machines_for_{days}_days"]]
+            for name, r in rec["layouts"].items()]
+    text = _table(["input", "value", "record"], inputs) + "\n\n"
+    text += _table(["workload", "segments", "shards", "RAM/shard", "disk/shard", "serving machines",
+                    "query p99 warm / cold", "ingest core-hours", "ingest days on those machines",
+                    f"machines to ingest in {days} days"], rows)
+    return text + _source("experiments/results/scale/plan.json", command=rec["command"])
+
+
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
             "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
             "serve-load": serve_load,
             "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,
-            "seeds": seeds, "claims": claims}
+            "seeds": seeds, "claims": claims, "scale-plan": scale_plan}
 
 
 # ---------------------------------------------------------------------------------------------- pages

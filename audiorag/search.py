@@ -28,7 +28,7 @@ import pandas as pd
 from .audio import load, resample, valid_audio
 from .embedders import l2_normalise
 from .errors import ParameterError
-from .index import load_index
+from .library.fanout import check_query, open_index
 
 HIT_COLUMNS = ["rank", "track_id", "segment_id", "start", "end", "score"]
 _HIDDEN_TRACK_COLUMNS = ("sample_rate", "channels", "content_hash")
@@ -144,7 +144,7 @@ class _Context:
 
     def __init__(self, lib, emb, index_name: str | None, *, with_index: bool = True):
         self.emb = emb
-        self.index = load_index(lib, emb, index_name) if with_index else None
+        self.index = open_index(lib, emb, index_name) if with_index else None  # a sharded library: fan-out
         self.layout = _Layout(lib.segments, lib.tracks)
         self.vectors = emb.vectors()
         meta = lib.tracks.drop(columns=[c for c in _HIDDEN_TRACK_COLUMNS if c in lib.tracks.columns])
@@ -364,6 +364,7 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
                              "(use Query.audio / .moment / .text / .hybrid / .hum)")
+    check_query(lib, query, rerank=rerank, fusion=fusion, filters=filters)  # a sharded library: what it can merge
     if rerank is not None and (fusion != "early" or query.kind == "hum"):
         raise ParameterError("search: rerank= re-ranks audio, moment, text-tower and hybrid queries (early fusion)")
     if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)

@@ -193,6 +193,7 @@ def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
         (["build", new, "--hop", "20", "--window", "10"], "hop"), (["build", new, "--tail", "cut"], "--tail"),
         (["build", new, "--workers", "-3"], "--workers"), (["build", new, "--target-recall", "2"], "--target-recall"),
         (["build", new, "--max-memory", "lots"], "--max-memory"),
+        (["build", new, "--max-resident", "-5MB"], "--max-resident"),
         (["build", new, "--embedder", "features45:foo=1"], "n_fft"), (["build", new, "--embedder", "nosuch"], "nosuch"),
         (["build", new, "--embedder", "features45:n_fft"], "key=value"),
         (["build", new, "--index", "Bogus99"], "--index"), (["build", new, "--dataset", f"folder:{missing}"], missing),

@@ -25,6 +25,7 @@ from . import recommend  # noqa: F401, E402
 from . import identify  # noqa: F401, E402
 from . import hum  # noqa: F401, E402
 from . import describe  # noqa: F401, E402
+from . import shards  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "crash_log", "main", "report_failure"]

@@ -55,7 +55,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           as_json: bool = typer.Option(False, "--json", help="print the record as JSON only")):
     """Measure retrieval on LIBRARY: P@k, R@k, nDCG@k, mAP, MRR (segment and track level), moment accuracy, latency."""
     from ..evaluate import Protocol, evaluate
-    from ..library import Library
+    from ..library.shards import open_library
     ks = _cutoffs(k)
     if queries is not None and queries < 1:
         raise ParameterError(f"--queries must be >= 1, got {queries}")
@@ -84,7 +84,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
                        folds=folds, out=out, as_json=as_json)
         return
-    ev = evaluate(Library.open(library), embedder=embedder, index=index, protocol=protocol)
+    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol)  # or a sharded one
     if out:
         ev.record.write(out)
         ev.per_query.to_csv(out / "per-query.csv", index=False)

@@ -38,21 +38,34 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
           tail: str | None = typer.Option(None, help="drop | pad | keep-short (new library: keep-short)"),
           index: list[str] = typer.Option(["Flat"], help="FAISS factory string, or auto (repeatable)"),
           max_memory: str | None = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
+          max_resident: str | None = typer.Option(None, help="auto: RAM budget of the index, e.g. 640MB; "
+                                                  "may re-rank compressed codes from the vectors on disk"),
           target_recall: float = typer.Option(0.95, help="recall@10 the search parameters are tuned to"),
           workers: int | None = typer.Option(None, help="worker processes (default: all cores)"),
+          engine: str = typer.Option("local", help="local (this machine) | ray (Ray workers; docs/cluster.md)"),
+          ray_address: str | None = typer.Option(None, help="--engine ray: auto or HOST:PORT of a running cluster "
+                                                            "(default: start a local Ray)"),
           fingerprint: bool = typer.Option(False, "--fingerprint", help="also keep landmark fingerprints "
                                            "(for `audiorag identify`; later builds keep them up to date)"),
           stems: str | None = typer.Option(None, help="hpss: also embed each track's harmonic and percussive stems "
-                                                      "with every --embedder (NAME@harmonic, NAME@percussive)"),
+                                                      "with every --embedder (NAME@harmonic, NAME@percussive); "
+                                                      "demucs: its drums, bass, vocals, other (NAME@drums ...)"),
+          demucs_model: str | None = typer.Option(None, help="--stems demucs: model name (default htdemucs); "
+                                                  "weights found offline (docs/describe.md#stems)"),
+          demucs_repo: Path | None = typer.Option(None, help="--stems demucs: folder with the model's *.th and "
+                                                  "bag *.yaml (default: $AUDIORAG_DEMUCS_REPO, then the caches)"),
+          shards: int | None = typer.Option(None, help="a sharded library of N shards built in parallel "
+                                                       "(docs/shards.md); an existing one keeps its N"),
           wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
     from ..datasets import resolve
     from ..library import Library
+    from ..library.shards import is_sharded, open_library
     from ..segment import TAIL_POLICIES, Segmentation
     # every option first: a bad value must not cost a whole build
-    if (library / "library.json").exists():  # an existing library keeps its segmentation unless told otherwise
-        seg = Library.open(library).segmentation
+    if (library / "library.json").exists() or is_sharded(library):  # an existing one keeps its segmentation
+        seg = open_library(library).segmentation
         window, hop, tail = _given(window, seg.window), _given(hop, seg.hop), _given(tail, seg.tail)
     window, hop, tail = _given(window, 10.0), _given(hop, 2.0), _given(tail, "keep-short")
     _number("--window", window, above=0, unit=" (seconds)")
@@ -66,22 +79,30 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     _number("--target-recall", target_recall, above=0, maximum=1)
     if workers is not None and workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {workers}")
+    _engine_options(engine, ray_address)
     budget = _bytes(max_memory) if max_memory else None
+    resident = _bytes(max_resident, "--max-resident") if max_resident else None
     options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
     source = resolve(dataset, **{k: v for k, v in options.items() if v})
     from ..embedders.stems import with_stems
-    embedders = with_stems(_embedders("--embedder", embedder), stems)
+    embedders = with_stems(_embedders("--embedder", embedder), stems, model=demucs_model, repo=demucs_repo)
     _check_factories(index, embedders)
     _output_dir("LIBRARY", library)
+    if shards is not None or is_sharded(library):  # a sharded library (cli/shards.py)
+        from .shards import build_sharded
+        return build_sharded(library, shards, source, embedders, index, window=window, hop=hop, tail=tail,
+                             workers=workers, max_memory=budget, max_resident=resident, target_recall=target_recall,
+                             fingerprint=fingerprint, as_json=as_json, engine=engine, ray_address=ray_address)
 
     lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **_open_kw(wait))
-    report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json, fingerprint=fingerprint)
+    report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json, fingerprint=fingerprint,
+                     engine=engine, ray_address=ray_address)
     if len(lib.tracks) == 0:
         first = f"; first: {report.errors[0]['uri']}: {report.errors[0]['message']}" if report.errors else ""
         raise AudioragError(f"no track could be added from {dataset!r}: {report.summary()}{first} "
                             "— check the files (`audiorag info LIBRARY` lists every failure)")
     sidecars = [_current_index(lib, e.key, f) or lib.build_index(e.key, f, max_memory=budget,
-                                                                  target_recall=target_recall)
+                                                                  target_recall=target_recall, max_resident=resident)
                 for e in embedders for f in index]
     out = {**report.__dict__, "library": str(library),
            "indexes": [{k: s[k] for k in ("name", "factory", "n", "build_seconds")} for s in sidecars]}
@@ -91,9 +112,23 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     _print(out, as_json, "\n".join(lines))
 
 
+def _engine_options(engine: str, ray_address: str | None) -> None:
+    """``--engine`` and ``--ray-address``; ``--engine ray`` needs ray installed (checked before any work)."""
+    _choice("--engine", engine, ["local", "ray"])
+    if ray_address is not None:
+        if engine != "ray":
+            raise ParameterError("--ray-address needs --engine ray")
+        if ray_address != "auto" and not re.fullmatch(r"[\w.\-]+:\d{1,5}", ray_address):
+            raise ParameterError(f"--ray-address must be auto or HOST:PORT, got {ray_address!r}")
+    if engine == "ray":
+        from ..library.ray_engine import require_ray
+        require_ray()
+
+
 def _check_factories(factories: list[str], embedders: list) -> None:
     """Each ``--index`` factory string must be one FAISS accepts for each embedder's dimension."""
     from ..index.factory import empty_index
+    from ..index.refine import base_factory
     for f in factories:
         if f == "auto":
             continue
@@ -101,7 +136,7 @@ def _check_factories(factories: list[str], embedders: list) -> None:
             dim = getattr(e, "dim", None)
             if isinstance(dim, int) and dim > 0:
                 try:
-                    empty_index(f, dim)
+                    empty_index(base_factory(f), dim)
                 except ParameterError as exc:  # FAISS's message starts with a C++ signature: keep its reason
                     reason = re.sub(r"Error in .*? at \S+:\d+: ", "", str(exc))
                     raise ParameterError(f"--index {f!r}: {reason}") from None
@@ -112,6 +147,8 @@ def _index_line(i: dict) -> str:
     line = f"  index {i['name']} ({i['factory']}): {i['n']} vectors, {i.get('bytes_per_segment', '?')} B/segment"
     if q:
         line += f", recall@10 {q['recall@10']:.3f} at {i['search_params'] or 'exact'}, p99 {q['latency_p99_ms']:.2f} ms"
+    if i.get("refine"):
+        line += f", re-ranked from {i['refine']['source']} ({i['refine']['disk_bytes'] / 1e6:.1f} MB on disk)"
     if "resident_bytes" in i:
         line += f"; mapped {i['mapped_bytes'] / 1e6:.1f} MB, resident {i['resident_bytes'] / 1e6:.1f} MB"
     if i.get("error"):
@@ -119,7 +156,7 @@ def _index_line(i: dict) -> str:
     return line
 
 
-def _bytes(text: str) -> float:
+def _bytes(text: str, option: str = "--max-memory") -> float:
     """``"640MB"`` → 6.4e8; plain numbers are bytes.
 
     >>> _bytes("640MB"), _bytes("2 GiB")
@@ -131,7 +168,7 @@ def _bytes(text: str) -> float:
     except ValueError:
         value = None
     if value is None or not math.isfinite(value) or value <= 0:
-        raise ParameterError(f"--max-memory: expected a size like 640MB or 2GB, got {text!r}")
+        raise ParameterError(f"{option}: expected a size like 640MB or 2GB, got {text!r}")
     return value * 1000 ** " KMGT".index(m.group(2) or " ")
 
 
@@ -161,6 +198,10 @@ def info(library: Path = typer.Argument(..., help="library directory"),
          as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
     """Describe LIBRARY: segmentation, counts, embeddings, indexes (measured recall, latency, size), errors."""
     from ..library import Library
+    from ..library.shards import is_sharded
+    if is_sharded(library):  # cli/shards.py
+        from .shards import info_sharded
+        return info_sharded(library, memory, as_json)
     d = Library.open(library).info(memory=memory)
     lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
              f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "

@@ -30,8 +30,9 @@ def search(library: Path = typer.Argument(..., help="library directory"),
                                               "with --audio/--track, a hybrid query"),
            alpha: float = typer.Option(0.7, help="hybrid queries: weight of the text (1 - alpha: the audio)"),
            embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
-           stem: str | None = typer.Option(None, help="harmonic | percussive: search that stem's embedding "
-                                              "(build --stems hpss; docs/describe.md#stems)"),
+           stem: str | None = typer.Option(None, help="harmonic | percussive (build --stems hpss), drums | bass | "
+                                              "vocals | other (--stems demucs): search that stem's embedding "
+                                              "(docs/describe.md#stems)"),
            index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
            k: int = typer.Option(10, "-k", help="number of hits"),
            exclude_same_track: bool = typer.Option(False, help="leave out the query's own track"),
@@ -54,7 +55,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            as_json: bool = typer.Option(False, "--json", help="print hits as JSON only")):
     """Search LIBRARY with an audio clip (--audio), a moment of an indexed track (--track --at),
     a description (--text) or a hummed phrase (--hum)."""
-    from ..library import Library
+    from ..library.shards import open_library
     from ..search import Query
     from ..search import search as run_search
     if hum is not None and (audio is not None or track is not None or text is not None):
@@ -74,7 +75,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     _number("--alpha", alpha, minimum=0, maximum=1)
     _choice("--by", by, ("segment", "track"))
     filters = _conditions("--where", where)
-    lib = Library.open(library)
+    lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
     if stem is not None:
         from ..embedders.stems import stem_ref
         embedder = stem_ref(embedder, stem, [e.name for e in lib.embeddings()])

@@ -24,7 +24,7 @@ from .base import Embedder, l2_normalise
 _REGISTRY: dict[str, Callable[..., Embedder]] = {}
 #: the extra that installs each optional framework an embedder family may need
 EXTRAS = {"torch": "models", "transformers": "models", "tokenizers": "models", "huggingface_hub": "models",
-          "sentence_transformers": "models", "safetensors": "models"}
+          "sentence_transformers": "models", "safetensors": "models", "demucs": "stems"}
 
 
 def register(name: str):
@@ -87,9 +87,8 @@ def get_embedder(name: str, **params) -> Embedder:
     """Instantiate a registered embedder with ``params``; unknown names raise :class:`UnknownEmbedderError`.
     ``NAME@STEM`` (``aisfx@percussive``) embeds one separated stem of each track (:mod:`.stems`)."""
     if "@" in name:
-        from .stems import split_name, stem_embedder
-        inner, stem = split_name(name)
-        return stem_embedder(get_embedder(inner, **params), stem)
+        from .stems import named_stem_embedder
+        return named_stem_embedder(name, **params)
     try:
         factory = _REGISTRY[name]
     except KeyError:

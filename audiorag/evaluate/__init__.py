@@ -18,7 +18,7 @@ import pandas as pd
 from ..analysis import clusters
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
-from ..index import load_index
+from ..library.fanout import open_index
 from ..search import Query, search
 from . import metrics as M
 from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
@@ -75,7 +75,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     protocol = protocol or Protocol()
     t_start = time.perf_counter()
     emb = lib.embedding(embedder)
-    faiss_index = load_index(lib, emb, index)
+    faiss_index = open_index(lib, emb, index)  # a sharded library: the fan-out over its shards
     sidecar = faiss_index.sidecar
     tracks, segments = lib.tracks, lib.segments
     labels = segment_labels(tracks, segments, protocol)

@@ -38,8 +38,9 @@ import numpy as np
 from ..errors import IncompatibleLibraryError, ParameterError
 from ..library.store import read_index, read_json, write_index, write_json
 from . import factory as F
+from . import refine as R
 from .factory import default_search_params, index_name, make_index
-from .quality import exact_neighbours, held_out, tune
+from .quality import exact_neighbours, held_out
 
 log = logging.getLogger(__name__)
 _CACHE: dict = {}
@@ -75,12 +76,14 @@ class Index:
 
 
 def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max_memory: float | None = None,
-                target_recall: float = 0.95, seed: int = 0) -> dict:
+                target_recall: float = 0.95, seed: int = 0, max_resident: float | None = None) -> dict:
     """Build, measure, save and return the sidecar of an index over ``emb``'s vectors in ``lib``.
 
     ``factory="auto"`` picks the index family from the number of vectors, their dimension and
     ``max_memory`` (bytes for the whole index), keeping the first candidate whose tuned
-    recall@10 reaches ``target_recall``; its name is ``auto``. Every index, automatic or not,
+    recall@10 reaches ``target_recall``; its name is ``auto``. ``max_resident`` (bytes in RAM)
+    also admits refined families, whose candidates are re-ranked from ``vectors.npy`` on disk
+    (:mod:`audiorag.index.refine`). Every index, automatic or not,
     has its search parameters tuned to ``target_recall`` and its measurement in the sidecar.
     """
     if not 0 < target_recall <= 1:
@@ -93,16 +96,17 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
     truth = exact_neighbours(x, ids, queries, 10)
     qx = np.asarray(vectors)[queries]
     tried = []
-    factories = F.candidates(len(ids), emb.dim, max_memory=max_memory) if factory == "auto" else [factory]
+    factories = R.candidates(len(ids), emb.dim, max_memory=max_memory, max_resident=max_resident) \
+        if factory == "auto" else [factory]
     for candidate in factories:
         try:
-            index, built = F.build(candidate, x, [(ids, x)], seed=seed)
+            index, built = R.build(candidate, x, ids, vectors, seed=seed, tried=tried)
         except ParameterError as exc:
             if factory != "auto":
                 raise
             log.info("auto index: skipping %s (%s)", candidate, exc)
             continue
-        measured = tune(index, candidate, qx, truth, exclude=queries, target_recall=target_recall)
+        measured = R.tune(index, candidate, qx, truth, exclude=queries, target_recall=target_recall)
         tried.append({"factory": candidate, "build_seconds": built["build_seconds"], "n_train": built["n_train"],
                       "index": index, **measured})
         log.info("index %s over %d vectors: recall@10 %.3f at %s, p99 %.2f ms", candidate, len(ids),
@@ -116,14 +120,15 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
         log.warning("no index reached recall@10 %.2f for %s; kept %s (%.3f)", target_recall, emb.key,
                     best["factory"], best["recall@10"])
     name = name or ("auto" if factory == "auto" else index_name(factory))
-    path = _save(emb, name, best.pop("index"))
+    path = _save(emb, name, R.faiss_index(best.pop("index")))
     sidecar = {"name": name, "factory": best["factory"], "metric": F.metric(best["factory"]),
                "n": int(len(ids)), "dim": emb.dim, "search_params": best["search_params"],
                "build_seconds": best["build_seconds"], "n_train": best["n_train"], "bytes": path.stat().st_size,
                "bytes_per_segment": round(path.stat().st_size / len(ids), 1),
                "quality": {k: v for k, v in best.items() if k not in ("factory", "build_seconds", "n_train",
                                                                     "search_params")},
-               "auto": {"max_memory": max_memory, "target_recall": target_recall,
+               **R.sidecar_fields(best["factory"], emb, len(ids)),
+               "auto": {"max_memory": max_memory, "max_resident": max_resident, "target_recall": target_recall,
                         "tried": [{k: t[k] for k in ("factory", "recall@10", "latency_p99_ms", "search_params",
                                                      "build_seconds")} for t in tried]} if factory == "auto" else None,
                "embedding": emb.key, **_coverage(lib, emb), "faiss_version": faiss.__version__,
@@ -181,7 +186,8 @@ def load_index(lib, emb, name: str | None = None, *, mmap: bool = True) -> Index
     path = emb.path / f"index-{sidecar['name']}.faiss"
     key = (str(path), path.stat().st_mtime_ns if path.exists() else 0, mmap)
     if key not in _CACHE:
-        index = read_index(path, _read_flags(sidecar["factory"]) if mmap else 0)
+        index = R.wrap(read_index(path, _read_flags(sidecar["factory"]) if mmap else 0), sidecar["factory"],
+                       lambda: lib.vectors(emb.key))
         F.apply_search_params(index, sidecar.get("search_params", {}))
         _CACHE.clear() if len(_CACHE) > 16 else None
         _CACHE[key] = Index(index, sidecar)
@@ -203,8 +209,8 @@ def mapped_memory(path) -> dict:
             inside = False
             for line in f:
                 head = line.split()
-                if len(head) >= 6 and "-" in head[0] and not line.startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")):
-                    inside = head[-1] == path
+                if len(head) >= 5 and "-" in head[0] and not line.startswith(tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ")):
+                    inside = len(head) >= 6 and head[-1] == path  # anonymous mappings have no 6th field
                 elif inside and head and head[0] in ("Size:", "Rss:", "Shared_Clean:", "Shared_Dirty:"):
                     field = {"Size:": "mapped_bytes", "Rss:": "resident_bytes"}.get(head[0], "shared_bytes")
                     out[field] += int(head[1]) * 1024

@@ -91,6 +91,9 @@ class Library:
         (``True``, or at most that many seconds) instead of failing with ``LibraryLockedError``.
         """
         path = Path(path)
+        if (path / "shards.json").exists():  # a sharded library (.shards) is opened as one by a few commands
+            from .shards import refuse
+            refuse(path)
         if not (path / "library.json").exists():
             raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
         meta = read_json(path / "library.json")
@@ -321,7 +324,8 @@ class Library:
 
     # -- building (see .ingest) -------------------------------------------------------------
     def add(self, source, *, embedders=None, workers: int | None = None, progress: bool = True,
-            batch_tracks: int = 16, labels=None, fingerprint: bool = False) -> BuildReport:
+            batch_tracks: int = 16, labels=None, fingerprint: bool = False, engine: str = "local",
+            ray_address: str | None = None) -> BuildReport:
         """Add new audio files and embed them with every embedding of the library plus ``embedders``.
 
         ``source`` is a :class:`~audiorag.datasets.Dataset`, a dataset spec (``"synthetic:96"``,
@@ -331,16 +335,19 @@ class Library:
         :meth:`errors`. A build killed at any point resumes on the next call and produces the same
         vectors. Files that fail are recorded in :meth:`errors` and counted; the rest proceeds.
         ``fingerprint``: keep landmark fingerprints too (then every later ``add`` computes them; see
-        :func:`audiorag.identify.identify`).
+        :func:`audiorag.identify.identify`). ``engine="ray"`` decodes and embeds on a Ray cluster's
+        workers (``ray_address``: None starts a local Ray, ``"auto"``/``"HOST:PORT"`` joins one; docs/cluster.md).
         """
         return ingest.add(self, source, embedders=embedders, workers=workers, progress=progress,
-                          batch_tracks=batch_tracks, labels=labels, fingerprint=fingerprint)
+                          batch_tracks=batch_tracks, labels=labels, fingerprint=fingerprint, engine=engine,
+                          ray_address=ray_address)
 
     def embed(self, embedder, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 16,
-              **params) -> str:
+              engine: str = "local", ray_address: str | None = None, **params) -> str:
         """Embed every track not yet embedded by ``embedder`` (a name with ``params``, or an Embedder).
-        Returns the embedding key. Resumable like :meth:`add`."""
-        return ingest.embed(self, embedder, workers=workers, progress=progress, batch_tracks=batch_tracks, **params)
+        Returns the embedding key. Resumable like :meth:`add`; ``engine``/``ray_address`` as in :meth:`add`."""
+        return ingest.embed(self, embedder, workers=workers, progress=progress, batch_tracks=batch_tracks,
+                            engine=engine, ray_address=ray_address, **params)
 
     def remove(self, track_ids) -> int:
         """Remove tracks: their rows leave ``tracks``, their segments and vectors leave every index.
@@ -358,19 +365,21 @@ class Library:
 
     # -- indexes ----------------------------------------------------------------------------
     def build_index(self, embedder=None, factory: str = "Flat", *, name: str | None = None,
-                    max_memory: float | None = None, target_recall: float = 0.95) -> dict:
+                    max_memory: float | None = None, target_recall: float = 0.95,
+                    max_resident: float | None = None) -> dict:
         """Build a FAISS index over an embedding's vectors and return its sidecar.
 
         ``factory`` is a FAISS factory string or ``"auto"`` (the index family chosen from the
         number of vectors, their dimension and ``max_memory`` bytes); search parameters are
         tuned to ``target_recall`` (recall@10 against exact search on held-out segments), and
         the measured recall, latency and bytes per segment are recorded in the sidecar.
+        ``max_resident`` (bytes in RAM) lets ``auto`` re-rank compressed codes from the vectors on disk.
         See :func:`audiorag.index.build_index`.
         """
         from ..index import build_index
         with self.store.transaction():
             return build_index(self, self.embedding(embedder), factory, name=name, max_memory=max_memory,
-                               target_recall=target_recall)
+                               target_recall=target_recall, max_resident=max_resident)
 
     def drop_index(self, embedder=None, name: str = "flat") -> None:
         """Delete an index (its ``.faiss`` file and sidecar) of an embedding."""

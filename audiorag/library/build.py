@@ -17,7 +17,7 @@ import numpy as np
 
 from ..audio import AudioInfo, load_with_hash, resample
 from ..embedders import Embedder
-from ..errors import AudioDecodeError, AudioragError
+from ..errors import AudioDecodeError, AudioragError, ParameterError
 from ..segment import Segmentation
 from . import descriptors, fingerprints
 
@@ -43,15 +43,23 @@ class FileResult:
 
 def warm_up(embedders: list[Embedder]) -> None:
     """Run each embedder once on a short noise clip (compiles JIT kernels before workers fork)."""
-    rng = np.random.default_rng(0)
-    for e in embedders:
-        y = (0.1 * rng.standard_normal(int(e.sample_rate * 1.5))).astype(np.float32)
-        e.embed_track(y, [0.0], [1.5])
+    from ..embedders.stems import shared_separation
+    noise = (0.1 * np.random.default_rng(0).standard_normal(int(44100 * 1.5))).astype(np.float32)
+    with shared_separation(noise, 44100):  # stem embedders separate it once per source (Demucs is heavy)
+        for e in embedders:
+            e.embed_track(resample(noise, 44100, e.sample_rate), [0.0], [1.5])
 
 
-def run(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True):
-    """Yield ``func(task)`` for each task, in order: through :func:`run_pipeline` when a model
-    embedder is involved, else through :func:`run_pool`."""
+def run(func, tasks: list, state: dict, *, workers: int, desc: str, progress: bool = True,
+        engine: str = "local", ray_address: str | None = None):
+    """Yield ``func(task)`` for each task, in order: on Ray's worker actors with ``engine="ray"``
+    (:mod:`.ray_engine`), else through :func:`run_pipeline` when a model embedder is involved,
+    else through :func:`run_pool`."""
+    if engine == "ray":
+        from .ray_engine import run_ray
+        return run_ray(func, tasks, state, address=ray_address, workers=workers, desc=desc, progress=progress)
+    if engine != "local":
+        raise ParameterError(f"engine must be 'local' or 'ray', got {engine!r}")
     if any(_is_model(e) for e in state["embedders"]):
         return run_pipeline(func, tasks, state, threads=max(1, workers - 1), desc=desc, progress=progress)
     return run_pool(func, tasks, state, workers=workers, desc=desc, progress=progress)
@@ -158,6 +166,12 @@ def default_workers() -> int:
 
 
 def _embed_all(y: np.ndarray, sr: int, duration: float) -> dict:
+    from ..embedders.stems import shared_separation
+    with shared_separation(y, sr):  # one separation per track and stem source, shared by its stem embedders
+        return _embed_each(y, sr, duration)
+
+
+def _embed_each(y: np.ndarray, sr: int, duration: float) -> dict:
     seg: Segmentation = _STATE["segmentation"]
     starts, ends = seg.windows(duration)
     by_rate: dict[int, np.ndarray] = {}

@@ -35,7 +35,8 @@ def info(lib, *, memory: bool = False) -> dict:
     for emb in lib.embeddings():
         indexes = []
         for i in list_indexes(emb):
-            entry = {k: i.get(k) for k in ("name", "factory", "n", "search_params", "bytes_per_segment", "quality")}
+            entry = {k: i.get(k) for k in ("name", "factory", "n", "search_params", "bytes_per_segment", "quality",
+                                           "refine")}
             entry["quality"] = {k: v for k, v in (i.get("quality") or {}).items() if k != "curve"}
             if memory:
                 try:
@@ -89,6 +90,9 @@ def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool
     """
     from . import Library
     path = Path(path)
+    if (path / "shards.json").exists():  # check works on each shard of a sharded library
+        from .shards import refuse
+        refuse(path)
     if not (path / "library.json").exists():
         raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
     store = Store(path, wait=wait)

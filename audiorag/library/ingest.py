@@ -86,7 +86,8 @@ class _Errors:
 
 
 def add(lib, source, *, embedders=None, workers: int | None = None, progress: bool = True,
-        batch_tracks: int = 16, labels=None, fingerprint: bool = False) -> BuildReport:
+        batch_tracks: int = 16, labels=None, fingerprint: bool = False, engine: str = "local",
+        ray_address: str | None = None) -> BuildReport:
     """See :meth:`audiorag.Library.add`."""
     t0 = time.perf_counter()
     dataset = _dataset(source, labels)
@@ -115,11 +116,13 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         known = set(live["content_hash"])
         by_uri = dict(zip(live["uri"], live["track_id"]))
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
-        build.warm_up(run)
+        if engine == "local":  # Ray's worker actors warm up their own
+            build.warm_up(run)
         results = build.run(build.ingest_file, [s.uri for s in sources],
                             {"segmentation": lib.segmentation, "embedders": run, "known_hashes": known,
                              "fingerprint": fingerprints.enabled(lib)},
-                            workers=workers or build.default_workers(), desc="ingest", progress=progress)
+                            workers=workers or build.default_workers(), desc="ingest", progress=progress,
+                            engine=engine, ray_address=ray_address)
         batch, edits = [], []
         for src, res in zip(sources, results):
             if res.status == "error":
@@ -146,7 +149,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
             fingerprints.backfill(lib, workers=workers, progress=progress)
         for e in requested:  # embeddings new to this library also need the tracks added before
             if _covered(lib, lib.embedding(e.key)) < len(lib.tracks):
-                embed(lib, e, workers=workers, progress=progress)
+                embed(lib, e, workers=workers, progress=progress, engine=engine, ray_address=ray_address)
         for track_id, src in edits:
             replace(lib, track_id, src, workers=workers, progress=False)
             report.replaced += 1
@@ -157,7 +160,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
 
 
 def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 16,
-          **params) -> str:
+          engine: str = "local", ray_address: str | None = None, **params) -> str:
     """See :meth:`audiorag.Library.embed`."""
     e = _as_embedder(embedder, **params)
     with lib.store.lock():
@@ -172,10 +175,12 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
         todo = todo[~todo["track_id"].isin(done)]
         if len(todo):
             errors = _Errors(lib)
-            build.warm_up([e])
+            if engine == "local":
+                build.warm_up([e])
             results = build.run(build.embed_file, list(zip(map(decode_path, todo["uri"]), todo["content_hash"])),
                                 {"segmentation": lib.segmentation, "embedders": [e], "known_hashes": set()},
-                                workers=workers or build.default_workers(), desc=f"embed {e.key}", progress=progress)
+                                workers=workers or build.default_workers(), desc=f"embed {e.key}", progress=progress,
+                                engine=engine, ray_address=ray_address)
             ids, raws, tags, failed = [], [], [], []
             counts = lib.segments.groupby("track_id").size()
             for tid, res in zip(todo["track_id"].tolist(), results):

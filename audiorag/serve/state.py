@@ -8,6 +8,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from ..library import Library
+from ..library.shards import open_library
 
 
 class Libraries:
@@ -27,7 +28,7 @@ class Libraries:
     """
 
     def __init__(self, path):
-        self._lib = Library.open(path)
+        self._lib = open_library(path)  # a library, or a sharded one (docs/shards.md)
         self._lock = threading.Lock()
 
     def current(self) -> Library:
@@ -36,7 +37,7 @@ class Libraries:
         if lib.store.generation != lib.generation:  # reads the small CURRENT file: microseconds
             with self._lock:
                 if self._lib.store.generation != self._lib.generation:
-                    self._lib = Library.open(lib.path)
+                    self._lib = open_library(lib.path)
                 lib = self._lib
         return lib
 

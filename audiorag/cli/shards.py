@@ -1,0 +1,54 @@
+"""Sharded libraries on the command line (docs/shards.md): ``build --shards N`` and ``info`` on one;
+``search``, ``eval`` and ``serve`` open them through :func:`audiorag.library.shards.open_library`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import AudioragError
+from ._app import _print
+from .library import _index_line
+
+
+def build_sharded(library: Path, n: int | None, source, embedders: list, indexes: list[str], *, window: float,
+                  hop: float, tail: str, workers: int | None, max_memory, max_resident, target_recall: float,
+                  fingerprint: bool, as_json: bool, engine: str = "local", ray_address: str | None = None) -> None:
+    """``audiorag build LIB --shards N``: create (or reopen: N must match) and build the shards in parallel
+    (``--engine ray``: one shard after the other, each spread over the Ray cluster)."""
+    from ..library.shards import ShardedLibrary, check_embedders, is_sharded
+    check_embedders(embedders)
+    if n is None:
+        n = ShardedLibrary.open(library).n if is_sharded(library) else 1
+    lib = ShardedLibrary.create(library, n, window=window, hop=hop, tail=tail, dataset=getattr(source, "id", None),
+                                exist_ok=True)
+    ray = {"engine": engine, "ray_address": ray_address} if engine != "local" else {}
+    reports = lib.add(source, embedders=embedders, indexes=indexes, workers=workers, parallel=not ray,
+                      max_memory=max_memory, max_resident=max_resident, target_recall=target_recall,
+                      fingerprint=fingerprint, **ray)
+    lib = ShardedLibrary.open(library)
+    if len(lib.tracks) == 0:
+        first = next((e for r in reports for e in r["errors"]), None)
+        raise AudioragError(f"no track could be added to the sharded library {library}"
+                            + (f"; first: {first['uri']}: {first['message']}" if first else ""))
+    lines = [f"{r['shard']}: added {r['added']} tracks, skipped {r['duplicates']} already present, "
+             f"{r['failed']} failed" + "".join(f"; index {i['name']} ({i['n']} vectors)" for i in r["indexes"])
+             for r in reports]
+    lines.append(f"{library}: {lib.n} shards, {len(lib.tracks)} tracks, {len(lib.segments)} segments")
+    _print({"library": str(library), "shards": reports}, as_json, "\n".join(lines))
+
+
+def info_sharded(library: Path, memory: bool, as_json: bool) -> None:
+    """``audiorag info`` on a sharded library: the totals, then each shard's embeddings and indexes."""
+    from ..library.shards import ShardedLibrary
+    d = ShardedLibrary.open(library).info(memory=memory)
+    seg = d["segmentation"]
+    lines = [f"sharded library {d['path']} ({d['n_shards']} shards, dataset {d['dataset']})",
+             f"routing: {d['routing']}; track ids: {d['ids']}",
+             f"segmentation: window {seg['window']}s, hop {seg['hop']}s, tail {seg['tail']}",
+             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"]
+    for s in d["shards"]:
+        lines.append(f"{Path(s['path']).name}: {s['tracks']} tracks, {s['segments']} segments")
+        for e in s["embeddings"]:
+            lines.append(f"  embedding {e['key']}: {e['n_segments']} vectors")
+            lines += ["  " + _index_line(i) for i in e["indexes"]]
+    _print(d, as_json, "\n".join(lines))

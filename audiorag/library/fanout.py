@@ -1,0 +1,95 @@
+"""The index of a sharded library (:mod:`audiorag.library.shards`): the query is resolved once on the
+global view (a moment's vector from the shard owning its track, a clip or text embedded once), each
+shard's own index is searched in a thread pool, and the lists are merged **exactly**: by score, ties
+by global segment id. Flat shards therefore give the top-k of one Flat index over all the tracks, and
+everything :func:`audiorag.search.search` builds on candidates (filters, exclusion, ``by="track"``,
+sequence matching of long clips) runs unchanged on the merged candidates, with global ids.
+
+Refused on a sharded library, with one line: re-ranking (``rerank=``, whose descriptors and
+neighbourhoods are per shard), late fusion, hum queries, filters on the moments' descriptors and
+tag-space text queries.
+
+>>> import numpy as np
+>>> maps = [np.array([0, 2]), np.array([1, 3, 4])]  # shard 0's segments are global 0 and 2, ...
+>>> merge([np.array([[.9, .5]]), np.array([[.9, .7]])], [np.array([[0, 1]]), np.array([[0, 2]])], maps, 3)
+(array([[0.9, 0.9, 0.7]], dtype=float32), array([[0, 1, 4]]))
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..index import load_index
+from .descriptors import COLUMNS as DESCRIPTORS
+from .shards import ShardedLibrary
+
+
+def open_index(lib, emb, name: str | None = None):
+    """The index search and evaluation read: a :class:`FanoutIndex` over a sharded library's
+    shards, else the library's own (:func:`audiorag.index.load_index`)."""
+    if not isinstance(lib, ShardedLibrary):
+        return load_index(lib, emb, name)
+    return FanoutIndex([load_index(lib.shards[s], e, name) for s, e in zip(emb._shards, emb.parts)],
+                       [lib.to_global(s) for s in emb._shards], lib.n)
+
+
+def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict | None = None) -> None:
+    """Refuse, in one line, what a sharded library cannot answer exactly (nothing for a library)."""
+    if not isinstance(lib, ShardedLibrary):
+        return
+    described = [c for c in filters or {} if c in DESCRIPTORS and c not in lib.tracks.columns]
+    what = ("re-ranking" if rerank is not None else "late fusion" if fusion != "early"
+            else "a hum query" if query.kind == "hum" else
+            f"a filter on the moments' {described[0]!r}" if described else None)
+    if what:
+        raise ParameterError(f"{lib.path} is a sharded library: {what} is not merged across shards; "
+                             f"search one shard ({lib.paths[0]} …) for it")
+
+
+class FanoutIndex:
+    """The shards' indexes searched as one, in parallel threads; ids and scores as one index over all
+    the vectors would give (global segment ids). Quacks like :class:`audiorag.index.Index`."""
+
+    def __init__(self, indexes: list, maps: list[np.ndarray], n: int):
+        self.indexes, self.maps, self.n = indexes, maps, n
+        first = indexes[0].sidecar
+        self.sidecar = {**first, "n": self.ntotal, "shards": n,
+                        "factories": sorted({i.sidecar["factory"] for i in indexes})}
+        self._pool = ThreadPoolExecutor(max_workers=len(indexes), thread_name_prefix="audiorag-fanout")
+
+    @property
+    def ntotal(self) -> int:
+        return sum(i.ntotal for i in self.indexes)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, ids)``, each ``[n_queries, k]``, merged from every shard's top-``k``."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        live = [(i, g) for i, g in zip(self.indexes, self.maps) if i.ntotal]
+        found = list(self._pool.map(lambda pair: pair[0].search(queries, min(k, pair[0].ntotal)), live))
+        return merge([f[0] for f in found], [f[1] for f in found], [g for _, g in live], k)
+
+    def __del__(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+
+def merge(scores: list, ids: list, maps: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-shard ``(scores, local ids)`` lists and each shard's local → global id map → the global
+    top-``k``: score descending, then global segment id ascending; ``-1`` ids (``-inf`` scores) past the end."""
+    m = scores[0].shape[0] if scores else 0
+    if not scores:
+        return np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+    sc = np.concatenate([np.asarray(s, np.float32) for s in scores], axis=1)
+    gid = np.concatenate([np.where(i >= 0, g[np.maximum(i, 0)], -1) for i, g in zip(ids, maps)], axis=1)
+    sc = np.where(gid >= 0, sc, -np.inf)
+    out_s = np.full((m, k), -np.inf, np.float32)
+    out_i = np.full((m, k), -1, np.int64)
+    for r in range(m):
+        order = np.lexsort((np.where(gid[r] >= 0, gid[r], np.iinfo(np.int64).max), -sc[r]))[:k]
+        keep = gid[r, order] >= 0
+        out_s[r, : keep.sum()], out_i[r, : keep.sum()] = sc[r, order][keep], gid[r, order][keep]
+    return out_s, out_i

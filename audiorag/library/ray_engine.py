@@ -1,0 +1,184 @@
+"""The Ray engine of the build: files decoded and embedded on a Ray cluster's worker actors.
+
+:func:`run_ray` has the contract of :func:`audiorag.library.build.run`: it yields one
+:class:`~audiorag.library.build.FileResult` per task, in task order. A Ray Data dataset of the
+tasks is mapped (``map_batches``) by a pool of worker actors, one per CPU of the cluster: each
+actor builds and warms up the embedders once, then runs the same per-file function as the
+local engine (:func:`~audiorag.library.build.ingest_file`, :func:`~audiorag.library.build.embed_file`)
+on each file of its batch, with model embedders batched across the files of the batch. Results
+come back pickled, streamed in task order (``preserve_order``), to the driver, which stays the
+library's one writer and commits them in batches as with the local engine.
+
+Files must be readable at the same path on every node (a shared file system); a worker that
+cannot read a file gives that file's normal error record. Ray is imported here only, on first use.
+A worker actor that dies is restarted by Ray and its batch retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections import Counter
+
+import numpy as np
+
+from ..embedders import get_embedder
+from ..errors import MissingDependencyError, ParameterError
+from . import build
+
+log = logging.getLogger(__name__)
+
+#: object store of a local Ray started by the build (bytes): results are small, the machine is shared
+OBJECT_STORE_BYTES = 512 * 2**20
+#: a test hook: a worker exits (as under ``kill -9``) on its next batch when this file does not exist yet
+FAULT_ENV = "AUDIORAG_RAY_FAULT"
+
+
+def require_ray():
+    """The ``ray`` module, or :class:`~audiorag.errors.MissingDependencyError` naming the extra."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ModuleNotFoundError:
+        raise MissingDependencyError("--engine ray needs ray, which is not installed: "
+                                     "pip install 'audiorag[scale]'") from None
+    return ray
+
+
+def run_ray(func, tasks: list, state: dict, *, address: str | None = None, workers: int | None = None,
+            desc: str = "ingest", progress: bool = True):
+    """Yield ``func(task)`` for each task, in order, computed by worker actors on Ray.
+
+    ``address``: None starts a local Ray on this machine with ``workers`` CPUs (default: every
+    core; token authentication on, as Ray 2.60 does by default) and shuts it down when the results
+    end; ``"auto"`` or ``"HOST:PORT"`` connects to a running cluster (``ray start --head``) and uses
+    one actor per CPU of it. When Ray is already
+    initialised in this process, it is used as it is.
+
+    >>> from audiorag.library import build
+    >>> from audiorag.segment import Segmentation
+    >>> from audiorag.embedders import get_embedder
+    >>> state = {"segmentation": Segmentation(10, 2), "embedders": [get_embedder("features45")],
+    ...          "known_hashes": set()}
+    >>> [r.status for r in run_ray(build.ingest_file, ["/no/such.wav"], state, progress=False)]  # doctest: +SKIP
+    ['error']
+    """
+    ray = require_ray()
+    specs = _embedder_specs(state["embedders"])
+    started = connect(address, workers)
+    logging.getLogger("ray.data").setLevel(_quiet())
+    from tqdm.auto import tqdm
+    bar = tqdm(total=len(tasks), desc=f"{desc} (ray)", disable=not progress, leave=False)
+    nodes: Counter = Counter()  # files per node id
+    try:
+        if not tasks:
+            return
+        ctx = ray.data.DataContext.get_current()
+        ctx.execution_options.preserve_order = True
+        ctx.enable_progress_bars = False
+        per_batch = batch_files(state["embedders"])
+        n_batches = -(-len(tasks) // per_batch)
+        actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n_batches))
+        ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=n_batches)
+        worker_state = {k: v for k, v in state.items() if k != "embedders"}
+        ds = ds.map_batches(_Worker, fn_constructor_kwargs={"func": func, "state": worker_state, "specs": specs},
+                            batch_size=per_batch, batch_format="numpy", num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(size=actors))  # dead actors: restarted, batch retried
+        for row in ds.iter_rows():
+            nodes[row["node"]] += 1
+            yield pickle.loads(row["result"])
+            bar.update()
+    finally:  # also when the caller stops after the last result (``zip``)
+        if nodes:
+            log.info("ray: %d files on %d node(s): %s", sum(nodes.values()), len(nodes), dict(nodes))
+        bar.close()
+        if started:
+            ray.shutdown()
+
+
+def batch_files(embedders: list) -> int:
+    """Files per worker batch: few for model embedders (a batch's windows go through the model
+    together), more for feature embedders (fewer round trips)."""
+    return 2 if any(build._is_model(e) for e in embedders) else 4
+
+
+def _embedder_specs(embedders: list) -> list[tuple[str, dict]]:
+    """``(name, params)`` of each embedder: workers build their own (models load once per actor)."""
+    specs = []
+    for e in embedders:
+        try:
+            same = get_embedder(e.name, **e.params).key == e.key
+        except Exception:
+            same = False
+        if not same:
+            raise ParameterError(f"--engine ray: embedder {e.name!r} is not registered by name "
+                                 "(Ray workers build embedders with get_embedder(name, **params))")
+        specs.append((e.name, dict(e.params)))
+    return specs
+
+
+def connect(address: str | None = None, workers: int | None = None) -> bool:
+    """Start or join Ray as :func:`run_ray` does; True when this call started it (then ``ray.shutdown()``
+    is the caller's). A benchmark calls it first to time Ray's start-up apart from the builds.
+
+    >>> started = connect()  # doctest: +SKIP
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    quiet = _quiet()
+    logging.getLogger("ray").setLevel(quiet)
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal" if quiet > logging.INFO else "warning")
+    try:
+        if address is None:
+            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     object_store_memory=OBJECT_STORE_BYTES, logging_level=quiet, log_to_driver=False)
+        else:
+            ray.init(address=address, logging_level=quiet, log_to_driver=False)
+    except ConnectionError as exc:
+        raise ParameterError(f"--ray-address {address}: cannot connect to a Ray cluster: {exc}") from None
+    return True
+
+
+def _quiet() -> int:
+    """Ray's log level: errors only, unless this process logs INFO (``audiorag -v``)."""
+    return logging.ERROR if logging.getLogger().getEffectiveLevel() > logging.INFO else logging.INFO
+
+
+class _Worker:
+    """One Ray actor: embedders built and warmed up once, then batches of files decoded and embedded."""
+
+    def __init__(self, func, state: dict, specs: list):
+        import ray
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(1)  # one actor per CPU: BLAS/FFT threads inside would oversubscribe them
+        embedders = [get_embedder(name, **params) for name, params in specs]
+        self.models = [e for e in embedders if build._is_model(e)]
+        if self.models:
+            from ..embedders.torchmodel import set_threads
+            set_threads(1)
+        build.warm_up(embedders)
+        build._STATE.clear()
+        build._STATE.update(state, embedders=embedders)
+        self.func = func
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict) -> dict:
+        _fault_hook()
+        results = [self.func(pickle.loads(t)) for t in batch["task"]]
+        if self.models:
+            build._forward(self.models, results)
+        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object),
+                "node": np.array([self.node] * len(results), dtype=object)}
+
+
+def _fault_hook() -> None:
+    path = os.environ.get(FAULT_ENV)
+    if not path:
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(1)
