@@ -136,6 +136,46 @@ def index_bench(root: Path) -> str:
                                                         command="python benchmarks/index.py --n N")
 
 
+def refine_bench(root: Path) -> str:
+    """Refined indexes: codes in RAM re-ranked from vectors on disk (``benchmarks/index.py --refine``)."""
+    recs = _records(root, "index-bench/index-refine-n*.json")
+    if not recs:
+        return _missing("refined indexes", "python benchmarks/index.py --n 1000000 --dims 512 --refine")
+    rows = []
+    for _, rec in sorted(recs, key=lambda r: r[1]["n"]):
+        for r in rec["results"]:
+            w, c, p = r["warm"], r["cold"], r["search_params"]
+            rows.append([f"{rec['n']:,} × {r['dim']}", f"`{r['factory']}`",
+                         f"{r['resident_bytes_per_segment']:.1f} (+ {r['disk_bytes_per_segment']:,} on disk)",
+                         f"{r['unrefined']['recall@10']:.3f}", f"**{w['recall@10']:.3f}**",
+                         f"{p['nprobe']}, {p['k_factor']}", f"{w['latency_p50_ms']:.2f} / {w['latency_p99_ms']:.2f}",
+                         f"{c['latency_p50_ms']:.1f} / {c['latency_p99_ms']:.1f}",
+                         f"{c['read_bytes_per_query'] / 1e3:,.0f} kB ({c['pages_touched_per_query']:.0f} pages)",
+                         rec["machine"]["faiss_threads"], f"{w['load_1min']:.1f}"])
+    text = _table(["n", "index", "B/segment resident", "recall@10 alone", "refined recall@10", "nprobe, k_factor",
+                   "warm p50 / p99 ms", "cold p50 / p99 ms", "read per cold query", "FAISS threads", "load"], rows)
+    return text + _source("experiments/results/index-bench/index-refine-n*.json",
+                          command="python benchmarks/index.py --n N --dims 512 --refine --families F")
+
+
+def fanout_bench(root: Path) -> str:
+    """Search latency of a sharded library vs its shard count (``benchmarks/shards.py``)."""
+    rec = _read(root, "shards-bench/fanout.json")
+    if rec is None:
+        return _missing("fan-out latency", "python benchmarks/shards.py")
+    factories = list(dict.fromkeys(r["factory"] for r in rec["rows"]))
+    cell = {(r["factory"], r["shards"]): r for r in rec["rows"]}
+    rows = [[n] + [f"{cell[f, n]['p50_ms']:.2f} / {cell[f, n]['p99_ms']:.2f} ({cell[f, n]['recall@10']:.3f})"
+                   if (f, n) in cell else "–" for f in factories]
+            for n in sorted({r["shards"] for r in rec["rows"]})]
+    text = _table(["shards"] + [f"`{f}` p50 / p99 ms (recall@10)" for f in factories], rows)
+    text += (f"\n\n{rec['n']:,} vectors × {rec['dim']}-D, {rec['queries']} single queries, k = {rec['k']}, "
+             f"{rec['cores']} cores; load average (1, 5, 15 min) before {_f(rec['loadavg_before'][0], 1)}, "
+             f"{_f(rec['loadavg_before'][1], 1)}, {_f(rec['loadavg_before'][2], 1)}, after "
+             f"{_f(rec['loadavg_after'][0], 1)}.")
+    return text + _source("experiments/results/shards-bench/fanout.json", command="python benchmarks/shards.py")
+
+
 def serve_load(root: Path) -> str:
     """Throughput and latency of ``audiorag serve`` per query and clients (``benchmarks/serve.py``)."""
     rec = _read(root, "serve-bench/serve.json")
@@ -280,7 +320,8 @@ def scale_plan(root: Path) -> str:
                   f"{m['vectors_disk_b']:,.0f} B/segment on disk", f"`{m['index_record']}`"],
         ["shard p99", f"warm {m['warm_p99_ms']:.2f} ms, cold {m['cold_p99_ms']:.2f} ms "
                       f"({m['cold_read_b'] / 1e3:,.0f} kB read per cold query)", f"`{m['index_record']}`"],
-        ["fan-out", f"{m['fanout_ms_per_shard']:.3f} ms per extra shard (IVF shards, p50)", f"`{m['fanout_record']}`"],
+        ["fan-out", f"{m['fanout_ms_per_shard']:.3f} ms per extra shard (p50 growth, Flat shards of the same vectors)",
+         f"`{m['fanout_record']}`"],
         ["tables", f"{m['tables']['ram_b']:.0f} B/segment in RAM, {m['tables']['disk_b']:.0f} B/segment on disk",
          f"`{m['tables']['library']}`"],
         ["machine", f"{mach['cores']} cores, {mach['ram_b'] / 2**30:.0f} GiB RAM, {mach['disk_b'] / 1e9:.0f} GB disk; "
@@ -300,6 +341,7 @@ def scale_plan(root: Path) -> str:
 
 
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
+            "refine-bench": refine_bench, "fanout-bench": fanout_bench,
             "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
             "serve-load": serve_load,
             "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,
