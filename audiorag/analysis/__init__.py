@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io import write_with
 from .clusters import label_array
 
 
@@ -122,14 +123,14 @@ def _write(out: Analysis, out_dir, label, plots) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     out.record.write(out_dir)
-    out.items.to_csv(out_dir / "items.csv", index=False)
+    write_with(out_dir / "items.csv", lambda f: out.items.to_csv(f, index=False))
     if out.k_sweep is not None:
-        out.k_sweep.to_csv(out_dir / "k_sweep.csv", index=False)
+        write_with(out_dir / "k_sweep.csv", lambda f: out.k_sweep.to_csv(f, index=False))
         out.figures.append(plots.k_sweep(out.k_sweep, out_dir))
     for spec, table in out.compositions.items():
-        table.to_csv(out_dir / f"composition-{spec.replace(':', '')}.csv")
+        write_with(out_dir / f"composition-{spec.replace(':', '')}.csv", table.to_csv)
     if out.outliers is not None:
-        out.outliers.to_csv(out_dir / "outliers.csv", index=False)
+        write_with(out_dir / "outliers.csv", lambda f: out.outliers.to_csv(f, index=False))
     colour = pd.Series(label_array(out.items[label])).fillna("(unlabelled)") if label else None
     for method, xy in out.maps.items():
         out.figures.append(plots.scatter_map(xy, colour, out_dir, name=f"map-{method}",

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..io import write_with
 from ._app import _WAIT_HELP, _choice, _conditions, _open_kw, _output_dir, _print, app
 
 
@@ -126,7 +127,7 @@ def eval_projected(library: Path, protocol, *, embedder: str | None, projection:
                                            cv_group=cv_group, folds=folds, protocol=protocol)
     if out:
         record.write(out)
-        per_query.to_csv(out / "per-query.csv", index=False)
+        write_with(out / "per-query.csv", lambda f: per_query.to_csv(f, index=False))
     m, ks = record.metrics, record.protocol.ks
     lines = [f"{record.embedder['key']} projected by {projection} out of fold ({record.extra['n_folds']} folds by "
              f"{record.extra['cv_group']}; {record.protocol.describe()}), {record.timings['n_queries']} queries",

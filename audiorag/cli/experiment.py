@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..io import write_with
 from ._app import (
     _WAIT_HELP,
     _choice,
@@ -87,7 +88,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol)  # or a sharded one
     if out:
         ev.record.write(out)
-        ev.per_query.to_csv(out / "per-query.csv", index=False)
+        write_with(out / "per-query.csv", lambda f: ev.per_query.to_csv(f, index=False))
     if export_run:
         ev.export_run(export_run)
     if export_qrels:

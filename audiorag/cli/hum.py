@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io import write_with
 from ._app import _print
 from .experiment import EVAL_PROTOCOLS
 
@@ -26,7 +27,7 @@ def _eval_hum(library: Path, options: dict) -> None:
     out = options.get("out")
     if out:
         rec.write(out)
-        per.to_csv(Path(out) / "per-hum.csv", index=False)
+        write_with(Path(out) / "per-hum.csv", lambda f: per.to_csv(f, index=False))
     head = " ".join(f"{k} {metrics[k]:.3f}" for k in ("MRR", "top1", "top10", "moment@1", "rejected"))
     lat = (f"latency p50 {metrics['latency/p50_ms']:.1f} ms, p99 {metrics['latency/p99_ms']:.1f} ms "
            f"(CPU time p50 {metrics['cpu/p50_ms']:.1f} ms, p99 {metrics['cpu/p99_ms']:.1f} ms)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..io import write_with
 from ._app import _number, _output_dir, _print, app
 from .experiment import EVAL_PROTOCOLS
 
@@ -53,7 +54,7 @@ def _eval_identify(library: Path, options: dict) -> None:
     out = _output_dir("--out", options["out"])
     if out:
         record.write(out)
-        table.to_csv(out / "identify.csv", index=False)
+        write_with(out / "identify.csv", lambda f: table.to_csv(f, index=False))
     _print(record.model_dump(mode="json"), options["as_json"],
            table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

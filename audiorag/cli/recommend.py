@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..io import write_with
 from ._app import _choice, _number, _output_dir, _print, app
 from .experiment import EVAL_PROTOCOLS
 
@@ -87,7 +88,7 @@ def _eval_recommend(library: Path, options: dict) -> None:
     out = _output_dir("--out", options["out"])
     if out:
         record.write(out)
-        table.to_csv(out / "tradeoff.csv", index=False)
+        write_with(out / "tradeoff.csv", lambda f: table.to_csv(f, index=False))
         (out / "tradeoff.md").write_text(markdown(table))
         recommend_tradeoff(table, out)
     cols = ["setting", "P@10", "nDCG@10", "discovery", "ILD", "artist_coverage", "catalogue_coverage", "novelty",

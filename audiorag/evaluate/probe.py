@@ -32,6 +32,7 @@ from pydantic import BaseModel, field_validator
 from ..analysis.clusters import label_array
 from ..analysis.records import Record, provenance
 from ..errors import ParameterError
+from ..io import write_with
 from ..search import track_mask
 from .protocol import Protocol, segment_labels
 
@@ -229,7 +230,7 @@ def probe(lib, *, embedder=None, label: str = "genre", group: str | None = None,
     if out_dir is not None:
         from .. import plots
         record.write(out_dir)
-        predictions.to_csv(f"{out_dir}/predictions.csv", index=False)
+        write_with(f"{out_dir}/predictions.csv", lambda f: predictions.to_csv(f, index=False))
         result.figures.append(plots.save(confusion_figure(confusion, title=f"{emb.name}: {protocol.describe()}"),
                                          out_dir, "confusion"))
     return result
