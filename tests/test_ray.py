@@ -163,6 +163,18 @@ def test_without_ray(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def test_unreachable_cluster_is_one_line(tmp_path):
+    """A ``--ray-address`` where nothing listens: one line at once, before any work (Ray would retry for minutes)."""
+    port = _free_port()  # bound then closed: nothing listens there
+    out = subprocess.run([sys.executable, "-m", "audiorag", "build", str(tmp_path / "lib"), "--dataset",
+                          str(tmp_path), "--engine", "ray", "--ray-address", f"127.0.0.1:{port}"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"error: --ray-address 127.0.0.1:{port}: no Ray cluster answers there (Connection refused)"], out.stderr
+    assert not (tmp_path / "lib").exists()
+
+
 def _committed_batch(path: Path) -> bool:
     """The library's committed generation (``CURRENT``) holds a staged batch."""
     try:

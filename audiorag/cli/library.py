@@ -121,8 +121,9 @@ def _engine_options(engine: str, ray_address: str | None) -> None:
         if ray_address != "auto" and not re.fullmatch(r"[\w.\-]+:\d{1,5}", ray_address):
             raise ParameterError(f"--ray-address must be auto or HOST:PORT, got {ray_address!r}")
     if engine == "ray":
-        from ..library.ray_engine import require_ray
+        from ..library.ray_engine import check_address, require_ray
         require_ray()
+        check_address(ray_address)
 
 
 def _check_factories(factories: list[str], embedders: list) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import socket
 from collections import Counter
 
 import numpy as np
@@ -127,6 +128,7 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
+    check_address(address)
     quiet = _quiet()
     logging.getLogger("ray").setLevel(quiet)
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal" if quiet > logging.INFO else "warning")
@@ -139,6 +141,25 @@ def connect(address: str | None = None, workers: int | None = None) -> bool:
     except ConnectionError as exc:
         raise ParameterError(f"--ray-address {address}: cannot connect to a Ray cluster: {exc}") from None
     return True
+
+
+def check_address(address: str | None, *, timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` address must answer on TCP within ``timeout`` seconds: Ray itself would retry a wrong
+    address for minutes. ``None`` (start a local Ray) and ``auto`` (Ray finds the cluster) are not probed.
+
+    >>> check_address("127.0.0.1:1")
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.ParameterError: --ray-address 127.0.0.1:1: no Ray cluster answers there (Connection refused)
+    """
+    if address in (None, "auto"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise ParameterError(f"--ray-address {address}: no Ray cluster answers there ({reason})") from None
 
 
 def _quiet() -> int:
