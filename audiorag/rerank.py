@@ -321,7 +321,7 @@ def descriptor_filters(lib, filters: dict | None) -> tuple[dict | None, np.ndarr
     Returns ``(track_filters or None, segment mask or None)``.
     """
     from .library import descriptors as stored
-    from .search import track_mask
+    from .search.filters import track_mask
     if not filters:
         return filters, None
     described = stored.present(lib)

@@ -219,16 +219,6 @@ def _output_file(option: str, path: Path | None) -> Path | None:
     return path
 
 
-def _conditions(option: str, items: list[str]) -> dict:
-    """``COLUMN<op>VALUE`` items → the ``filters`` / ``subset`` mapping of :func:`audiorag.search.track_mask`."""
-    from ..search import parse_condition
-    out: dict = {}
-    for item in items:
-        col, cond = parse_condition(item, option=option)
-        out.setdefault(col, []).append(cond["value"] if cond["op"] == "=" else cond)
-    return out
-
-
 def _embedders(option: str, specs: list[str]) -> list:
     """Instantiate each ``NAME[:key=value,...]``; unknown parameters name the accepted ones."""
     from ..embedders import get_embedder, parse_spec

@@ -9,7 +9,8 @@ import typer
 
 from ..errors import ParameterError
 from ..io import write_with
-from ._app import _WAIT_HELP, _choice, _conditions, _open_kw, _output_dir, _print, app
+from ..search.filters import parse_where
+from ._app import _WAIT_HELP, _choice, _open_kw, _output_dir, _print, app
 
 
 @app.command()
@@ -36,7 +37,7 @@ def probe(library: Path = typer.Argument(..., help="library directory"),
         raise ParameterError(f"--folds must be 0 (leave one group out) or >= 2, got {folds}")
     _output_dir("--out", out)
     result = run(Library.open(library), embedder=embedder, label=label, group=group, model=model, folds=folds,
-                 level=level, subset=_conditions("--only", only) or None, seed=seed, out_dir=out)
+                 level=level, subset=parse_where(only, option="--only") or None, seed=seed, out_dir=out)
     rec = result.record
     m = rec.metrics
     lines = [f"{rec.embedder['key']}: {rec.protocol.describe()}; {int(m['probe/n_items'])} items, "
@@ -65,10 +66,10 @@ def project(library: Path = typer.Argument(..., help="library directory"),
     from ..library import Library
     from ..library.derived import METHODS
     from ..library.derived import project as run
-    from ..search import track_mask
+    from ..search.filters import track_mask
     _choice("--method", method, METHODS)
     lib = Library.open(library, **_open_kw(wait))
-    subset = _conditions("--where", where)
+    subset = parse_where(where, option="--where")
     train = lib.tracks["track_id"][track_mask(lib.tracks, subset, what="--where")] if subset else None
     key = run(lib, embedder, label=label, method=method, train_tracks=train, seed=seed,
               provenance={"where": list(where)}, indexes=index)

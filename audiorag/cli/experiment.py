@@ -9,10 +9,10 @@ import typer
 
 from ..errors import ParameterError
 from ..io import write_with
+from ..search.filters import parse_where
 from ._app import (
     _WAIT_HELP,
     _choice,
-    _conditions,
     _number,
     _open_kw,
     _output_dir,
@@ -73,7 +73,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         raise ParameterError(f"--depth ({depth}) must be at least the largest -k ({ks[-1]})")
     if moment_queries < 0:
         raise ParameterError(f"--moment-queries must be >= 0, got {moment_queries}")
-    subset = _conditions("--only", only)
+    subset = parse_where(only, option="--only")
     _output_dir("--out", out)
     _output_file("--export-run", export_run)
     _output_file("--export-qrels", export_qrels)

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..search.filters import parse_where
 from ._app import (
     _choice,
-    _conditions,
     _number,
     _print,
     app,
@@ -74,7 +74,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     _number("--at", at, minimum=0, unit=" (seconds)")
     _number("--alpha", alpha, minimum=0, maximum=1)
     _choice("--by", by, ("segment", "track"))
-    filters = _conditions("--where", where)
+    filters = parse_where(where, option="--where")
     lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
     if stem is not None:
         from ..embedders.stems import stem_ref

@@ -33,7 +33,7 @@ from ..analysis.clusters import label_array
 from ..analysis.records import Record, provenance
 from ..errors import ParameterError
 from ..io import write_with
-from ..search import track_mask
+from ..search.filters import track_mask
 from .protocol import Protocol, segment_labels
 
 MODELS = ("logistic", "mlp")

@@ -8,7 +8,7 @@ the query's. The query's own track is always excluded; ``exclude_same`` excludes
 Tracks (or sections) with no value in the label column (None, NaN, empty text) are
 *unlabelled*: they are neither queries nor candidates, so they count neither as relevant
 nor as misses; the evaluation reports how many there were. ``subset`` keeps tracks whose
-columns pass conditions compared by type (see :func:`audiorag.search.track_mask`), e.g.
+columns pass conditions compared by type (see :func:`audiorag.search.filters.track_mask`), e.g.
 ``{"split": "test"}`` or ``{"year": {"op": ">=", "value": 2001}}``.
 
 >>> Protocol(label="genre", exclude_same=["artist"], queries="sample", n_queries=100).describe()
@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
-from ..search import track_mask
+from ..search.filters import track_mask
 
 
 class Protocol(BaseModel):

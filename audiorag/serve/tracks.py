@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from .. import __version__
 from ..library import Library
 from ..library.ingest import TRACK_COLUMNS
-from ..search import track_mask
+from ..search.filters import PRIVATE_TRACK_COLUMNS, parse_where, track_mask
 from .media import MEDIA_TYPES, parse_range
 from .models import AudioFormat, EmbeddingStats, Health, IndexStats, Stats, Track, TrackPage
 
@@ -94,10 +94,9 @@ class ApiError(HTTPException):
 def filters(where: list[str]) -> dict | None:
     """``where`` conditions (``COLUMN=VALUE``, ``!=``, ``>=``...) → the filters of :func:`audiorag.search.search`;
     the server's file paths are not a column clients may probe."""
-    from ..cli._app import _conditions
-    conditions = _conditions("where", where)
-    if any(c in _PRIVATE for c in conditions):
-        raise HTTPException(422, f"where: cannot filter on {', '.join(_PRIVATE)}")
+    conditions = parse_where(where, option="where")
+    if any(c in PRIVATE_TRACK_COLUMNS for c in conditions):
+        raise HTTPException(422, f"where: cannot filter on {', '.join(PRIVATE_TRACK_COLUMNS)}")
     return conditions or None
 
 

@@ -19,16 +19,16 @@ and an audio query on normalised vectors, ``alpha·text + (1 − alpha)·audio``
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .audio import load, resample, valid_audio
-from .embedders import l2_normalise
-from .errors import ParameterError
-from .library.fanout import check_query, open_index
+from ..audio import load, resample, valid_audio
+from ..embedders import l2_normalise
+from ..errors import ParameterError
+from ..library.fanout import check_query, open_index
+from .filters import track_mask
 
 HIT_COLUMNS = ["rank", "track_id", "segment_id", "start", "end", "score"]
 _HIDDEN_TRACK_COLUMNS = ("sample_rate", "channels", "content_hash")
@@ -243,91 +243,6 @@ def _allowed_tracks(lib, filters: dict | None) -> np.ndarray | None:
     return tracks["track_id"].to_numpy()[track_mask(tracks, filters)]
 
 
-#: comparison operators of a filter condition ``{"op": OP, "value": V}`` (and of ``COLUMN<OP>VALUE`` text)
-OPERATORS = ("=", "!=", ">=", "<=", ">", "<")
-_CONDITION = re.compile(r"^\s*([^<>=!]+?)\s*(==|!=|>=|<=|=|>|<)\s*(.*?)\s*$", re.DOTALL)
-
-
-def parse_condition(text: str, *, option: str = "--where") -> tuple[str, dict]:
-    """``"year>=2001"`` → ``("year", {"op": ">=", "value": "2001"})``; ``==`` is ``=``.
-
-    >>> parse_condition("genre=rock"), parse_condition("year >= 2001")
-    (('genre', {'op': '=', 'value': 'rock'}), ('year', {'op': '>=', 'value': '2001'}))
-    """
-    m = _CONDITION.match(text)
-    if not m:
-        raise ParameterError(f"{option} expects COLUMN=VALUE (or !=, >=, <=, >, <), got {text!r}")
-    op = "=" if m.group(2) == "==" else m.group(2)
-    return m.group(1), {"op": op, "value": m.group(3)}
-
-
-def track_mask(tracks: pd.DataFrame, filters: dict, *, what: str = "filter") -> np.ndarray:
-    """Boolean mask of the ``tracks`` rows that pass every column's condition(s).
-
-    ``filters`` maps a column to a value, a list of accepted values, a condition
-    ``{"op": OP, "value": V}`` (``OP`` in :data:`OPERATORS`), or a list mixing both: the plain
-    values of one column are alternatives (any may match), conditions must all hold. Values
-    compare by the column's type: a numeric column as numbers (``"2001"`` matches ``2001.0``;
-    text that is not a number is an error), other columns as text. Tracks without a value in
-    the column never match.
-
-    >>> t = pd.DataFrame({"year": [1999.0, 2001.0, None], "genre": ["rock", "jazz", "rock"]})
-    >>> track_mask(t, {"year": "2001"}).tolist(), track_mask(t, {"year": {"op": "<", "value": 2001}}).tolist()
-    ([False, True, False], [True, False, False])
-    >>> track_mask(t, {"genre": ["rock", "pop"], "year": {"op": "!=", "value": "1999"}}).tolist()
-    [False, False, False]
-    """
-    mask = np.ones(len(tracks), dtype=bool)
-    for col, want in filters.items():
-        if col not in tracks.columns:
-            raise ParameterError(f"{what} on unknown column {col!r}; "
-                                 f"track columns: {', '.join(map(str, tracks.columns))}")
-        items = list(want) if isinstance(want, (list, tuple, set)) else [want]
-        equal = [i for i in items if not isinstance(i, dict)]
-        conditions = [i for i in items if isinstance(i, dict)]
-        column = tracks[col]
-        present = column.notna().to_numpy()
-        col_mask = present.copy()
-        for c in conditions:
-            if set(c) != {"op", "value"} or c["op"] not in OPERATORS:
-                raise ParameterError(f"{what} on {col!r}: a condition is {{'op': one of {OPERATORS}, 'value': V}}, "
-                                     f"got {c!r}")
-            if c["op"] == "=":
-                equal.append(c["value"])
-            else:
-                col_mask &= _compare(column, c["op"], c["value"], col, what) & present
-        if equal:
-            col_mask &= np.logical_or.reduce([_compare(column, "=", v, col, what) for v in equal]) & present
-        mask &= col_mask
-    return mask
-
-
-def _compare(column: pd.Series, op: str, value, col: str, what: str) -> np.ndarray:
-    """``column OP value`` by the column's type (numbers as numbers, anything else as text)."""
-    if pd.api.types.is_bool_dtype(column):
-        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-        key = str(value).strip().lower()
-        if key not in truth or op not in ("=", "!="):
-            raise ParameterError(f"{what} on {col!r}: the column holds true/false; use {col}=true or {col}=false, "
-                                 f"got {op}{value!r}")
-        left, right = column.to_numpy(dtype=object), truth[key]
-    elif pd.api.types.is_numeric_dtype(column):
-        try:
-            right = float(value)
-        except (TypeError, ValueError):
-            raise ParameterError(f"{what} on {col!r}: the column holds numbers; {value!r} is not a number") from None
-        if not np.isfinite(right):
-            raise ParameterError(f"{what} on {col!r}: {value!r} is not a finite number")
-        left = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    else:
-        left = column.astype(object).map(lambda v: "" if v is None else str(v)).to_numpy(dtype=object)
-        right = str(value)
-    with np.errstate(invalid="ignore"):
-        out = {"=": left == right, "!=": left != right, ">=": left >= right, "<=": left <= right,
-               ">": left > right, "<": left < right}[op]
-    return np.asarray(out, dtype=bool)
-
-
 def _candidates(index, q: np.ndarray, n_wanted: int, keep) -> tuple[np.ndarray, np.ndarray]:
     """Search with growing depth until ``n_wanted`` candidates pass ``keep`` (or the index is exhausted)."""
     depth = max(4 * n_wanted, 32)
@@ -370,7 +285,7 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)
         if fusion != "early":
             raise ParameterError("search: a hum query searches the melody embedding; fusion does not apply")
-        from .melody import hum_search
+        from ..melody import hum_search
         return hum_search(lib, query, embedder=embedder, k=k, index=index, filters=filters, by=by)
     if fusion != "early":
         return _late_fusion(lib, query, embedder, weights, fusion=fusion, k=k, index=index,
@@ -385,7 +300,7 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
     lay = ctx.layout
     qv, own_track = query_vectors(lib, emb, query, ctx=ctx)
-    from .rerank import descriptor_filters, rerank_hits
+    from ..rerank import descriptor_filters, rerank_hits
     filters, moments = descriptor_filters(lib, filters)
     allowed = ctx.allowed(lib, filters)
     excluded = own_track if exclude_same_track else None
@@ -434,7 +349,7 @@ def _text_search(lib, ctx: _Context, text: str, *, k: int, filters, by: str) -> 
     The matched tags and weights are in ``hits.attrs["matched_tags"]``, and each hit
     carries its probability for every matched tag (``tag:<name>`` columns).
     """
-    from .embedders.text import score_segments, tag_query
+    from ..embedders.text import score_segments, tag_query
     emb = lib.tagger(ctx.emb.key)
     matched = tag_query(text, emb.tag_names)
     cols = [emb.tag_names.index(t) for t in matched]
@@ -550,7 +465,7 @@ def _late_fusion(lib, query: Query, embedder, weights, *, fusion: str, k: int, i
     if len(set(sizes.values())) > 1:
         raise ParameterError(f"search: late fusion needs embeddings of the same segments; they cover "
                              f"{sizes} (finish the embedding with `audiorag build LIB --embedder NAME`)")
-    from .rerank import descriptor_filters
+    from ..rerank import descriptor_filters
     filters, moments = descriptor_filters(lib, filters)
     lay, allowed = ctxs[0].layout, ctxs[0].allowed(lib, filters)
     excluded = qvs[0][1] if exclude_same_track else None
