@@ -535,7 +535,7 @@ function table(headers, rows, { caption, stack = false } = {}) {
       if (i === 0 && !headers) cell.scope = "row";
       if (headers) cell.dataset.label = headers[i];
       if (v instanceof Node) cell.append(v); else cell.textContent = v;
-      if (typeof v === "number") cell.className = "num";
+      if (typeof v === "number" && headers) cell.className = "num";
       tr.append(cell);
     });
   });
