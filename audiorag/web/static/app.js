@@ -500,7 +500,7 @@ async function drawMap(event) {
     marker: { size: 13, color: "rgba(0,0,0,0)", line: { width: 2, color: "black" } } });
   const plot = $("map"), narrow = plot.clientWidth < 600;
   await Plotly.newPlot(plot, traces, {
-    height: narrow ? 420 : 560, margin: { l: 30, r: 10, t: 10, b: 30 }, hovermode: "closest",
+    height: narrow ? 420 : 560, margin: { l: 30, r: 10, t: 36, b: 30 }, hovermode: "closest",
     legend: narrow ? { orientation: "h", y: -0.12, title: { text: data.colour || "" } } : { title: { text: data.colour || "" } },
   }, { displaylogo: false, responsive: true });
   plot.dataset.points = String(p.x.length);
