@@ -136,7 +136,7 @@ def _stats(lib: Library, columns: list[str]) -> Stats:
     for e in info["embeddings"]:
         emb = lib.embedding(e["key"])
         indexes = [IndexStats(name=i["name"], factory=i["factory"], n=i["n"] or 0,
-                              recall=(i.get("quality") or {}).get("recall"),
+                              recall=(i.get("quality") or {}).get("recall@10"),
                               bytes_per_segment=i.get("bytes_per_segment"), search_params=i.get("search_params"))
                    for i in e["indexes"]]
         embeddings.append(EmbeddingStats(key=e["key"], name=e["name"], dim=e["dim"], n_segments=e["n_segments"],

@@ -1,6 +1,7 @@
 """The listening page of ``audiorag serve``: static files in this package (no build step, nothing fetched
 from the internet: plotly's own bundled ``plotly.min.js`` is served from the installed plotly package) and
-the one route the page needs beyond the REST API, ``GET /map`` (a 2-D map of the library's moments).
+the routes the page needs beyond the REST API: ``GET /map`` (a 2-D map of the library's moments) and
+``GET /favicon.ico``.
 
 >>> import tempfile
 >>> from fastapi.testclient import TestClient
@@ -11,6 +12,8 @@ the one route the page needs beyond the REST API, ``GET /map`` (a 2-D map of the
 >>> page = client.get("/")
 >>> page.status_code, "<title>audiorag</title>" in page.text, client.get("/static/plotly.min.js").status_code
 (200, True, 200)
+>>> client.get("/favicon.ico").headers["content-type"]
+'image/vnd.microsoft.icon'
 """
 
 from __future__ import annotations
@@ -43,6 +46,13 @@ def mount(app: FastAPI) -> None:
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/favicon.ico", include_in_schema=False)
+async def favicon() -> FileResponse:
+    """The icon browsers ask for at the root (the page itself links ``static/favicon.svg``)."""
+    return FileResponse(STATIC / "favicon.ico", media_type="image/vnd.microsoft.icon",
+                        headers={"Cache-Control": "max-age=86400"})
 
 
 @router.get("/static/plotly.min.js", include_in_schema=False)
