@@ -115,8 +115,8 @@ def _warm_up() -> None:
     import audiorag.index  # noqa: F401  (faiss)
     import audiorag.search  # noqa: F401
     from audiorag.embedders import get_embedder
+    from audiorag.engines import warm_up
     from audiorag.library import Library  # noqa: F401  (pandas, pyarrow)
-    from audiorag.library.build import warm_up
     warm_up([get_embedder("features45")])
 
 
