@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from audiorag import IncompatibleLibraryError, Library, ParameterError, Query
-from audiorag.index import Index, list_indexes, load_index, make_index, mapped_memory
+from audiorag.index import Index, make_index, mapped_memory
 from audiorag.index.factory import apply_search_params, bytes_per_segment, candidates, default_search_params, index_name
 from audiorag.index.quality import exact_neighbours, held_out, neighbour_recall, tune
 from audiorag.library import embedding as embedding_module
+from audiorag.library.indexes import list_indexes, load_index
 from audiorag.search import search
 
 

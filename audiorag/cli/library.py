@@ -153,7 +153,8 @@ def _bytes(text: str, option: str = "--max-memory") -> float:
 
 def _current_index(lib, embedding: str, factory: str):
     """The sidecar of an up-to-date index of that name (kept in step by add/remove), else None."""
-    from ..index import index_name, load_index
+    from ..index import index_name
+    from ..library.indexes import load_index
     try:
         return load_index(lib, lib.embedding(embedding), index_name(factory)).sidecar
     except AudioragError:

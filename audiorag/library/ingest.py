@@ -198,7 +198,7 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
 
 def remove(lib, track_ids) -> int:
     """See :meth:`audiorag.Library.remove`."""
-    from ..index import refresh
+    from .indexes import refresh
     wanted = {int(t) for t in np.atleast_1d(track_ids)}
     with lib.store.transaction():
         consolidate(lib)
@@ -312,7 +312,7 @@ def _staged_tracks(lib) -> pd.DataFrame:
 def consolidate(lib) -> None:
     """Fold committed batches into tracks/segments and each embedding, and update the indexes —
     one commit; nothing to do when no batch is pending."""
-    from ..index import refresh
+    from .indexes import refresh
     if not (lib.data / "staging").exists() and not any(_parts(e) for e in lib.embeddings()):
         return
     with lib.store.transaction():
