@@ -45,9 +45,9 @@ from .audio import load, resample
 from .descriptors.tonal import describe as tonal
 from .descriptors.tonal import key_name
 from .errors import AudioragError, ParameterError
-from .index import list_indexes
 from .io import decode_path
 from .library.descriptors import present
+from .library.indexes import list_indexes
 from .search import Query, context, search
 
 #: instrument / voice → the tag names (musicnn MTT and MSD) that state it

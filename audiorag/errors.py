@@ -68,3 +68,7 @@ class StorageError(AudioragError, OSError):
 
 class MissingDependencyError(AudioragError, ImportError):
     """An optional package is not installed; the message names it and the extra that installs it."""
+
+
+class CheckpointFormatError(AudioragError):
+    """A TF checkpoint file is not in the expected format."""

@@ -81,13 +81,13 @@ def _decode_and_fingerprint(path):
 
 def ingest(args) -> dict:
     from audiorag import Library
-    from audiorag.library.build import run_pool
+    from audiorag.engines import map_pool
     root = Path(args.workdir or tempfile.mkdtemp())
     files = [str(p) for p in _corpus(root / "in", args.hours, 120)]
     out = {"hours": args.hours, "files": len(files), "workers": 2}
     for name, func in (("decode", _decode), ("decode+landmarks", _decode_and_fingerprint)):
         load0, t0 = _load(), time.perf_counter()
-        audio = sum(run_pool(func, files, {}, workers=2, desc=name, progress=False))
+        audio = sum(map_pool(func, files, workers=2, desc=name, progress=False))
         out[name] = {"x_realtime": audio / (time.perf_counter() - t0), "load": [load0, _load()]}
     lib = Library.create(Path(tempfile.mkdtemp()) / "lib")
     load0, t0 = _load(), time.perf_counter()
@@ -108,10 +108,10 @@ def _fingerprint_seed(task):
 
 def scale(args) -> dict:
     from audiorag.descriptors import landmarks
+    from audiorag.engines import map_pool
     from audiorag.evaluate.identify import degrade, music
     from audiorag.identify import match
     from audiorag.index import fingerprints
-    from audiorag.library.build import run_pool
     seconds = 300.0
     d = Path(args.workdir or tempfile.mkdtemp()) / "fp"
     fingerprints.create(d)
@@ -125,7 +125,7 @@ def scale(args) -> dict:
             _pad(d, n - done, seconds, rng)
             real = range(0)
         batch = []
-        for seed, prints in run_pool(_fingerprint_seed, [(s, seconds) for s in real], {}, workers=2,
+        for seed, prints in map_pool(_fingerprint_seed, [(s, seconds) for s in real], workers=2,
                                      desc=f"{hours} h", progress=True):
             batch.append((seed, prints))
             if len(batch) >= 200:

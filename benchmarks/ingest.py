@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audiorag import Library
+from audiorag import Library, engines
 from audiorag.audio import AUDIO_EXTENSIONS, load_with_hash, resample
 from audiorag.datasets.synthetic import SyntheticDataset
-from audiorag.library import build
 
 
 def _decode(uri: str) -> float:
@@ -87,14 +86,14 @@ def main() -> None:
         Path(f).read_bytes()
 
     t0 = time.perf_counter()
-    seconds = sum(build.run_pool(_decode, files, {}, workers=args.workers, desc="decode", progress=False))
+    seconds = sum(engines.map_pool(_decode, files, workers=args.workers, desc="decode", progress=False))
     decode = time.perf_counter() - t0
 
     from audiorag.embedders import get_embedder
     from audiorag.segment import Segmentation
     _NAIVE[:] = [get_embedder("features45"), Segmentation(args.window, args.hop)]
     t0 = time.perf_counter()
-    naive_seconds = sum(build.run_pool(_naive, files, {}, workers=args.workers, desc="naive", progress=False))
+    naive_seconds = sum(engines.map_pool(_naive, files, workers=args.workers, desc="naive", progress=False))
     naive = time.perf_counter() - t0
 
     tmp = Path(tempfile.mkdtemp())

@@ -29,16 +29,16 @@ import numpy as np
 
 from audiorag import Library
 from audiorag.datasets import resolve
-from audiorag.library import descriptors
+from audiorag.engines import job
 
 _MODES = {"techno": 1, "house": 1, "drum_and_bass": 1, "ambient": 0, "hiphop": 1, "rock": 0, "classical": 0,
           "jazz": 1}
 
 
 def _build(source, root: Path, *, window: float, hop: float, describe: bool) -> float:
-    compute = descriptors.compute
+    compute = job.describe_windows
     if not describe:  # the worker processes fork from here: they inherit the switch
-        descriptors.compute = lambda y, sr, seg, duration: descriptors._empty(len(seg.windows(duration)[0]))
+        job.describe_windows = lambda y, sr, seg, duration: job.empty_descriptors(len(seg.windows(duration)[0]))
     try:
         t0 = time.perf_counter()
         lib = Library.create(root, window=window, hop=hop)
@@ -46,7 +46,7 @@ def _build(source, root: Path, *, window: float, hop: float, describe: bool) -> 
         lib.build_index("features45", "Flat")
         return time.perf_counter() - t0
     finally:
-        descriptors.compute = compute
+        job.describe_windows = compute
 
 
 def build_cost(source, *, window: float, hop: float, rounds: int) -> dict:

@@ -62,11 +62,11 @@ def _uptime() -> str:
 
 
 def ingest(args) -> dict:
-    from audiorag.library import build
-    from audiorag.library.ray_engine import connect
+    from audiorag.engines import default_workers
+    from audiorag.engines.ray import connect
     files = corpus(args.corpus, args.tracks, args.seconds)
     audio = sum(sf.info(f).duration for f in files)
-    workers = args.workers or build.default_workers()
+    workers = args.workers or default_workers()
     load_before = _uptime()
     t0 = time.perf_counter()
     started = connect(args.ray_address, workers)

@@ -46,7 +46,7 @@ def operation(name: str, path: str, spec: dict) -> None:
 def digest(path: str) -> dict:
     """What must be equal after a re-run: tables, arrays, indexes (their answers), current errors."""
     from audiorag import Library
-    from audiorag.index import list_indexes, load_index
+    from audiorag.library.indexes import list_indexes, load_index
     lib = Library.open(path)
     h = hashlib.sha256()
     h.update(lib.tracks.sort_index(axis=1).to_json().encode())
@@ -115,8 +115,8 @@ def _warm_up() -> None:
     import audiorag.index  # noqa: F401  (faiss)
     import audiorag.search  # noqa: F401
     from audiorag.embedders import get_embedder
+    from audiorag.engines import warm_up
     from audiorag.library import Library  # noqa: F401  (pandas, pyarrow)
-    from audiorag.library.build import warm_up
     warm_up([get_embedder("features45")])
 
 

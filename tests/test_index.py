@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from audiorag import IncompatibleLibraryError, Library, ParameterError, Query
-from audiorag.index import Index, list_indexes, load_index, make_index, mapped_memory
+from audiorag.index import Index, make_index, mapped_memory
 from audiorag.index.factory import apply_search_params, bytes_per_segment, candidates, default_search_params, index_name
 from audiorag.index.quality import exact_neighbours, held_out, neighbour_recall, tune
 from audiorag.library import embedding as embedding_module
+from audiorag.library.indexes import list_indexes, load_index
 from audiorag.search import search
 
 
@@ -197,3 +198,24 @@ def test_incremental_add_remove_and_replace(tmp_path, corpus, monkeypatch):
     assert hit["track_id"].iloc[0] == target
     reopened = Library.open(lib.path)
     assert len(reopened.vectors("features45")) == len(reopened.segments)
+
+
+def test_an_index_is_built_updated_and_opened_from_arrays_and_a_directory_alone(tmp_path, rng):
+    """No library: vectors, row ids and a folder; new rows are added in place, gone rows removed."""
+    from audiorag.index import build_index, choose, list_indexes, open_index, update_index
+    x = rng.standard_normal((400, 16)).astype("float32")
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    valid = np.ones(400, bool)
+    valid[300:] = False  # rows not there yet
+    side = build_index(tmp_path, x, np.flatnonzero(valid), "Flat", fields={"n_rows": 300})
+    assert (tmp_path / "index-flat.faiss").exists() and list_indexes(tmp_path) == [side]
+    tracks = np.arange(400) // 10
+    valid[300:] = True
+    valid[:10] = False  # the first track is gone
+    side = update_index(tmp_path, side, x, valid, tracks, {"n_rows": 400})
+    assert side["n"] == 390 and side["last_update"]["added"] == 100 and side["last_update"]["removed"] == 10
+    index = open_index(tmp_path, choose(list_indexes(tmp_path), "Flat"), lambda: x)
+    _, ids = index.search(x[[0, 350]], 1)
+    assert ids[1, 0] == 350 and ids[0, 0] >= 10
+    with pytest.raises(ParameterError, match="no index 'hnsw32' for vectors; have \\['flat'\\]"):
+        choose(list_indexes(tmp_path), "hnsw32")

@@ -47,7 +47,7 @@ sys.meta_path.insert(0, NoTorch())
 def test_without_torch_model_embedders_say_what_to_install():
     """torch absent (as without the models extra): features45, the library and the build still work."""
     out = python(
-        NO_TORCH + "import audiorag.library.build; "
+        NO_TORCH + "import audiorag.engines; "
         "from audiorag.embedders import get_embedder; from audiorag.errors import MissingDependencyError; "
         "assert get_embedder('features45').dim == 45\n"
         "for name in ('aisfx', 'musicnn-mtt', 'clap', 'mert'):\n"

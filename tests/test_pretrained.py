@@ -24,8 +24,11 @@ from audiorag.datasets import TrackSource  # noqa: E402
 from audiorag.embedders import get_embedder  # noqa: E402
 from audiorag.embedders.aisfx import blocks, spectrogram  # noqa: E402
 from audiorag.embedders.musicnn import MTT_TAGS, PATCH_FRAMES, log_mel, patch_starts  # noqa: E402
-from audiorag.embedders.tfcheckpoint import CheckpointFormatError, read_checkpoint  # noqa: E402
-from audiorag.errors import ParameterError  # noqa: E402
+from audiorag.embedders.tfcheckpoint import read_checkpoint  # noqa: E402
+from audiorag.errors import (
+    CheckpointFormatError,  # noqa: E402
+    ParameterError,  # noqa: E402
+)
 from audiorag.library import Library  # noqa: E402
 from audiorag.search import Query, search  # noqa: E402
 

@@ -31,7 +31,7 @@ except ImportError:
     pytest.skip("ray is not installed (pip install 'audiorag[scale]')", allow_module_level=True)
 
 from audiorag import Library
-from audiorag.library.ray_engine import FAULT_ENV
+from audiorag.engines.ray import FAULT_ENV
 
 RAY_BIN = Path(sys.executable).with_name("ray")
 
@@ -148,7 +148,7 @@ def test_driver_killed_then_resumed(library, corpus, ray_local, tmp_path):
 def test_without_ray(tmp_path):
     """``import audiorag`` and the local build never import ray; ``--engine ray`` without it: one line, exit 2."""
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import audiorag, audiorag.library.build, audiorag.cli\n"
+            "import audiorag, audiorag.engines, audiorag.cli\n"
             "from audiorag.cli import main\n"
             "main(['build', sys.argv[1], '--engine', 'ray'])")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "lib")], capture_output=True, text=True,
@@ -158,7 +158,7 @@ def test_without_ray(tmp_path):
     assert len(lines) == 1 and lines[0].endswith("--engine ray needs ray, which is not installed: "
                                                  "pip install 'audiorag[scale]'"), out.stderr
     assert not (tmp_path / "lib").exists()  # refused before any work
-    out = subprocess.run([sys.executable, "-c", "import sys, audiorag, audiorag.library.build, audiorag.cli; "
+    out = subprocess.run([sys.executable, "-c", "import sys, audiorag, audiorag.engines, audiorag.cli; "
                           "print('ray' in sys.modules)"], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False"
 

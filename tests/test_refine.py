@@ -4,11 +4,12 @@ from typer.testing import CliRunner
 
 from audiorag import Library, ParameterError, Query
 from audiorag.cli import app
-from audiorag.index import list_indexes, load_index, mapped_memory
+from audiorag.index import mapped_memory
 from audiorag.index import refine as R
 from audiorag.index.factory import build
 from audiorag.index.quality import exact_neighbours, held_out, measure, tune
 from audiorag.library import embedding as embedding_module
+from audiorag.library.indexes import list_indexes, load_index
 from audiorag.search import search
 
 

@@ -10,7 +10,8 @@ import typer
 from ..errors import ParameterError
 from ..io import write_with
 from ..search.filters import parse_where
-from ._app import _WAIT_HELP, _choice, _open_kw, _output_dir, _print, app
+from . import options
+from ._app import app
 
 
 @app.command()
@@ -31,11 +32,11 @@ def probe(library: Path = typer.Argument(..., help="library directory"),
     from ..evaluate.probe import MODELS
     from ..evaluate.probe import probe as run
     from ..library import Library
-    _choice("--model", model, MODELS)
-    _choice("--level", level, ("segment", "track"))
+    options.choice("--model", model, MODELS)
+    options.choice("--level", level, ("segment", "track"))
     if folds == 1 or folds < 0:
         raise ParameterError(f"--folds must be 0 (leave one group out) or >= 2, got {folds}")
-    _output_dir("--out", out)
+    options.output_dir("--out", out)
     result = run(Library.open(library), embedder=embedder, label=label, group=group, model=model, folds=folds,
                  level=level, subset=parse_where(only, option="--only") or None, seed=seed, out_dir=out)
     rec = result.record
@@ -48,7 +49,7 @@ def probe(library: Path = typer.Argument(..., help="library directory"),
              "  recall per class: " + ", ".join(f"{c} {r:.2f}" for c, r in rec.extra["per_class_recall"].items())]
     if out:
         lines.append(f"written to {out}")
-    _print(rec.model_dump(mode="json"), as_json, "\n".join(lines))
+    options.show(rec.model_dump(mode="json"), as_json, "\n".join(lines))
 
 
 @app.command()
@@ -59,7 +60,7 @@ def project(library: Path = typer.Argument(..., help="library directory"),
             where: list[str] = typer.Option([], help="fit only on tracks with COLUMN=VALUE, e.g. split=train"),
             index: list[str] = typer.Option(["Flat"], help="indexes to build over the projected vectors"),
             seed: int = typer.Option(0, help="seed of the fit (NCA)"),
-            wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+            wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
             as_json: bool = typer.Option(False, "--json", help="print the new embedding's description as JSON")):
     """Store a supervised projection of an embedding (its own key, vectors, indexes; the fitted map and what it
     was trained on), searchable like any other. Evaluate it only on tracks it was not fitted on."""
@@ -67,18 +68,19 @@ def project(library: Path = typer.Argument(..., help="library directory"),
     from ..library.derived import METHODS
     from ..library.derived import project as run
     from ..search.filters import track_mask
-    _choice("--method", method, METHODS)
-    lib = Library.open(library, **_open_kw(wait))
+    options.choice("--method", method, METHODS)
+    lib = Library.open(library, **options.open_kw(wait))
     subset = parse_where(where, option="--where")
     train = lib.tracks["track_id"][track_mask(lib.tracks, subset, what="--where")] if subset else None
     key = run(lib, embedder, label=label, method=method, train_tracks=train, seed=seed,
               provenance={"where": list(where)}, indexes=index)
     meta = lib.embedding(key).meta
     trained = meta["derived"]["trained_on"]
-    _print(meta, as_json, f"stored {key}: {meta['dim']}-D {method} projection of {meta['derived']['sources'][0]}, "
-                          f"fitted on {trained['n_segments']} segments of {trained['n_tracks']} tracks "
-                          f"({len(trained['label_counts'])} {label} values) in {trained['fit_seconds']:.2f}s; "
-                          f"search it with --embedder {key}")
+    text = (f"stored {key}: {meta['dim']}-D {method} projection of {meta['derived']['sources'][0]}, "
+            f"fitted on {trained['n_segments']} segments of {trained['n_tracks']} tracks "
+            f"({len(trained['label_counts'])} {label} values) in {trained['fit_seconds']:.2f}s; "
+            f"search it with --embedder {key}")
+    options.show(meta, as_json, text)
 
 
 @app.command()
@@ -86,31 +88,19 @@ def fuse(library: Path = typer.Argument(..., help="library directory"),
          embedders: list[str] = typer.Argument(..., help="two or more embedding names or keys"),
          weights: str | None = typer.Option(None, help="comma-separated weights, one per embedding (default equal)"),
          index: list[str] = typer.Option(["Flat"], help="indexes to build over the fused vectors"),
-         wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+         wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
          as_json: bool = typer.Option(False, "--json", help="print the new embedding's description as JSON")):
     """Store the early fusion E1+E2+...: weighted concatenation of L2-normalised vectors, renormalised; it follows
     the library's adds and removes. Search or evaluate it with --embedder E1+E2."""
     from ..library import Library
     from ..library.derived import fuse as run
-    w = _weights(weights) if weights else None
-    lib = Library.open(library, **_open_kw(wait))
+    w = options.weights(weights) if weights else None
+    lib = Library.open(library, **options.open_kw(wait))
     key = run(lib, embedders, weights=w, indexes=index)
     meta = lib.embedding(key).meta
-    _print(meta, as_json, f"stored {key}: {meta['dim']}-D, weights " + ", ".join(
+    options.show(meta, as_json, f"stored {key}: {meta['dim']}-D, weights " + ", ".join(
         f"{s} {w:.3g}" for s, w in zip(meta["derived"]["sources"], meta["derived"]["weights"]))
         + f"; search it with --embedder {meta['name']}")
-
-
-def _weights(text: str) -> list[float]:
-    """``"0.7,0.3"`` → ``[0.7, 0.3]``.
-
-    >>> _weights("0.7, 0.3")
-    [0.7, 0.3]
-    """
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ParameterError(f"--weights expects comma-separated numbers like 0.7,0.3, got {text!r}") from None
 
 
 def eval_projected(library: Path, protocol, *, embedder: str | None, projection: str, cv_group: str | None,
@@ -118,7 +108,7 @@ def eval_projected(library: Path, protocol, *, embedder: str | None, projection:
     """``audiorag eval --projection METHOD --cv-group COL``: out-of-fold supervised retrieval, printed and recorded."""
     from ..evaluate.projection import CHOICES, evaluate_projected
     from ..library import Library
-    _choice("--projection", projection, CHOICES)
+    options.choice("--projection", projection, CHOICES)
     if folds == 1 or folds < 0:
         raise ParameterError(f"--folds must be 0 (leave one group out) or >= 2, got {folds}")
     if protocol.queries != "all":
@@ -137,4 +127,4 @@ def eval_projected(library: Path, protocol, *, embedder: str | None, projection:
              + f"  MRR={m['segment/MRR']:.4f}",
              f"  chance P={m['chance/P']:.4f}; fit seconds per fold: "
              + ", ".join(f"{s:.2f}" for s in record.timings["fit_seconds_per_fold"])]
-    _print(record.model_dump(mode="json"), as_json, "\n".join(lines))
+    options.show(record.model_dump(mode="json"), as_json, "\n".join(lines))

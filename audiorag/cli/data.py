@@ -7,13 +7,8 @@ from pathlib import Path
 import typer
 
 from ..errors import AudioragError, ParameterError
-from ._app import (
-    _choice,
-    _embedders,
-    _output_dir,
-    _print,
-    app,
-)
+from . import options
+from ._app import app
 
 data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets: FMA archives, Freesound previews.")
 
@@ -33,12 +28,12 @@ def data_fetch(name: str = typer.Argument(..., help="fma-small | fma-medium | fm
                token: str | None = typer.Option(None, help="freesound: API token (default $FREESOUND_TOKEN)"),
                url: str | None = typer.Option(None, help="mirror / API base URL (default: the official one)")):
     """Download a dataset (resumable; re-running continues where it stopped)."""
-    _choice("NAME", name, _DATASETS)
+    options.choice("NAME", name, _DATASETS)
     if max_results < 1:
         raise ParameterError(f"--max must be >= 1, got {max_results}")
     if name == "freesound" and not (query and query.strip()):
         raise ParameterError("freesound needs --query TEXT")
-    _output_dir("--to", to)
+    options.output_dir("--to", to)
     if name.startswith("fma-"):
         from ..datasets import fma
         root = fma.fetch(name[4:], to, url=url)
@@ -80,7 +75,7 @@ def models(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     missing = [r for r in rows if not r["available"]]
     if missing:
         lines.append("\nto get missing weights:\n" + missing[0]["message"].split("\n", 1)[-1])
-    _print(rows, as_json, "\n".join(lines))
+    options.show(rows, as_json, "\n".join(lines))
 
 
 @models_app.command("verify")
@@ -90,9 +85,9 @@ def models_verify(spec: str = typer.Argument(..., help="embedder NAME[:key=value
     from dataclasses import asdict
 
     from ..embedders.validate import validate
-    embedder = _embedders("SPEC", [spec])[0]
+    embedder = options.embedders("SPEC", [spec])[0]
     report = validate(embedder)
-    _print({**asdict(report), "ok": report.ok}, as_json, report.summary())
+    options.show({**asdict(report), "ok": report.ok}, as_json, report.summary())
     if not report.ok:
         raise typer.Exit(1)
 

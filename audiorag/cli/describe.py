@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 
 from ..errors import AudioragError, ParameterError
-from ._app import _number, _output_file, _print, app
+from . import options
+from ._app import app
 
 
 @app.command()
@@ -49,11 +50,11 @@ def describe(library: Path = typer.Argument(..., help="library directory"),
         raise ParameterError(f"--k must be >= 1, got {k}")
     if (llm is None) != (llm_model is None):
         raise ParameterError("--llm and --llm-model go together")
-    _number("--at", at, minimum=0, unit=" (seconds)")
-    _number("--llm-timeout", llm_timeout, above=0, unit=" (seconds)")
+    options.number("--at", at, minimum=0, unit=" (seconds)")
+    options.number("--llm-timeout", llm_timeout, above=0, unit=" (seconds)")
     if llm_retries < 0:
         raise ParameterError(f"--llm-retries must be >= 0, got {llm_retries}")
-    _output_file("--out", out)
+    options.output_file("--out", out)
     lib = Library.open(library)
 
     def one(query):
@@ -75,7 +76,7 @@ def describe(library: Path = typer.Argument(..., help="library directory"),
         query = Query.moment(track, at)
     d = one(query)
     text = d.summary + (f"\n\nLLM ({d.llm['model']}): {d.llm['answer']}" if d.llm else "")
-    _print(d.to_dict(), as_json, text)
+    options.show(d.to_dict(), as_json, text)
 
 
 def _describe_all(lib, out: Path, one, Query) -> None:

@@ -10,18 +10,10 @@ import typer
 from ..errors import ParameterError
 from ..io import write_with
 from ..search.filters import parse_where
-from ._app import (
-    _WAIT_HELP,
-    _choice,
-    _number,
-    _open_kw,
-    _output_dir,
-    _output_file,
-    _print,
-    app,
-)
+from . import options
+from ._app import app
 
-#: Evaluation protocols besides retrieval: name -> ``run(library, options)``, where ``options`` holds eval's
+#: Evaluation protocols besides retrieval: name -> ``run(library, checked)``, where ``checked`` holds eval's
 #: checked options (embedder, index, label, ks, queries, seed, out, as_json, wait). The run prints its own result.
 #: The modules of this package that add a query type register its protocol here (e.g. "recommend").
 EVAL_PROTOCOLS: dict[str, Callable[[Path, dict], None]] = {}
@@ -61,11 +53,11 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     if queries is not None and queries < 1:
         raise ParameterError(f"--queries must be >= 1, got {queries}")
     if protocol_name != "retrieval":
-        _choice("--protocol", protocol_name, ["retrieval", *EVAL_PROTOCOLS])
-        _output_dir("--out", out)
-        options = {"embedder": embedder, "index": index, "label": label, "ks": ks, "queries": queries, "seed": seed,
+        options.choice("--protocol", protocol_name, ["retrieval", *EVAL_PROTOCOLS])
+        options.output_dir("--out", out)
+        checked = {"embedder": embedder, "index": index, "label": label, "ks": ks, "queries": queries, "seed": seed,
                    "out": out, "as_json": as_json}
-        EVAL_PROTOCOLS[protocol_name](library, options)
+        EVAL_PROTOCOLS[protocol_name](library, checked)
         return
     if depth < 1:
         raise ParameterError(f"--depth must be >= 1, got {depth}")
@@ -74,9 +66,9 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
     if moment_queries < 0:
         raise ParameterError(f"--moment-queries must be >= 0, got {moment_queries}")
     subset = parse_where(only, option="--only")
-    _output_dir("--out", out)
-    _output_file("--export-run", export_run)
-    _output_file("--export-qrels", export_qrels)
+    options.output_dir("--out", out)
+    options.output_file("--export-run", export_run)
+    options.output_file("--export-qrels", export_qrels)
     protocol = Protocol(label=label, exclude_same=exclude_same, ks=ks, seed=seed, depth=depth, subset=subset or None,
                         queries="per-track" if per_track else ("sample" if queries else "all"),
                         n_queries=queries, moment_queries=moment_queries)
@@ -107,7 +99,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         lines.append(f"  moment accuracy (±{m['moment/tolerance_s']:g}s) {m['moment/accuracy']:.4f}")
     lines.append(f"  latency p50 {m['latency/p50_ms']:.2f} ms, p95 {m['latency/p95_ms']:.2f} ms, "
                  f"p99 {m['latency/p99_ms']:.2f} ms")
-    _print(ev.record.model_dump(mode="json"), as_json, "\n".join(lines))
+    options.show(ev.record.model_dump(mode="json"), as_json, "\n".join(lines))
 
 
 def _cutoffs(text: str) -> list[int]:
@@ -135,7 +127,7 @@ def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name
     from ..experiments import SweepConfig, closing_note, run_sweep, summarise
     cfg = SweepConfig.load(config)
     root = Path(output or cfg.output or f"experiments/results/{cfg.name}")
-    _output_dir("--output", root)
+    options.output_dir("--output", root)
     summary = summarise(root) if summary_only else run_sweep(cfg, output=root)
     typer.echo(closing_note(cfg, summary, output=root))
 
@@ -155,7 +147,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
                                                                   "track column (a search filter)"),
             seed: int = typer.Option(0, help="seed of every clustering, sample and projection"),
             out: Path = typer.Option(Path("experiments/results/analyse"), help="output directory"),
-            wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP + " (with --write-column)"),
+            wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP + " (with --write-column)"),
             as_json: bool = typer.Option(False, "--json", help="print the metrics as JSON only")):
     """Clusters (silhouette, purity, NMI, k-sweep, composition), outliers, maps and kNN tagging of one embedding."""
     from ..analysis import analyse as run
@@ -166,20 +158,20 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
         C.parse(spec)
     k_range = _k_range(ks)
     if anomalies != 0:
-        _number("--anomalies", anomalies, above=0, below=0.5)
-    _choice("--level", level, ("segment", "track"))
+        options.number("--anomalies", anomalies, above=0, below=0.5)
+    options.choice("--level", level, ("segment", "track"))
     projections = [m.strip() for m in maps.split(",") if m.strip()]
     for m in projections:
-        _choice("--maps", m, ("pca", "tsne", "umap"))
+        options.choice("--maps", m, ("pca", "tsne", "umap"))
     if write_column is not None and (level != "track" or not specs):
         raise ParameterError("--write-column needs --level track and at least one --clusters entry")
-    _output_dir("--out", out)
-    result = run(Library.open(library, **_open_kw(wait)), embedder=embedder, level=level, label=label or None,
+    options.output_dir("--out", out)
+    result = run(Library.open(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
                  clusters=specs, ks=k_range, contamination=anomalies, maps=projections, seed=seed, out_dir=out,
                  write_column=write_column)
     m = result.record.metrics
     lines = [f"{k:<40} {v:.4f}" for k, v in m.items()] + [f"written to {out}"]
-    _print(m, as_json, "\n".join(lines))
+    options.show(m, as_json, "\n".join(lines))
 
 
 def _k_range(text: str) -> range:

@@ -10,21 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io import write_with
-from ._app import _print
+from . import options
 from .experiment import EVAL_PROTOCOLS
 
 
-def _eval_hum(library: Path, options: dict) -> None:
+def _eval_hum(library: Path, checked: dict) -> None:
     """``--queries N`` hums (default 200) synthesised with ``--seed`` from the library's melodic tracks;
     prints MRR / top-1 / top-10 / moment@1, the transposition × tempo × noise table and latency."""
     from ..evaluate.hum import evaluate_hum, record, table
     from ..library import Library
     lib = Library.open(library)
-    n = options.get("queries") or 200
-    metrics, per = evaluate_hum(lib, n_hums=n, seed=options["seed"], embedder=options.get("embedder"),
-                                index=options.get("index"))
-    rec = record(lib, metrics, seed=options["seed"], embedder=options.get("embedder"))
-    out = options.get("out")
+    n = checked.get("queries") or 200
+    metrics, per = evaluate_hum(lib, n_hums=n, seed=checked["seed"], embedder=checked.get("embedder"),
+                                index=checked.get("index"))
+    rec = record(lib, metrics, seed=checked["seed"], embedder=checked.get("embedder"))
+    out = checked.get("out")
     if out:
         rec.write(out)
         write_with(Path(out) / "per-hum.csv", lambda f: per.to_csv(f, index=False))
@@ -32,7 +32,7 @@ def _eval_hum(library: Path, options: dict) -> None:
     lat = (f"latency p50 {metrics['latency/p50_ms']:.1f} ms, p99 {metrics['latency/p99_ms']:.1f} ms "
            f"(CPU time p50 {metrics['cpu/p50_ms']:.1f} ms, p99 {metrics['cpu/p99_ms']:.1f} ms)")
     text = f"{int(metrics['hums'])} hums: {head}\n{lat}\n{table(per).to_string(index=False)}"
-    _print(rec.model_dump(mode="json"), options.get("as_json", False), text)
+    options.show(rec.model_dump(mode="json"), checked.get("as_json", False), text)
 
 
 EVAL_PROTOCOLS["hum"] = _eval_hum

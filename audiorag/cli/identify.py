@@ -8,7 +8,8 @@ import typer
 
 from ..errors import ParameterError
 from ..io import write_with
-from ._app import _number, _output_dir, _print, app
+from . import options
+from ._app import app
 from .experiment import EVAL_PROTOCOLS
 
 
@@ -32,31 +33,31 @@ def identify(library: Path = typer.Argument(..., help="library directory (built 
            "ms": round(found.attrs["seconds"] * 1000, 1)}
     text = (found.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(found)
             else f"no match: {found.attrs.get('reason')}")
-    _print(out, as_json, text)
+    options.show(out, as_json, text)
 
 
 def clip_span(start: float | None, end: float | None) -> None:
     """``--start``/``--end`` are seconds, the end after the start."""
-    _number("--start", start, minimum=0, unit=" (seconds)")
-    _number("--end", end, above=0, unit=" (seconds)")
+    options.number("--start", start, minimum=0, unit=" (seconds)")
+    options.number("--end", end, above=0, unit=" (seconds)")
     if start is not None and end is not None and end <= start:
         raise ParameterError(f"--end ({end}) must be after --start ({start})")
 
 
-def _eval_identify(library: Path, options: dict) -> None:
+def _eval_identify(library: Path, checked: dict) -> None:
     """``eval --protocol identify``: clips of 3/5/10 s cut from the library, degraded, identified; writes
     ``metrics.json`` and ``identify.csv`` to ``--out``. ``--queries`` = clips per degradation (20)."""
     from ..evaluate.identify import evaluate_identify
     from ..library import Library
     lib = Library.open(library)
-    record, table = evaluate_identify(lib, clips=options["queries"] or 20, seed=options["seed"],
-                                      progress=not options["as_json"])
-    out = _output_dir("--out", options["out"])
+    record, table = evaluate_identify(lib, clips=checked["queries"] or 20, seed=checked["seed"],
+                                      progress=not checked["as_json"])
+    out = options.output_dir("--out", checked["out"])
     if out:
         record.write(out)
         write_with(out / "identify.csv", lambda f: table.to_csv(f, index=False))
-    _print(record.model_dump(mode="json"), options["as_json"],
-           table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    options.show(record.model_dump(mode="json"), checked["as_json"],
+                 table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 EVAL_PROTOCOLS["identify"] = _eval_identify

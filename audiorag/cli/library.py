@@ -9,17 +9,8 @@ from pathlib import Path
 import typer
 
 from ..errors import AudioragError, ParameterError
-from ._app import (
-    _WAIT_HELP,
-    _choice,
-    _embedders,
-    _given,
-    _number,
-    _open_kw,
-    _output_dir,
-    _print,
-    app,
-)
+from . import options
+from ._app import app
 
 
 @app.command()
@@ -56,7 +47,7 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
                                                   "bag *.yaml (default: $AUDIORAG_DEMUCS_REPO, then the caches)"),
           shards: int | None = typer.Option(None, help="a sharded library of N shards built in parallel "
                                                        "(docs/shards.md); an existing one keeps its N"),
-          wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+          wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the build report as JSON only")):
     """Add a dataset's new files to LIBRARY, embed them, and (re)build indexes."""
     from ..datasets import resolve
@@ -66,35 +57,36 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     # every option first: a bad value must not cost a whole build
     if (library / "library.json").exists() or is_sharded(library):  # an existing one keeps its segmentation
         seg = open_library(library).segmentation
-        window, hop, tail = _given(window, seg.window), _given(hop, seg.hop), _given(tail, seg.tail)
-    window, hop, tail = _given(window, 10.0), _given(hop, 2.0), _given(tail, "keep-short")
-    _number("--window", window, above=0, unit=" (seconds)")
-    _number("--hop", hop, above=0, unit=" (seconds)")
-    _choice("--tail", tail, TAIL_POLICIES)
+        window, hop = options.given(window, seg.window), options.given(hop, seg.hop)
+        tail = options.given(tail, seg.tail)
+    window, hop, tail = options.given(window, 10.0), options.given(hop, 2.0), options.given(tail, "keep-short")
+    options.number("--window", window, above=0, unit=" (seconds)")
+    options.number("--hop", hop, above=0, unit=" (seconds)")
+    options.choice("--tail", tail, TAIL_POLICIES)
     try:
         Segmentation(window=window, hop=hop, tail=tail)
     except ParameterError as exc:
         reason = str(exc).removeprefix("Segmentation: ")
         raise ParameterError(f"--window {window:g} / --hop {hop:g}: {reason}") from None
-    _number("--target-recall", target_recall, above=0, maximum=1)
+    options.number("--target-recall", target_recall, above=0, maximum=1)
     if workers is not None and workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {workers}")
     _engine_options(engine, ray_address)
     budget = _bytes(max_memory) if max_memory else None
     resident = _bytes(max_resident, "--max-resident") if max_resident else None
-    options = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
-    source = resolve(dataset, **{k: v for k, v in options.items() if v})
+    recipe = {"labels": labels, "label_from_folder": label_from_folder, "label_regex": label_regex, "root": fma_root}
+    source = resolve(dataset, **{k: v for k, v in recipe.items() if v})
     from ..embedders.stems import with_stems
-    embedders = with_stems(_embedders("--embedder", embedder), stems, model=demucs_model, repo=demucs_repo)
+    embedders = with_stems(options.embedders("--embedder", embedder), stems, model=demucs_model, repo=demucs_repo)
     _check_factories(index, embedders)
-    _output_dir("LIBRARY", library)
+    options.output_dir("LIBRARY", library)
     if shards is not None or is_sharded(library):  # a sharded library (cli/shards.py)
         from .shards import build_sharded
         return build_sharded(library, shards, source, embedders, index, window=window, hop=hop, tail=tail,
                              workers=workers, max_memory=budget, max_resident=resident, target_recall=target_recall,
                              fingerprint=fingerprint, as_json=as_json, engine=engine, ray_address=ray_address)
 
-    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **_open_kw(wait))
+    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **options.open_kw(wait))
     report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json, fingerprint=fingerprint,
                      engine=engine, ray_address=ray_address)
     if len(lib.tracks) == 0:
@@ -109,19 +101,19 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     lines = [report.summary()] + [f"  {e['uri']}: [{e['stage']}] {e['message']}" for e in report.errors]
     lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s"
               for s in sidecars]
-    _print(out, as_json, "\n".join(lines))
+    options.show(out, as_json, "\n".join(lines))
 
 
 def _engine_options(engine: str, ray_address: str | None) -> None:
     """``--engine`` and ``--ray-address``; ``--engine ray`` needs ray installed (checked before any work)."""
-    _choice("--engine", engine, ["local", "ray"])
+    options.choice("--engine", engine, ["local", "ray"])
     if ray_address is not None:
         if engine != "ray":
             raise ParameterError("--ray-address needs --engine ray")
         if ray_address != "auto" and not re.fullmatch(r"[\w.\-]+:\d{1,5}", ray_address):
             raise ParameterError(f"--ray-address must be auto or HOST:PORT, got {ray_address!r}")
     if engine == "ray":
-        from ..library.ray_engine import check_address, require_ray
+        from ..engines.ray import check_address, require_ray
         require_ray()
         check_address(ray_address)
 
@@ -143,20 +135,6 @@ def _check_factories(factories: list[str], embedders: list) -> None:
                     raise ParameterError(f"--index {f!r}: {reason}") from None
 
 
-def _index_line(i: dict) -> str:
-    q = i.get("quality") or {}
-    line = f"  index {i['name']} ({i['factory']}): {i['n']} vectors, {i.get('bytes_per_segment', '?')} B/segment"
-    if q:
-        line += f", recall@10 {q['recall@10']:.3f} at {i['search_params'] or 'exact'}, p99 {q['latency_p99_ms']:.2f} ms"
-    if i.get("refine"):
-        line += f", re-ranked from {i['refine']['source']} ({i['refine']['disk_bytes'] / 1e6:.1f} MB on disk)"
-    if "resident_bytes" in i:
-        line += f"; mapped {i['mapped_bytes'] / 1e6:.1f} MB, resident {i['resident_bytes'] / 1e6:.1f} MB"
-    if i.get("error"):
-        line += f"; cannot be opened: {i['error']}"
-    return line
-
-
 def _bytes(text: str, option: str = "--max-memory") -> float:
     """``"640MB"`` → 6.4e8; plain numbers are bytes.
 
@@ -175,7 +153,8 @@ def _bytes(text: str, option: str = "--max-memory") -> float:
 
 def _current_index(lib, embedding: str, factory: str):
     """The sidecar of an up-to-date index of that name (kept in step by add/remove), else None."""
-    from ..index import index_name, load_index
+    from ..index import index_name
+    from ..library.indexes import load_index
     try:
         return load_index(lib, lib.embedding(embedding), index_name(factory)).sidecar
     except AudioragError:
@@ -185,12 +164,12 @@ def _current_index(lib, embedding: str, factory: str):
 @app.command()
 def remove(library: Path = typer.Argument(..., help="library directory"),
            track_id: list[int] = typer.Argument(..., help="track ids to remove"),
-           wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+           wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
            as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
     """Remove tracks from LIBRARY: their segments leave every index (updated in place where it can)."""
     from ..library import Library
-    n = Library.open(library, **_open_kw(wait)).remove(track_id)
-    _print({"removed": n}, as_json, f"removed {n} tracks")
+    n = Library.open(library, **options.open_kw(wait)).remove(track_id)
+    options.show({"removed": n}, as_json, f"removed {n} tracks")
 
 
 @app.command()
@@ -211,26 +190,26 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     for e in d["embeddings"]:
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")
-        lines += [_index_line(i) for i in e["indexes"]]
+        lines += [options.index_line(i) for i in e["indexes"]]
     if d.get("fingerprints"):
         f = d["fingerprints"]
         lines.append(f"fingerprints: {f['tracks']} tracks ({f['hours']} h), {f['postings']} landmarks, "
                      f"{f['bytes'] / 1e6:.1f} MB (docs/identify.md)")
     if memory:
         lines.append(f"process resident memory {d['resident_bytes'] / 1e6:.1f} MB")
-    _print(d, as_json, "\n".join(lines))
+    options.show(d, as_json, "\n".join(lines))
 
 
 @app.command()
 def check(library: Path = typer.Argument(..., help="library directory"),
           repair: bool = typer.Option(False, "--repair", help="rebuild what can be derived (vectors, indexes, an "
                                                               "interrupted build's consolidation)"),
-          wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
+          wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the problems as JSON only")):
     """Verify LIBRARY: files against the manifest, tables, arrays, indexes. One line per problem;
     exit status 0 when none remain, 1 when some do."""
     from ..library.check import check_path
-    problems = check_path(library, repair=repair, **_open_kw(wait))
+    problems = check_path(library, repair=repair, **options.open_kw(wait))
     remaining = [p for p in problems if not p.get("repaired")]
     lines = [f"{p.get('file', '?')}: {p.get('problem', '?')}"
              + {True: " — repaired", False: " — cannot be repaired", None: ""}.get(p.get("repaired"), "")
@@ -241,7 +220,8 @@ def check(library: Path = typer.Argument(..., help="library directory"),
         lines.append(f"{len(remaining)} problem(s); `audiorag check {library} --repair` rebuilds what can be derived")
     elif remaining:
         lines.append(f"{len(remaining)} problem(s) remain; re-run the build for what cannot be derived")
-    _print({"library": str(library), "problems": problems, "remaining": len(remaining)}, as_json, "\n".join(lines))
+    options.show({"library": str(library), "problems": problems, "remaining": len(remaining)}, as_json,
+                 "\n".join(lines))
     if remaining:
         raise typer.Exit(1)
 

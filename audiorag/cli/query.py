@@ -9,12 +9,8 @@ import typer
 
 from ..errors import ParameterError
 from ..search.filters import parse_where
-from ._app import (
-    _choice,
-    _number,
-    _print,
-    app,
-)
+from . import options
+from ._app import app
 
 
 @app.command()
@@ -67,13 +63,13 @@ def search(library: Path = typer.Argument(..., help="library directory"),
                         stem=stem, embedder=embedder, exclude_same_track=exclude_same_track)
     if k < 1:
         raise ParameterError(f"-k must be >= 1, got {k}")
-    _number("--start", start, minimum=0, unit=" (seconds)")
-    _number("--end", end, above=0, unit=" (seconds)")
+    options.number("--start", start, minimum=0, unit=" (seconds)")
+    options.number("--end", end, above=0, unit=" (seconds)")
     if start is not None and end is not None and end <= start:
         raise ParameterError(f"--end ({end}) must be after --start ({start})")
-    _number("--at", at, minimum=0, unit=" (seconds)")
-    _number("--alpha", alpha, minimum=0, maximum=1)
-    _choice("--by", by, ("segment", "track"))
+    options.number("--at", at, minimum=0, unit=" (seconds)")
+    options.number("--alpha", alpha, minimum=0, maximum=1)
+    options.choice("--by", by, ("segment", "track"))
     filters = parse_where(where, option="--where")
     lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
     if stem is not None:
@@ -92,18 +88,17 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     from .recommend import rerank_options
     rerank = rerank_options(diversity=diversity, max_per_artist=max_per_artist, max_per_track=max_per_track,
                             harmonic=harmonic, tempo=tempo, key=key, mood=mood)
-    from .compare import _weights
     hits = run_search(lib, query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
                       filters=filters or None, by=by, rerank=rerank,
-                      fusion=_choice("--fusion", fusion, ("early", "late")),
-                      weights=_weights(weights) if weights else None)
+                      fusion=options.choice("--fusion", fusion, ("early", "late")),
+                      weights=options.weights(weights) if weights else None)
     cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
         c for c in hits.columns if c in ("genre", "genre_top", "label", "artist", "title", "license", "n_segments"))
         if c in hits.columns] + [c for c in hits.columns if c.startswith(("tag:", "contrib:"))]
     matched = hits.attrs.get("matched_tags")
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
     out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")
-    _print(out, as_json, header + (hits[cols].to_string(index=False) if len(hits) else "(no hits)"))
+    options.show(out, as_json, header + (hits[cols].to_string(index=False) if len(hits) else "(no hits)"))
 
 
 def _check_combinations(*, audio, hum, start, end, identify, fusion, weights, stem, embedder,

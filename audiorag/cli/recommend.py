@@ -8,7 +8,8 @@ import typer
 
 from ..errors import ParameterError
 from ..io import write_with
-from ._app import _choice, _number, _output_dir, _print, app
+from . import options
+from ._app import app
 from .experiment import EVAL_PROTOCOLS
 
 
@@ -46,12 +47,12 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
     from ..rerank import MOODS
     if k < 1:
         raise ParameterError(f"--k must be >= 1, got {k}")
-    _number("--diversity", diversity, minimum=0, maximum=1)
+    options.number("--diversity", diversity, minimum=0, maximum=1)
     for option, value in (("--harmonic", harmonic), ("--tempo", tempo), ("--key", key)):
-        _number(option, value, minimum=0)
-    _number("--discovery", discovery, minimum=0, maximum=1)
+        options.number(option, value, minimum=0)
+    options.number("--discovery", discovery, minimum=0, maximum=1)
     if mood is not None:
-        _choice("--mood", mood, list(MOODS))
+        options.choice("--mood", mood, list(MOODS))
     hour = int(time_of_day) if time_of_day is not None and time_of_day.isdigit() else time_of_day
     moments = [parse_moment(m) for m in liked]
     played = read_history(history) if history is not None else []
@@ -72,20 +73,20 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
             + (f"; mood {out.attrs['mood']}" if out.attrs.get("mood") else ""))
     text = head + "\n" + (out[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(out)
                           else "(no moments)")
-    _print({**out.attrs, "moments": out.to_dict("records")}, as_json, text)
+    options.show({**out.attrs, "moments": out.to_dict("records")}, as_json, text)
 
 
-def _eval_recommend(library: Path, options: dict) -> None:
+def _eval_recommend(library: Path, checked: dict) -> None:
     """``eval --protocol recommend``: simulated listeners from ``--label``, a grid of settings; writes
     ``metrics.json``, ``tradeoff.csv``/``.md`` and ``recommend_tradeoff.png`` to ``--out``."""
     from ..evaluate.recommend import evaluate_recommend, markdown
     from ..library import Library
     from ..plots import recommend_tradeoff
     lib = Library.open(library)
-    record, table = evaluate_recommend(lib, embedder=options["embedder"], index=options["index"],
-                                       label=options["label"], n_listeners=options["queries"] or 40,
-                                       seed=options["seed"])
-    out = _output_dir("--out", options["out"])
+    record, table = evaluate_recommend(lib, embedder=checked["embedder"], index=checked["index"],
+                                       label=checked["label"], n_listeners=checked["queries"] or 40,
+                                       seed=checked["seed"])
+    out = options.output_dir("--out", checked["out"])
     if out:
         record.write(out)
         write_with(out / "tradeoff.csv", lambda f: table.to_csv(f, index=False))
@@ -93,9 +94,9 @@ def _eval_recommend(library: Path, options: dict) -> None:
         recommend_tradeoff(table, out)
     cols = ["setting", "P@10", "nDCG@10", "discovery", "ILD", "artist_coverage", "catalogue_coverage", "novelty",
             "two_tastes", "ms", "search_ms"]
-    _print(record.model_dump(mode="json"), options["as_json"],
-           f"{int(record.metrics['listeners'])} simulated listeners (label {options['label']!r}), k = 10\n"
-           + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    options.show(record.model_dump(mode="json"), checked["as_json"],
+                 f"{int(record.metrics['listeners'])} simulated listeners (label {checked['label']!r}), k = 10\n"
+                 + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 EVAL_PROTOCOLS["recommend"] = _eval_recommend
@@ -108,11 +109,11 @@ def rerank_options(*, diversity, max_per_artist, max_per_track, harmonic, tempo,
              "harmonic": harmonic, "tempo": tempo, "key": key, "mood": mood}
     if all(v is None for v in given.values()):
         return None
-    _number("--diversity", diversity, minimum=0, maximum=1)
+    options.number("--diversity", diversity, minimum=0, maximum=1)
     for option, value in (("--harmonic", harmonic), ("--tempo", tempo), ("--key", key)):
-        _number(option, value, minimum=0)
+        options.number(option, value, minimum=0)
     if mood is not None:
-        _choice("--mood", mood, list(MOODS))
+        options.choice("--mood", mood, list(MOODS))
     return Rerank(diversity=diversity or 0.0, harmonic=harmonic or 0.0, tempo=tempo or 0.0, key=key or 0.0,
                   mood=mood, mood_weight=0.3 if mood else 0.0,
                   max_per_artist=None if max_per_artist is None else _cap("--max-per-artist", max_per_artist),

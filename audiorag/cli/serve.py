@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
-from ._app import _number, app
+from . import options
+from ._app import app
 
 
 @app.command()
@@ -37,9 +38,9 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
     from ..library import Library
     from ..serve import Settings, check_bind, parse_seconds, parse_size
     from ..serve.settings import SETTINGS_ENV
-    _number("--port", port, minimum=0, maximum=65535)
-    _number("--workers", workers, minimum=1, maximum=64)
-    _number("--threads", threads, minimum=1, maximum=256)
+    options.number("--port", port, minimum=0, maximum=65535)
+    options.number("--workers", workers, minimum=1, maximum=64)
+    options.number("--threads", threads, minimum=1, maximum=256)
     check_bind(host, token)
     limits = {}
     for option, field, parse, text in (("--max-upload", "max_upload", parse_size, max_upload),

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import AudioragError
-from ._app import _print
-from .library import _index_line
+from . import options
 
 
 def build_sharded(library: Path, n: int | None, source, embedders: list, indexes: list[str], *, window: float,
@@ -34,7 +33,7 @@ def build_sharded(library: Path, n: int | None, source, embedders: list, indexes
              f"{r['failed']} failed" + "".join(f"; index {i['name']} ({i['n']} vectors)" for i in r["indexes"])
              for r in reports]
     lines.append(f"{library}: {lib.n} shards, {len(lib.tracks)} tracks, {len(lib.segments)} segments")
-    _print({"library": str(library), "shards": reports}, as_json, "\n".join(lines))
+    options.show({"library": str(library), "shards": reports}, as_json, "\n".join(lines))
 
 
 def info_sharded(library: Path, memory: bool, as_json: bool) -> None:
@@ -50,5 +49,5 @@ def info_sharded(library: Path, memory: bool, as_json: bool) -> None:
         lines.append(f"{Path(s['path']).name}: {s['tracks']} tracks, {s['segments']} segments")
         for e in s["embeddings"]:
             lines.append(f"  embedding {e['key']}: {e['n_segments']} vectors")
-            lines += ["  " + _index_line(i) for i in e["indexes"]]
-    _print(d, as_json, "\n".join(lines))
+            lines += ["  " + options.index_line(i) for i in e["indexes"]]
+    options.show(d, as_json, "\n".join(lines))

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -34,15 +32,15 @@ from scipy import signal
 
 from ..errors import ParameterError
 from ..io import file_sha256, write_atomic
-from . import Dataset, TrackSource, cache_dir, synth
-from .synth import SR
-from .synthetic import write_track
+from . import synth
+from .generated import GeneratedDataset
+from .genres import MAJOR, MINOR
+from .synth import SR, add_noise, rms
 
 GENERATOR_VERSION = 1
 DEFAULT_N_TRACKS = 60
 #: seeds of the hums used while developing the matcher, and of the hums behind the reported figures
 DEV_SEED, REPORT_SEED = 1, 2017
-MAJOR, MINOR = [0, 2, 4, 5, 7, 9, 11], [0, 2, 3, 5, 7, 8, 10]
 LEADS = {"saw": {"kind": "additive", "partials": 10, "rolloff": 1.0, "attack": 0.02, "decay": 3.0},
          "square": {"kind": "additive", "partials": 11, "rolloff": 1.0, "odd_only": True, "attack": 0.02,
                     "decay": 3.0},
@@ -129,60 +127,36 @@ def render_track(spec: dict) -> np.ndarray:
             "hat": [(i * step, 0.3) for i in range(int(spec["duration"] / step) + 1)]}
     drums = sum(synth.place(h, synth.drum(k, rng, {}), n) for k, h in hits.items())
     accompaniment = 0.5 * _unit(chords) + 0.4 * _unit(bass) + 0.35 * _unit(drums)
-    y = _unit(lead) * 10 ** (spec["lead_db"] / 20) * _rms(accompaniment) / 0.3 + accompaniment
+    y = _unit(lead) * 10 ** (spec["lead_db"] / 20) * rms(accompaniment) / 0.3 + accompaniment
     y = synth.reverb(y, rng, 1.2, 0.2)
-    y *= 0.1 / _rms(y)
+    y *= 0.1 / rms(y)
     return np.clip(y, -0.99, 0.99).astype(np.float32)
 
 
 def _unit(y: np.ndarray) -> np.ndarray:
-    return y / (_rms(y) / 0.3)
+    return y / (rms(y) / 0.3)
 
 
-def _rms(y: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(y))) + 1e-12)
-
-
-class MelodicDataset(Dataset):
+class MelodicDataset(GeneratedDataset):
     """The generated melodic corpus (spec ``melodic[:N[:SEED]]``); files are written once to the cache."""
 
-    def __init__(self, n_tracks: int = DEFAULT_N_TRACKS, seed: int = 0, *, root: str | os.PathLike | None = None,
-                 duration: float = 30.0, workers: int | None = None):
-        self.n_tracks, self.seed, self.duration = int(n_tracks), int(seed), float(duration)
-        self.workers = workers or os.cpu_count() or 1
-        self.id = f"melodic-v{GENERATOR_VERSION}-n{self.n_tracks}-s{self.seed}" + \
-                  ("" if self.duration == 30.0 else f"-d{self.duration:g}")
-        self.root = Path(root) if root else cache_dir() / "melodic" / self.id
+    name = "melodic"
+    version = GENERATOR_VERSION
+    render = staticmethod(render_track)
 
-    def generate(self) -> Path:
-        """Write the FLAC files, ``melodies.json`` and ``tracks.csv`` (idempotent); returns the folder."""
-        manifest = self.root / "tracks.csv"
-        if manifest.exists():
-            return self.root
-        self.root.mkdir(parents=True, exist_ok=True)
-        specs = plan(self.n_tracks, self.seed, duration=self.duration)
-        jobs = [(s, str(self.root)) for s in specs]
-        with ProcessPoolExecutor(self.workers) as pool:
-            list(pool.map(partial(write_track, render_track), jobs))
+    def __init__(self, n_tracks: int = DEFAULT_N_TRACKS, seed: int = 0, **options):
+        super().__init__(n_tracks, seed, **options)
+
+    def plan(self) -> list[dict]:
+        return plan(self.n_tracks, self.seed, duration=self.duration)
+
+    def manifest(self, specs: list[dict]) -> str:
+        """``tracks.csv``, after ``melodies.json`` (every track's notes)."""
         write_atomic(self.root / MELODIES, json.dumps({s["file"]: s["notes"] for s in specs}))
         lines = ["path,melody,bpm,mode,lead,lead_db,sha256"] + [
             f"{s['file']},{s['index']},{s['bpm']},{s['mode']},{s['lead']},{s['lead_db']:.2f},"
             f"{file_sha256(self.root / s['file'])}" for s in specs]
-        write_atomic(manifest, "\n".join(lines) + "\n")
-        return self.root
-
-    def sources(self) -> list[TrackSource]:
-        from .folder import FolderDataset
-        self.generate()
-        sources = FolderDataset(self.root, labels=self.root / "tracks.csv").sources()
-        for src in sources:
-            src.metadata.pop("sha256", None)
-        return sources
-
-    def content_hash(self) -> str:
-        """sha256 of the manifest, which holds every file's sha256."""
-        self.generate()
-        return file_sha256(self.root / "tracks.csv")
+        return "\n".join(lines) + "\n"
 
 
 #: the notes of every track of a generated melodic corpus, beside its audio
@@ -276,12 +250,12 @@ def synthesise_hum(notes: list, rng: np.random.Generator, *, phrase: tuple[int, 
                 for f, g, bw in vowel)
     breath = signal.sosfilt(signal.butter(2, [1500, 6000], btype="bandpass", fs=sr, output="sos"),
                             rng.standard_normal(n))
-    y = (voice / _rms(voice) + 0.08 * breath / _rms(breath)) * amp
+    y = (voice / rms(voice) + 0.08 * breath / rms(breath)) * amp
     y = synth.reverb(y, rng, 0.4, float(rng.uniform(0.05, 0.25)), sr)
     noise = np.cumsum(rng.standard_normal(n)) * 0.02 + rng.standard_normal(n)  # room: rumble + hiss
     noise = signal.sosfilt(signal.butter(1, 40, btype="highpass", fs=sr, output="sos"), noise)
-    y += noise / _rms(noise) * _rms(y[amp > 0.5]) * 10 ** (-snr_db / 20)
-    y *= 0.1 / _rms(y)
+    y = add_noise(y, snr_db, noise=noise / rms(noise), level=rms(y[amp > 0.5]))
+    y *= 0.1 / rms(y)
     info = {"start": float(notes[a][0]), "end": float(notes[b - 1][0] + notes[b - 1][1]), "notes": [a, b],
             "transpose": int(transpose + shift), "tempo": float(tempo), "snr_db": float(snr_db), "edit": edit,
             "seconds": n / sr}

@@ -15,6 +15,34 @@ def midi_hz(m):
     return 440.0 * 2.0 ** ((np.asarray(m, dtype=float) - 69) / 12)
 
 
+def rms(y: np.ndarray) -> float:
+    """Root mean square of ``y`` (computed in float64), never 0.
+
+    >>> rms(np.ones(4)) - 1.0 < 1e-11
+    True
+    """
+    return float(np.sqrt(np.mean(np.square(y, dtype=np.float64))) + 1e-12)
+
+
+def add_noise(y: np.ndarray, snr_db: float, *, rng: np.random.Generator | None = None, noise: np.ndarray | None = None,
+              level: float | None = None) -> np.ndarray:
+    """``y`` plus ``noise`` at ``snr_db`` dB below ``level``: ``y + noise · level · 10^(−snr/20)``.
+
+    ``noise`` defaults to white noise (``rng.standard_normal``, unit variance); a coloured noise is
+    given with unit RMS. ``level`` defaults to :func:`rms` of ``y`` (give the RMS of the part that
+    counts, e.g. only the sung notes). The corpus generators and the degradations of the evaluations
+    all add their noise here.
+
+    >>> y = np.sin(np.linspace(0, 100, 22050))
+    >>> noisy = add_noise(y, 20.0, rng=np.random.default_rng(0))
+    >>> round(20 * np.log10(rms(y) / rms(noisy - y)))
+    20
+    """
+    if noise is None:
+        noise = rng.standard_normal(len(y))
+    return y + noise * (rms(y) if level is None else level) * 10 ** (-snr_db / 20)
+
+
 def envelope(n: int, attack: float, decay: float, sr: int = SR) -> np.ndarray:
     """Linear attack then exponential decay with time constant ``decay`` seconds."""
     t = np.arange(n) / sr

@@ -16,19 +16,14 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-from concurrent.futures import ProcessPoolExecutor
-from functools import partial
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from ..errors import ParameterError
-from ..io import file_sha256, write_atomic
-from . import Dataset, TrackSource, cache_dir
+from ..io import file_sha256
+from .generated import GeneratedDataset
 from .genres import GENRES, render
-from .synth import SR
+from .synth import SR, add_noise, rms
 
 log = logging.getLogger(__name__)
 GENERATOR_VERSION = 3
@@ -94,69 +89,32 @@ def render_track(spec: dict) -> np.ndarray:
             ramp[-fade:] = np.linspace(1, 0, fade)
         seg = part * ramp
         y[a:a + len(seg)] += seg[: n - a]
-    rms = np.sqrt(np.mean(y ** 2)) + 1e-12
-    y += rng.standard_normal(n) * rms * 10 ** (-spec["snr_db"] / 20)
-    y *= 10 ** (spec["loudness_db"] / 20) / (np.sqrt(np.mean(y ** 2)) + 1e-12)
+    y = add_noise(y, spec["snr_db"], rng=rng)
+    y *= 10 ** (spec["loudness_db"] / 20) / rms(y)
     peak = np.abs(y).max()
     if peak > 0.99:
         y *= 0.99 / peak
     return y.astype(np.float32)
 
 
-def write_track(render, job: tuple[dict, str]) -> str:
-    """Write ``render(spec)`` for ``job = (spec, out_dir)`` as ``out_dir/spec["file"]`` (16-bit FLAC) unless it
-    exists; returns its path. Generated corpora map it over their planned tracks in a process pool
-    (``functools.partial(write_track, render_track)``)."""
-    spec, out_dir = job
-    path = Path(out_dir) / spec["file"]
-    if not path.exists():
-        tmp = path.with_suffix(f".tmp-{os.getpid()}.flac")  # processes generating the same corpus never collide
-        sf.write(tmp, render(spec), SR, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, path)
-    return str(path)
-
-
-class SyntheticDataset(Dataset):
+class SyntheticDataset(GeneratedDataset):
     """The generated default corpus; files are written once to the cache and reused."""
 
-    def __init__(self, n_tracks: int = DEFAULT_N_TRACKS, seed: int = 0, *, root: str | os.PathLike | None = None,
-                 duration: float = 30.0, workers: int | None = None):
-        self.n_tracks, self.seed, self.duration = int(n_tracks), int(seed), float(duration)
-        self.workers = workers or os.cpu_count() or 1
-        self.id = f"synthetic-v{GENERATOR_VERSION}-n{self.n_tracks}-s{self.seed}" + \
-                  ("" if self.duration == 30.0 else f"-d{self.duration:g}")
-        self.root = Path(root) if root else cache_dir() / "synthetic" / self.id
+    name = "synthetic"
+    version = GENERATOR_VERSION
+    render = staticmethod(render_track)
 
-    def generate(self) -> Path:
-        """Write the FLAC files and ``tracks.csv`` (idempotent); returns the folder."""
-        manifest = self.root / "tracks.csv"
-        if manifest.exists():
-            return self.root
-        self.root.mkdir(parents=True, exist_ok=True)
-        specs = plan(self.n_tracks, self.seed, duration=self.duration)
-        from tqdm.auto import tqdm
-        jobs = [(s, str(self.root)) for s in specs]
-        with ProcessPoolExecutor(self.workers) as pool:
-            done = pool.map(partial(write_track, render_track), jobs)
-            list(tqdm(done, total=len(jobs), desc=f"generating {self.id}", leave=False))
+    def __init__(self, n_tracks: int = DEFAULT_N_TRACKS, seed: int = 0, **options):
+        super().__init__(n_tracks, seed, **options)
+
+    def plan(self) -> list[dict]:
+        return plan(self.n_tracks, self.seed, duration=self.duration)
+
+    def manifest(self, specs: list[dict]) -> str:
         rows = [{"path": s["file"], "genre": s["genre"], "artist": s["artist"], "sections": json.dumps(s["sections"]),
                  "bpm": round(s["style"]["bpm"], 2), "key": s["style"]["key"] % 12, "mixed": len(s["sections"]) > 1,
                  "sha256": file_sha256(self.root / s["file"])} for s in specs]
-        write_atomic(manifest, _csv_text(rows))
-        return self.root
-
-    def sources(self) -> list[TrackSource]:
-        from .folder import FolderDataset
-        self.generate()
-        sources = FolderDataset(self.root, labels=self.root / "tracks.csv").sources()
-        for src in sources:  # the manifest's file hash duplicates the track's content_hash
-            src.metadata.pop("sha256", None)
-        return sources
-
-    def content_hash(self) -> str:
-        """sha256 of the manifest, which holds every file's sha256."""
-        self.generate()
-        return file_sha256(self.root / "tracks.csv")
+        return _csv_text(rows)
 
 
 def _csv_text(rows: list[dict]) -> str:

@@ -23,17 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import AudioragError
+from ..errors import CheckpointFormatError
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48
 _BLOCK_TRAILER = 5  # compression type byte + crc32c
 # tensorflow/core/framework/types.proto
 _DTYPES = {1: "<f4", 2: "<f8", 3: "<i4", 4: "u1", 5: "<i2", 6: "i1", 9: "<i8", 10: "?", 19: "<f2"}
-
-
-class CheckpointFormatError(AudioragError):
-    """A TF checkpoint file is not in the expected format."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -4,7 +4,7 @@ A :class:`TorchEmbedder` splits the work per window into a numpy front end,
 :meth:`~TorchEmbedder.prepare_window` (spectrogram, patching; thread-safe, runs in the
 build's decode threads), and :meth:`~TorchEmbedder.forward` on a list of prepared
 windows (the model, in the main thread). The build pipeline
-(:func:`audiorag.library.build.run_pipeline`) uses the split to decode and prepare the
+(:func:`audiorag.engines.local.run_pipeline`) uses the split to decode and prepare the
 next files while the model runs on the current batch, and to batch windows across
 files.
 """

@@ -22,6 +22,7 @@ import soundfile as sf
 from scipy import signal
 
 from ..audio import load, resample
+from ..datasets.synth import add_noise
 from ..errors import ParameterError
 from ..identify import identify
 from .metrics import latency_summary
@@ -75,7 +76,7 @@ def degrade(y: np.ndarray, sr: int, kind: str, *, rng: np.random.Generator | Non
     if kind.startswith("noise-"):
         snr = float(kind.removeprefix("noise-").removesuffix("dB"))
         power = float(np.mean(y.astype(np.float64) ** 2)) or 1e-8
-        return (y + rng.standard_normal(len(y)) * np.sqrt(power / 10 ** (snr / 10))).astype(np.float32)
+        return add_noise(y, snr, rng=rng, level=np.sqrt(power)).astype(np.float32)
     if kind == "lowpass-3kHz":
         sos = signal.butter(8, 3000, "low", fs=sr, output="sos")
         return (signal.sosfilt(sos, y) * 10 ** (-10 / 20)).astype(np.float32)

@@ -213,7 +213,7 @@ def probe(lib, *, embedder=None, label: str = "genre", group: str | None = None,
     if subset:
         keep &= items["track_id"].isin(tracks["track_id"][track_mask(tracks, subset, what="probe subset")]).to_numpy()
     items, x, labels = items[keep].reset_index(drop=True), x[keep], labels[keep]
-    groups = _groups(items, group)
+    groups = item_groups(items, group)
     out = probe_arrays(x, labels, groups, model=model, folds=folds, seed=seed)
     metrics = {**out["metrics"], "probe/n_unlabelled": float(n_unlabelled)}
     record = ProbeRecord(**provenance(lib, emb, [label, *([group] if group else [])], n_tracks=len(tracks)),
@@ -236,8 +236,13 @@ def probe(lib, *, embedder=None, label: str = "genre", group: str | None = None,
     return result
 
 
-def _groups(items: pd.DataFrame, group: str | None) -> np.ndarray:
-    """Each item's group: the ``group`` column's value, or its track (also when the value is missing)."""
+def item_groups(items: pd.DataFrame, group: str | None) -> np.ndarray:
+    """Each item's group: the ``group`` column's value, or its track (also when the value is missing).
+
+    >>> items = pd.DataFrame({"track_id": [0, 1, 2], "album": ["x", None, "x"]})
+    >>> item_groups(items, "album").tolist(), item_groups(items, None).tolist()
+    (['x', 'track:1', 'x'], ['track:0', 'track:1', 'track:2'])
+    """
     track = np.array([f"track:{t}" for t in items["track_id"]], dtype=object)
     if group is None:
         return track

@@ -32,7 +32,7 @@ from ..embedders import l2_normalise
 from ..errors import ParameterError
 from ..library.derived import METHODS, fit_projection
 from . import metrics as M
-from .probe import _groups, group_folds
+from .probe import group_folds, item_groups
 from .protocol import Protocol, exclusion_keys, segment_labels, subset_tracks
 from .records import EvaluationRecord, provenance
 
@@ -121,7 +121,7 @@ def evaluate_projected(lib, *, embedder=None, method: str = "lda", cv_group: str
     if not len(rows):
         raise ParameterError("evaluate_projected: no labelled segments")
     items = segments.iloc[rows].merge(tracks, on="track_id", how="left")
-    groups = _groups(items, cv_group)
+    groups = item_groups(items, cv_group)
     out = projected_retrieval(np.asarray(lib.vectors(emb.key))[rows], labels[rows], groups, method=method,
                               folds=folds, ks=protocol.ks, seed=protocol.seed, depth=protocol.depth,
                               exclude=[k[rows] for k in keys])

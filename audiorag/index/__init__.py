@@ -1,19 +1,19 @@
-"""FAISS indexes over an embedding's vectors: chosen by budget, measured, updated in place, served mmapped.
+"""FAISS indexes over plain arrays, in a directory: chosen by budget, measured, updated in place, served mmapped.
 
-Every index holds the L2-normalised vectors of one embedding under their segment ids
-(rows of failed or removed tracks are left out). It is ``index-<name>.faiss`` beside an
-``index-<name>.json`` sidecar: factory, metric, n, dim, search params, build time, bytes
-per segment, the recall@10 / latency measured against exact search on held-out queries,
-and the state of the vectors it covers.
+This layer knows vectors, row ids, factory strings and directories, not libraries
+(:mod:`audiorag.library.indexes` binds an embedding of a library to these functions). An index
+holds rows of a float32 matrix under their row ids (in a library: the L2-normalised vectors of
+one embedding under their segment ids, rows of failed or removed tracks left out). It is
+``index-<name>.faiss`` beside an ``index-<name>.json`` sidecar: factory, metric, n, dim, search
+params, build time, bytes per segment, the recall@10 / latency measured against exact search on
+held-out queries, and the caller's fields (the state of the vectors it covers).
 
 * ``factory="auto"`` (:func:`build_index`) tries :func:`~audiorag.index.factory.candidates`
-  for the library's size, dimension and ``max_memory``, tunes each one's ``nprobe`` /
+  for the vectors' number, dimension and ``max_memory``, tunes each one's ``nprobe`` /
   ``efSearch`` (:func:`~audiorag.index.quality.tune`) and keeps the first that reaches
   ``target_recall``; any factory string can still be given.
-* :func:`refresh` follows the library: tracks added are added to the index, tracks removed
-  are removed from it (rebuilt only when the index type cannot remove, or the vectors'
-  standardisation changed).
-* :func:`load_index` opens the file memory-mapped and read-only, so processes serving one
+* :func:`update_index` adds new rows and removes gone ones in place.
+* :func:`open_index` opens the file memory-mapped and read-only, so processes serving one
   library share one copy in the page cache; :func:`mapped_memory` reports what is resident.
 
 >>> import numpy as np
@@ -27,15 +27,15 @@ and the state of the vectors it covers.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
 
-from ..errors import IncompatibleLibraryError, ParameterError
+from ..errors import ParameterError
 from ..library.store import read_index, read_json, write_index, write_json
 from . import factory as F
 from . import refine as R
@@ -75,28 +75,39 @@ class Index:
         return scores, ids
 
 
-def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max_memory: float | None = None,
-                target_recall: float = 0.95, seed: int = 0, max_resident: float | None = None) -> dict:
-    """Build, measure, save and return the sidecar of an index over ``emb``'s vectors in ``lib``.
+def build_index(directory, vectors: np.ndarray, ids: np.ndarray, factory: str = "Flat", *, name: str | None = None,
+                max_memory: float | None = None, target_recall: float = 0.95, seed: int = 0,
+                max_resident: float | None = None, what: str = "vectors", fields: dict | None = None) -> dict:
+    """Build, measure and save an index over the rows ``ids`` of ``vectors`` (ids are the rows); return its sidecar.
 
-    ``factory="auto"`` picks the index family from the number of vectors, their dimension and
-    ``max_memory`` (bytes for the whole index), keeping the first candidate whose tuned
+    The index is ``directory/index-<name>.faiss`` beside ``index-<name>.json``; ``fields`` are written
+    into the sidecar too (what the caller needs to know the index is current); ``what`` names the
+    vectors in messages. ``factory="auto"`` picks the index family from the number of vectors, their
+    dimension and ``max_memory`` (bytes for the whole index), keeping the first candidate whose tuned
     recall@10 reaches ``target_recall``; its name is ``auto``. ``max_resident`` (bytes in RAM)
-    also admits refined families, whose candidates are re-ranked from ``vectors.npy`` on disk
-    (:mod:`audiorag.index.refine`). Every index, automatic or not,
+    also admits refined families, whose candidates are re-ranked from ``vectors`` (``vectors.npy`` on disk,
+    :mod:`audiorag.index.refine`). Every index, automatic or not,
     has its search parameters tuned to ``target_recall`` and its measurement in the sidecar.
+
+    >>> import tempfile
+    >>> x = np.random.default_rng(0).standard_normal((300, 8)).astype("float32")
+    >>> x /= np.linalg.norm(x, axis=1, keepdims=True)
+    >>> side = build_index(tempfile.mkdtemp(), x, np.arange(300), "Flat")
+    >>> side["name"], side["n"], side["quality"]["recall@10"]
+    ('flat', 300, 1.0)
     """
     if not 0 < target_recall <= 1:
         raise ParameterError(f"target_recall must be in (0, 1], got {target_recall}")
-    vectors, ids = _indexable(lib, emb)
+    directory = Path(directory)
     if not len(ids):
-        raise ParameterError(f"embeddings/{emb.key}: no vectors to index")
+        raise ParameterError(f"{what}: no vectors to index")
+    dim = int(vectors.shape[1])
     x = np.asarray(vectors)[ids]
     queries = held_out(ids, TUNING_QUERIES, seed=seed)
     truth = exact_neighbours(x, ids, queries, 10)
     qx = np.asarray(vectors)[queries]
     tried = []
-    factories = R.candidates(len(ids), emb.dim, max_memory=max_memory, max_resident=max_resident) \
+    factories = R.candidates(len(ids), dim, max_memory=max_memory, max_resident=max_resident) \
         if factory == "auto" else [factory]
     for candidate in factories:
         try:
@@ -114,80 +125,69 @@ def build_index(lib, emb, factory: str = "Flat", *, name: str | None = None, max
         if measured["target_met"]:
             break
     if not tried:
-        raise ParameterError(f"embeddings/{emb.key}: none of {factories} could be trained on {len(ids)} vectors")
+        raise ParameterError(f"{what}: none of {factories} could be trained on {len(ids)} vectors")
     best = tried[-1] if tried[-1]["target_met"] else max(tried, key=lambda t: t["recall@10"])
     if not best["target_met"]:
-        log.warning("no index reached recall@10 %.2f for %s; kept %s (%.3f)", target_recall, emb.key,
+        log.warning("no index reached recall@10 %.2f for %s; kept %s (%.3f)", target_recall, what,
                     best["factory"], best["recall@10"])
     name = name or ("auto" if factory == "auto" else index_name(factory))
-    path = _save(emb, name, R.faiss_index(best.pop("index")))
+    path = _save(directory, name, R.faiss_index(best.pop("index")))
     sidecar = {"name": name, "factory": best["factory"], "metric": F.metric(best["factory"]),
-               "n": int(len(ids)), "dim": emb.dim, "search_params": best["search_params"],
+               "n": int(len(ids)), "dim": dim, "search_params": best["search_params"],
                "build_seconds": best["build_seconds"], "n_train": best["n_train"], "bytes": path.stat().st_size,
                "bytes_per_segment": round(path.stat().st_size / len(ids), 1),
                "quality": {k: v for k, v in best.items() if k not in ("factory", "build_seconds", "n_train",
                                                                     "search_params")},
-               **R.sidecar_fields(best["factory"], emb, len(ids)),
+               **R.sidecar_fields(best["factory"], dim, len(vectors)),
                "auto": {"max_memory": max_memory, "max_resident": max_resident, "target_recall": target_recall,
                         "tried": [{k: t[k] for k in ("factory", "recall@10", "latency_p99_ms", "search_params",
                                                      "build_seconds")} for t in tried]} if factory == "auto" else None,
-               "embedding": emb.key, **_coverage(lib, emb), "faiss_version": faiss.__version__,
+               **(fields or {}), "faiss_version": faiss.__version__,
                "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    write_json(emb.path / f"index-{name}.json", sidecar)
+    write_json(directory / f"index-{name}.json", sidecar)
     log.info("built index %s (%s) over %d vectors in %.2fs", name, sidecar["factory"], len(ids), best["build_seconds"])
     return sidecar
 
 
-def _indexable(lib, emb) -> tuple[np.ndarray, np.ndarray]:
-    """The embedding's vectors and the ids (rows) that hold a live track's real vector."""
-    vectors = lib.vectors(emb.key)
-    valid = emb.valid_rows(lib.segments["track_id"].to_numpy())
-    return vectors, np.flatnonzero(valid)
-
-
-def _save(emb, name: str, index: faiss.Index):
-    path = emb.path / f"index-{name}.faiss"
+def _save(directory: Path, name: str, index: faiss.Index) -> Path:
+    path = directory / f"index-{name}.faiss"
     write_index(path, index)
     return path
 
 
-def standardisation_id(emb) -> str:
-    """Fingerprint of the embedding's standardisation statistics (they change every vector)."""
-    return hashlib.sha256(repr(emb.meta.get("standardisation")).encode()).hexdigest()[:16]
+def list_indexes(directory) -> list[dict]:
+    """The sidecars of the indexes in ``directory``, by name.
+
+    >>> list_indexes("/no/such/folder")
+    []
+    """
+    return [read_json(p) for p in sorted(Path(directory).glob("index-*.json"))]
 
 
-def _coverage(lib, emb) -> dict:
-    """What an index covers: vector rows, standardisation, and the tracks left out (failed or removed)."""
-    return {"n_rows": emb.n_segments, "standardisation": standardisation_id(emb),
-            "excluded_tracks": sorted(int(t) for t in emb.meta.get("missing_tracks", [])),
-            "removed_segments": int((lib.segments["track_id"].to_numpy()[: emb.n_segments] < 0).sum())}
+def choose(sidecars: list[dict], name: str | None, *, what: str = "vectors") -> dict:
+    """The sidecar named ``name`` (or its factory's name); without a name the only index, else ``flat``, else the
+    first; :class:`~audiorag.errors.ParameterError` when there is none.
 
-
-def list_indexes(emb) -> list[dict]:
-    return [read_json(p) for p in sorted(emb.path.glob("index-*.json"))]
-
-
-def load_index(lib, emb, name: str | None = None, *, mmap: bool = True) -> Index:
-    """Open an index read-only (memory-mapped by default); refuses one built from other vectors."""
-    indexes = list_indexes(emb)
-    if not indexes:
-        raise ParameterError(f"embeddings/{emb.key} has no index; build one with lib.build_index()")
+    >>> choose([{"name": "flat"}, {"name": "hnsw32"}], "HNSW32")
+    {'name': 'hnsw32'}
+    """
+    if not sidecars:
+        raise ParameterError(f"{what} has no index; build one with lib.build_index()")
     if name is None:
-        sidecar = indexes[0] if len(indexes) == 1 else next((i for i in indexes if i["name"] == "flat"), indexes[0])
-    else:
-        matches = [i for i in indexes if i["name"] in (name, index_name(name))]
-        if not matches:
-            raise ParameterError(f"no index {name!r} for {emb.key}; have {[i['name'] for i in indexes]}")
-        sidecar = matches[0]
-    if {k: sidecar.get(k) for k in ("n_rows", "standardisation", "removed_segments")} != \
-            {k: v for k, v in _coverage(lib, emb).items() if k != "excluded_tracks"}:
-        raise IncompatibleLibraryError(f"index {sidecar['name']} of {emb.key} was built from other vectors; "
-                                       f"rebuild it with lib.build_index({emb.name!r}, {sidecar['factory']!r})")
-    path = emb.path / f"index-{sidecar['name']}.faiss"
+        return sidecars[0] if len(sidecars) == 1 else next((i for i in sidecars if i["name"] == "flat"), sidecars[0])
+    matches = [i for i in sidecars if i["name"] in (name, index_name(name))]
+    if not matches:
+        raise ParameterError(f"no index {name!r} for {what}; have {[i['name'] for i in sidecars]}")
+    return matches[0]
+
+
+def open_index(directory, sidecar: dict, vectors, *, mmap: bool = True) -> Index:
+    """Open the index of ``sidecar`` in ``directory`` read-only (memory-mapped by default), once per file version.
+    ``vectors``: a function returning the indexed matrix (read only by refined indexes, to re-rank)."""
+    path = Path(directory) / f"index-{sidecar['name']}.faiss"
     key = (str(path), path.stat().st_mtime_ns if path.exists() else 0, mmap)
     if key not in _CACHE:
-        index = R.wrap(read_index(path, _read_flags(sidecar["factory"]) if mmap else 0), sidecar["factory"],
-                       lambda: lib.vectors(emb.key))
+        index = R.wrap(read_index(path, _read_flags(sidecar["factory"]) if mmap else 0), sidecar["factory"], vectors)
         F.apply_search_params(index, sidecar.get("search_params", {}))
         _CACHE.clear() if len(_CACHE) > 16 else None
         _CACHE[key] = Index(index, sidecar)
@@ -228,59 +228,39 @@ def resident_memory() -> int:
         return 0
 
 
-def refresh(lib, emb) -> None:
-    """Bring every index of ``emb`` up to date with the library after tracks were added or removed.
+def update_index(directory, sidecar: dict, vectors: np.ndarray, valid: np.ndarray, segment_tracks: np.ndarray,
+                 fields: dict) -> dict:
+    """Update an index in place after rows were added or tracks removed; returns its new sidecar (also saved).
 
-    New rows are added and removed tracks' segments deleted in place (the file is rewritten,
-    nothing is retrained); an index is rebuilt (same factory, re-tuned) only when its type
-    cannot delete (HNSW) or the embedding's standardisation changed (which moves every vector).
+    ``valid``: which rows of ``vectors`` hold a live track's vector now; rows past the sidecar's
+    ``n_rows`` are new and added, rows below it no longer valid (except those of ``excluded_tracks``,
+    never indexed) are removed. The file is rewritten, nothing is retrained; an index type that cannot
+    remove (HNSW) raises :class:`~audiorag.errors.ParameterError`. ``fields`` replace the sidecar's own.
     """
-    now = _coverage(lib, emb)
-    for sidecar in list_indexes(emb):
-        if all(sidecar.get(k) == v for k, v in now.items()):
-            continue
-        if sidecar.get("standardisation") != now["standardisation"]:
-            _rebuild(lib, emb, sidecar, "the standardisation changed")
-            continue
-        try:
-            _update(lib, emb, sidecar, now)
-        except ParameterError as exc:
-            _rebuild(lib, emb, sidecar, str(exc))
-
-
-def _update(lib, emb, sidecar: dict, now: dict) -> None:
-    path = emb.path / f"index-{sidecar['name']}.faiss"
-    lib.verify(path)  # updated in place from its old content: that content must be the committed one
+    directory = Path(directory)
+    path = directory / f"index-{sidecar['name']}.faiss"
     index = read_index(path)
-    seg_tracks = lib.segments["track_id"].to_numpy()
     old_rows = int(sidecar.get("n_rows", 0))
-    valid = emb.valid_rows(seg_tracks)
     new = np.flatnonzero(valid[old_rows:]) + old_rows
     gone = np.zeros(0, dtype=np.int64)
     if index.ntotal > valid[:old_rows].sum():  # it still holds rows of tracks removed since
         old = np.arange(old_rows)
-        gone = old[~valid[:old_rows] & ~np.isin(seg_tracks[:old_rows], sidecar.get("excluded_tracks", []))]
+        gone = old[~valid[:old_rows] & ~np.isin(segment_tracks[:old_rows], sidecar.get("excluded_tracks", []))]
     t0 = time.perf_counter()
     if len(gone):
         F.remove(index, gone)
     if len(new):
-        F.add(index, sidecar["factory"], np.asarray(lib.vectors(emb.key))[new], new)
-    _save(emb, sidecar["name"], index)
+        F.add(index, sidecar["factory"], np.asarray(vectors)[new], new)
+    _save(directory, sidecar["name"], index)
     sidecar.update(n=int(index.ntotal), bytes=path.stat().st_size,
-                   bytes_per_segment=round(path.stat().st_size / max(index.ntotal, 1), 1), **now,
+                   bytes_per_segment=round(path.stat().st_size / max(index.ntotal, 1), 1), **fields,
                    updated=time.strftime("%Y-%m-%dT%H:%M:%S"),
                    last_update={"added": int(len(new)), "removed": int(len(gone)),
                                 "seconds": round(time.perf_counter() - t0, 4)})
-    write_json(emb.path / f"index-{sidecar['name']}.json", sidecar)
-    log.info("index %s of %s: added %d, removed %d vectors in place", sidecar["name"], emb.key, len(new), len(gone))
+    write_json(directory / f"index-{sidecar['name']}.json", sidecar)
+    log.info("index %s in %s: added %d, removed %d vectors in place", sidecar["name"], directory, len(new), len(gone))
+    return sidecar
 
 
-def _rebuild(lib, emb, sidecar: dict, why: str) -> None:
-    log.info("rebuilding index %s of %s: %s", sidecar["name"], emb.key, why)
-    auto = sidecar.get("auto") or {}
-    build_index(lib, emb, sidecar["factory"], name=sidecar["name"],
-                target_recall=auto.get("target_recall", sidecar.get("quality", {}).get("target_recall", 0.95)))
-
-
-__all__ = ["Index", "build_index", "load_index", "list_indexes", "refresh", "mapped_memory", "resident_memory",
-           "make_index", "index_name", "default_search_params"]
+__all__ = ["Index", "build_index", "choose", "default_search_params", "index_name", "list_indexes", "make_index",
+           "mapped_memory", "open_index", "resident_memory", "update_index"]

@@ -188,9 +188,13 @@ def tune(index, factory: str, queries: np.ndarray, truth: np.ndarray, *, exclude
             "target_met": final[key] >= target_recall, "curve": curve}
 
 
-def sidecar_fields(factory: str, emb, n: int) -> dict:
-    """What a sidecar records of a refined index: the re-ranking source and its disk bytes."""
+def sidecar_fields(factory: str, dim: int, n_rows: int) -> dict:
+    """What a sidecar records of a refined index: the re-ranking source and its disk bytes.
+
+    >>> sidecar_fields("Flat", 8, 100), sidecar_fields("HNSW32,Refine", 8, 100)["refine"]["disk_bytes"]
+    ({}, 3200)
+    """
     if not is_refined(factory):
         return {}
-    return {"refine": {"source": "vectors.npy", "dtype": "float32", "disk_bytes_per_segment": 4 * emb.dim,
-                       "disk_bytes": 4 * emb.dim * emb.n_segments}}
+    return {"refine": {"source": "vectors.npy", "dtype": "float32", "disk_bytes_per_segment": 4 * dim,
+                       "disk_bytes": 4 * dim * n_rows}}

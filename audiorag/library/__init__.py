@@ -374,9 +374,9 @@ class Library:
         tuned to ``target_recall`` (recall@10 against exact search on held-out segments), and
         the measured recall, latency and bytes per segment are recorded in the sidecar.
         ``max_resident`` (bytes in RAM) lets ``auto`` re-rank compressed codes from the vectors on disk.
-        See :func:`audiorag.index.build_index`.
+        See :func:`audiorag.library.indexes.build_index`.
         """
-        from ..index import build_index
+        from .indexes import build_index
         with self.store.transaction():
             return build_index(self, self.embedding(embedder), factory, name=name, max_memory=max_memory,
                                target_recall=target_recall, max_resident=max_resident)

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 def info(lib, *, memory: bool = False) -> dict:
     """See :meth:`audiorag.Library.info`."""
     from ..errors import IncompatibleLibraryError, ParameterError
-    from ..index import list_indexes, load_index, mapped_memory, resident_memory
+    from ..index import mapped_memory, resident_memory
+    from .indexes import list_indexes, load_index
     embs = []
     for emb in lib.embeddings():
         indexes = []
@@ -221,7 +222,7 @@ def _table_problems(rel: str, tracks, segments) -> list[dict]:
 
 
 def _embedding_problems(lib, emb, rel: str, segments, bad_files: set) -> list[dict]:
-    from ..index import load_index
+    from .indexes import load_index
     out = []
     prefix = rel.split("/", 1)[1] + "/"
     try:
@@ -282,7 +283,7 @@ def _sidecars(emb, rel: str, out: list) -> list[dict]:
 def _repair(lib, problems: list[dict]) -> set:
     """Rewrite what can be derived, in one new generation; returns the fixes that could not be made.
     Files that cannot be derived stay as they are, listed in the manifest as they were."""
-    from ..index import build_index
+    from .indexes import build_index
     from .ingest import consolidate
     fixes = {p["fix"] for p in problems if p["fix"]}
     keep = tuple(_key(p)[0] for p in problems if not p["fix"])

@@ -161,8 +161,8 @@ def _weights(weights, n: int) -> list[float]:
 
 def _store(lib, meta: dict, indexes, projection=None) -> str:
     """Write a derived embedding (vectors computed now) and build its indexes, in one commit."""
-    from ..index import build_index
     from ..index.factory import index_name
+    from .indexes import build_index
     blob = json.dumps({"name": meta["name"], "params": meta["params"]}, sort_keys=True)
     key = f"{meta['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
     with lib.store.transaction():
@@ -185,7 +185,7 @@ def _store(lib, meta: dict, indexes, projection=None) -> str:
 
 
 def _sidecars(path) -> list[dict]:
-    from ..index import list_indexes
+    from .indexes import list_indexes
     return list_indexes(Embedding(path)) if path.exists() else []
 
 
@@ -235,7 +235,7 @@ def _compute(lib, emb: Embedding) -> None:
 def follow(lib) -> list[str]:
     """Inside a change: recompute every derived embedding whose sources changed (grew, or were
     re-standardised), and bring its indexes up to date; returns their keys. Sources come first."""
-    from ..index import build_index, list_indexes, refresh
+    from .indexes import build_index, list_indexes, refresh
     done: list[str] = []
     pending = [e for e in lib.embeddings() if is_derived(e)]
     for _ in range(len(pending)):  # a derivation of a derivation waits for its source

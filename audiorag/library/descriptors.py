@@ -1,7 +1,7 @@
 """Per-segment musical descriptors in the library: key, mode, confidence, tempo, loudness, harmony.
 
-They are computed at build time from the audio the pipeline already decodes (any embedder, see
-:mod:`audiorag.descriptors.tonal`), committed with each batch of tracks as a part
+They are computed at build time from the audio the engine already decodes (any embedder, see
+:func:`audiorag.engines.describe_windows`), committed with each batch of tracks as a part
 (``descriptors/parts/<batch>.npz``, beside the embeddings' parts) and folded into
 ``descriptors/descriptors.npz`` (one row per segment, the vectors' row order) when the batch is
 consolidated. A library built before descriptors existed gets them on its next ``add``/``build``
@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..descriptors.tonal import MODES, PITCH_CLASSES, STEPS, describe
+from ..descriptors.tonal import MODES, PITCH_CLASSES
+from ..engines import default_workers, describe_windows, empty_descriptors, map_pool
 from ..io import decode_path
 from ..segment import Segmentation
 from .store import read_npz, write_npz
@@ -32,28 +33,11 @@ _ARRAYS = ("tonic", "mode", "key_confidence", "tempo", "loudness_db", "harmony")
 _FILE = "descriptors/descriptors.npz"
 
 
-def compute(y: np.ndarray, sr: int, segmentation: Segmentation, duration: float) -> dict:
-    """The descriptors of a decoded track's windows; a track they cannot be computed for gets empty
-    ones (tonic −1, NaN) rather than failing its build."""
-    starts, ends = segmentation.windows(duration)
-    try:
-        return describe(y, sr, starts, ends)
-    except Exception as exc:  # noqa: BLE001 - descriptors are an extra: the track is still indexed
-        log.warning("descriptors: %d windows left empty (%s: %s)", len(starts), type(exc).__name__, exc)
-        return _empty(len(starts))
-
-
-def _empty(n: int) -> dict:
-    return {"tonic": np.full(n, -1, np.int8), "mode": np.full(n, -1, np.int8),
-            **{c: np.full(n, np.nan, np.float32) for c in ("key_confidence", "tempo", "loudness_db")},
-            "harmony": np.zeros((n, 12 * STEPS), np.float32)}
-
-
 def of_result(lib, res) -> dict:
     """A built file's descriptors (empty ones when its worker computed none)."""
     if res.descriptors is not None:
         return res.descriptors
-    return _empty(len(lib.segmentation.windows(res.duration)[0]))
+    return empty_descriptors(len(lib.segmentation.windows(res.duration)[0]))
 
 
 def write_part(lib, name: str, track_ids, results: list[dict]) -> None:
@@ -83,7 +67,7 @@ def _read(path) -> dict:
 def _stored(lib, n_segments: int) -> dict:
     """The stored arrays grown to ``n_segments`` rows (rows never described: ``described`` False)."""
     z = _read(lib.data / _FILE)
-    empty = {**_empty(n_segments), "described": np.zeros(n_segments, bool)}
+    empty = {**empty_descriptors(n_segments), "described": np.zeros(n_segments, bool)}
     out = {}
     for a, blank in empty.items():
         old = z.get(a)
@@ -132,24 +116,23 @@ def _describe_file(task) -> tuple[int, dict | None]:
     except Exception as exc:  # noqa: BLE001 - a file gone since it was added keeps empty descriptors
         log.warning("descriptors: %s: %s", uri, exc)
         return track_id, None
-    return track_id, compute(y, sr, Segmentation(window, hop, tail), len(y) / sr)
+    return track_id, describe_windows(y, sr, Segmentation(window, hop, tail), len(y) / sr)
 
 
 def backfill(lib, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 32) -> int:
     """Describe the tracks added before descriptors existed (each batch one commit); returns how many.
     Call with the library's writers' lock held (``add`` does)."""
-    from . import build
     todo = missing_tracks(lib)
     if todo.empty:
         return 0
     seg = lib.segmentation
     tasks = [(int(t), u, seg.window, seg.hop, seg.tail) for t, u in zip(todo["track_id"], todo["uri"])]
-    results = build.run_pool(_describe_file, tasks, {}, workers=workers or build.default_workers(),
-                             desc="descriptors", progress=progress)
+    results = map_pool(_describe_file, tasks, workers=workers or default_workers(), desc="descriptors",
+                       progress=progress)
     counts = lib.segments.groupby("track_id").size()
     batch: list = []
     for track_id, res in results:
-        batch.append((track_id, res if res is not None else _empty(int(counts.get(track_id, 0)))))
+        batch.append((track_id, res if res is not None else empty_descriptors(int(counts.get(track_id, 0)))))
         if len(batch) >= batch_tracks:
             _commit(lib, batch)
             batch = []

@@ -22,14 +22,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..errors import ParameterError
-from ..index import load_index
 from .descriptors import COLUMNS as DESCRIPTORS
+from .indexes import load_index
 from .shards import ShardedLibrary
 
 
 def open_index(lib, emb, name: str | None = None):
     """The index search and evaluation read: a :class:`FanoutIndex` over a sharded library's
-    shards, else the library's own (:func:`audiorag.index.load_index`)."""
+    shards, else the library's own (:func:`audiorag.library.indexes.load_index`)."""
     if not isinstance(lib, ShardedLibrary):
         return load_index(lib, emb, name)
     return FanoutIndex([load_index(lib.shards[s], e, name) for s, e in zip(emb._shards, emb.parts)],

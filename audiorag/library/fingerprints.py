@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from ..descriptors import landmarks
+from ..engines import default_workers, file_landmarks, map_pool
 from ..index import fingerprints as postings
 from ..io import decode_path
 
@@ -46,12 +44,6 @@ def enable(lib) -> None:
         with lib.store.transaction():
             postings.create(path(lib))
     postings.check(path(lib))
-
-
-def compute(y: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """The landmarks of one decoded file: ``(hashes, frames, n_frames)`` (a build worker's step)."""
-    h, f = landmarks.fingerprint(y, sr)
-    return h, f, int(np.ceil(y.shape[-1] / sr / landmarks.FRAME_SECONDS))
 
 
 def write_part(lib, name: str, track_ids, results: list) -> None:
@@ -87,13 +79,12 @@ def _fingerprint_file(task) -> tuple[int, tuple | None]:
     except Exception as exc:  # noqa: BLE001 - a file gone or changed since it was added: no landmarks, logged
         log.warning("fingerprints: %s: %s", uri, exc)
         return track_id, None
-    return track_id, compute(y, sr)
+    return track_id, file_landmarks(y, sr)
 
 
 def backfill(lib, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 64) -> int:
     """Fingerprint every track that has no landmarks yet (enabling fingerprints first); each batch one
     commit, the postings merged once at the end. Returns how many tracks were fingerprinted."""
-    from . import build
     with lib.store.lock():
         enable(lib)
         done = set(fingerprinted(lib))
@@ -101,8 +92,8 @@ def backfill(lib, *, workers: int | None = None, progress: bool = True, batch_tr
         tasks = list(zip(todo["track_id"].astype(int), todo["uri"]))
         if not tasks:
             return 0
-        results = build.run_pool(_fingerprint_file, tasks, {}, workers=workers or build.default_workers(),
-                                 desc="fingerprints", progress=progress)
+        results = map_pool(_fingerprint_file, tasks, workers=workers or default_workers(), desc="fingerprints",
+                           progress=progress)
         batch, n = [], 0
         for track_id, res in results:
             if res is None:

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import io
+from .. import engines, io
 from ..datasets import Dataset, TrackSource, resolve
 from ..embedders import Embedder, get_embedder
 from ..errors import IncompatibleLibraryError, ParameterError
 from ..io import decode_path, encode_path
 from ..segment import segment_table
-from . import build, derived, descriptors, fingerprints
+from . import derived, descriptors, fingerprints
 from .embedding import Embedding
 from .store import append_jsonl, read_jsonl, read_npz, read_parquet, write_json, write_jsonl, write_npz, write_parquet
 
@@ -116,13 +116,9 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         known = set(live["content_hash"])
         by_uri = dict(zip(live["uri"], live["track_id"]))
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
-        if engine == "local":  # Ray's worker actors warm up their own
-            build.warm_up(run)
-        results = build.run(build.ingest_file, [s.uri for s in sources],
-                            {"segmentation": lib.segmentation, "embedders": run, "known_hashes": known,
-                             "fingerprint": fingerprints.enabled(lib)},
-                            workers=workers or build.default_workers(), desc="ingest", progress=progress,
-                            engine=engine, ray_address=ray_address)
+        job = engines.Job(lib.segmentation, run, frozenset(known), fingerprints=fingerprints.enabled(lib))
+        results = engines.run([engines.FileTask(s.uri) for s in sources], job, engine=engine, workers=workers,
+                              ray_address=ray_address, desc="ingest", progress=progress)
         batch, edits = [], []
         for src, res in zip(sources, results):
             if res.status == "error":
@@ -175,12 +171,9 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
         todo = todo[~todo["track_id"].isin(done)]
         if len(todo):
             errors = _Errors(lib)
-            if engine == "local":
-                build.warm_up([e])
-            results = build.run(build.embed_file, list(zip(map(decode_path, todo["uri"]), todo["content_hash"])),
-                                {"segmentation": lib.segmentation, "embedders": [e], "known_hashes": set()},
-                                workers=workers or build.default_workers(), desc=f"embed {e.key}", progress=progress,
-                                engine=engine, ray_address=ray_address)
+            tasks = [engines.FileTask(decode_path(u), h) for u, h in zip(todo["uri"], todo["content_hash"])]
+            results = engines.run(tasks, engines.Job(lib.segmentation, [e], descriptors=False), engine=engine,
+                                  workers=workers, ray_address=ray_address, desc=f"embed {e.key}", progress=progress)
             ids, raws, tags, failed = [], [], [], []
             counts = lib.segments.groupby("track_id").size()
             for tid, res in zip(todo["track_id"].tolist(), results):
@@ -205,7 +198,7 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
 
 def remove(lib, track_ids) -> int:
     """See :meth:`audiorag.Library.remove`."""
-    from ..index import refresh
+    from .indexes import refresh
     wanted = {int(t) for t in np.atleast_1d(track_ids)}
     with lib.store.transaction():
         consolidate(lib)
@@ -319,7 +312,7 @@ def _staged_tracks(lib) -> pd.DataFrame:
 def consolidate(lib) -> None:
     """Fold committed batches into tracks/segments and each embedding, and update the indexes —
     one commit; nothing to do when no batch is pending."""
-    from ..index import refresh
+    from .indexes import refresh
     if not (lib.data / "staging").exists() and not any(_parts(e) for e in lib.embeddings()):
         return
     with lib.store.transaction():

@@ -375,7 +375,8 @@ def _build_shard(path: str, sources: list, specs: list, indexes: list, budget: d
                  engine: dict, workers: int) -> dict:
     """Add ``sources`` to one shard and bring its indexes up (runs in the shard's own process)."""
     from ..embedders import get_embedder
-    from ..index import index_name, list_indexes
+    from ..index import index_name
+    from .indexes import list_indexes
     embedders = [get_embedder(name, **params) for name, params in specs]
     lib = Library.open(path, wait=True)
     out = {"shard": Path(path).name, "added": 0, "duplicates": 0, "failed": 0, "errors": [], "indexes": []}

@@ -1,11 +1,12 @@
-"""The Ray engine of the build: files decoded and embedded on a Ray cluster's worker actors.
+"""The Ray engine: files decoded and embedded on a Ray cluster's worker actors.
 
-:func:`run_ray` has the contract of :func:`audiorag.library.build.run`: it yields one
-:class:`~audiorag.library.build.FileResult` per task, in task order. A Ray Data dataset of the
+:func:`run_ray` has the contract of :func:`audiorag.engines.run`: given a
+:class:`~audiorag.engines.job.Job` and its tasks, it yields one
+:class:`~audiorag.engines.job.FileResult` per task, in task order. A Ray Data dataset of the
 tasks is mapped (``map_batches``) by a pool of worker actors, one per CPU of the cluster: each
-actor builds and warms up the embedders once, then runs the same per-file function as the
-local engine (:func:`~audiorag.library.build.ingest_file`, :func:`~audiorag.library.build.embed_file`)
-on each file of its batch, with model embedders batched across the files of the batch. Results
+actor builds the job's embedders from their specs (name, params) and warms them up once, then runs
+the same per-file function as the local engine (:func:`~audiorag.engines.job.process_file`) on
+each file of its batch, with model embedders batched across the files of the batch. Results
 come back pickled, streamed in task order (``preserve_order``), to the driver, which stays the
 library's one writer and commits them in batches as with the local engine.
 
@@ -21,12 +22,13 @@ import os
 import pickle
 import socket
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
 from ..embedders import get_embedder
 from ..errors import MissingDependencyError, ParameterError
-from . import build
+from .job import FileTask, Job, forward, is_model, process_file, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,9 @@ def require_ray():
     return ray
 
 
-def run_ray(func, tasks: list, state: dict, *, address: str | None = None, workers: int | None = None,
+def run_ray(tasks: list[FileTask], job: Job, *, address: str | None = None, workers: int | None = None,
             desc: str = "ingest", progress: bool = True):
-    """Yield ``func(task)`` for each task, in order, computed by worker actors on Ray.
+    """Yield ``process_file(job, task)`` for each task, in order, computed by worker actors on Ray.
 
     ``address``: None starts a local Ray on this machine with ``workers`` CPUs (default: every
     core; token authentication on, as Ray 2.60 does by default) and shuts it down when the results
@@ -57,16 +59,14 @@ def run_ray(func, tasks: list, state: dict, *, address: str | None = None, worke
     one actor per CPU of it. When Ray is already
     initialised in this process, it is used as it is.
 
-    >>> from audiorag.library import build
     >>> from audiorag.segment import Segmentation
     >>> from audiorag.embedders import get_embedder
-    >>> state = {"segmentation": Segmentation(10, 2), "embedders": [get_embedder("features45")],
-    ...          "known_hashes": set()}
-    >>> [r.status for r in run_ray(build.ingest_file, ["/no/such.wav"], state, progress=False)]  # doctest: +SKIP
+    >>> job = Job(Segmentation(10, 2), [get_embedder("features45")])
+    >>> [r.status for r in run_ray([FileTask("/no/such.wav")], job, progress=False)]  # doctest: +SKIP
     ['error']
     """
     ray = require_ray()
-    specs = _embedder_specs(state["embedders"])
+    specs = embedder_specs(job.embedders)
     started = connect(address, workers)
     logging.getLogger("ray.data").setLevel(_quiet())
     from tqdm.auto import tqdm
@@ -78,12 +78,12 @@ def run_ray(func, tasks: list, state: dict, *, address: str | None = None, worke
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = False
-        per_batch = batch_files(state["embedders"])
+        per_batch = batch_files(job.embedders)
         n_batches = -(-len(tasks) // per_batch)
         actors = max(1, min(int(ray.cluster_resources().get("CPU", 1)), n_batches))
         ds = ray.data.from_items([{"task": pickle.dumps(t)} for t in tasks], override_num_blocks=n_batches)
-        worker_state = {k: v for k, v in state.items() if k != "embedders"}
-        ds = ds.map_batches(_Worker, fn_constructor_kwargs={"func": func, "state": worker_state, "specs": specs},
+        plain = replace(job, embedders=[])  # actors build their own embedders from the specs
+        ds = ds.map_batches(_Worker, fn_constructor_kwargs={"job": plain, "specs": specs},
                             batch_size=per_batch, batch_format="numpy", num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=actors))  # dead actors: restarted, batch retried
         for row in ds.iter_rows():
@@ -101,10 +101,10 @@ def run_ray(func, tasks: list, state: dict, *, address: str | None = None, worke
 def batch_files(embedders: list) -> int:
     """Files per worker batch: few for model embedders (a batch's windows go through the model
     together), more for feature embedders (fewer round trips)."""
-    return 2 if any(build._is_model(e) for e in embedders) else 4
+    return 2 if any(is_model(e) for e in embedders) else 4
 
 
-def _embedder_specs(embedders: list) -> list[tuple[str, dict]]:
+def embedder_specs(embedders: list) -> list[tuple[str, dict]]:
     """``(name, params)`` of each embedder: workers build their own (models load once per actor)."""
     specs = []
     for e in embedders:
@@ -170,26 +170,24 @@ def _quiet() -> int:
 class _Worker:
     """One Ray actor: embedders built and warmed up once, then batches of files decoded and embedded."""
 
-    def __init__(self, func, state: dict, specs: list):
+    def __init__(self, job: Job, specs: list):
         import ray
         from threadpoolctl import threadpool_limits
         threadpool_limits(1)  # one actor per CPU: BLAS/FFT threads inside would oversubscribe them
         embedders = [get_embedder(name, **params) for name, params in specs]
-        self.models = [e for e in embedders if build._is_model(e)]
+        self.models = [e for e in embedders if is_model(e)]
         if self.models:
             from ..embedders.torchmodel import set_threads
             set_threads(1)
-        build.warm_up(embedders)
-        build._STATE.clear()
-        build._STATE.update(state, embedders=embedders)
-        self.func = func
+        warm_up(embedders)
+        self.job = replace(job, embedders=embedders)
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict) -> dict:
         _fault_hook()
-        results = [self.func(pickle.loads(t)) for t in batch["task"]]
+        results = [process_file(self.job, pickle.loads(t)) for t in batch["task"]]
         if self.models:
-            build._forward(self.models, results)
+            forward(self.models, results)
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object),
                 "node": np.array([self.node] * len(results), dtype=object)}
 
