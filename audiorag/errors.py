@@ -68,3 +68,7 @@ class StorageError(AudioragError, OSError):
 
 class MissingDependencyError(AudioragError, ImportError):
     """An optional package is not installed; the message names it and the extra that installs it."""
+
+
+class LLMError(AudioragError):
+    """The LLM endpoint could not be reached or gave no usable answer."""
