@@ -371,3 +371,88 @@ def _reason(exc: Exception) -> str:
     if text.startswith("Error opening"):
         text = text.split(": ", 1)[-1]
     return text.removeprefix("Error : ").rstrip(".")
+
+
+#: the shortest query clip (seconds): shorter has no key, tempo, melody or landmarks to speak of, and is
+#: shorter than the descriptors' FFT (2048 samples at 22.05 kHz)
+MIN_CLIP_SECONDS = 0.1
+#: the largest sample magnitude a query clip may hold: float audio is about ±1; 1e30 is not a signal
+#: (its power overflows float32 in every spectrogram)
+MAX_AMPLITUDE = 1e6
+
+
+def check_span(start: float | None, end: float | None, *, what: str) -> None:
+    """A clip's span: finite times >= 0 (seconds), ``end`` after ``start``; ParameterError otherwise.
+
+    >>> check_span(2.0, 1.0, what="Query.audio")
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.ParameterError: Query.audio: end (1.0) must be after start (2.0)
+    """
+    for name, value in (("start", start), ("end", end)):
+        if value is not None and not (np.isfinite(value) and value >= 0):
+            raise ParameterError(f"{what}: {name} must be a finite time >= 0 (seconds), got {value}")
+    if start is not None and end is not None and end <= start:
+        raise ParameterError(f"{what}: end ({end}) must be after start ({start})")
+
+
+class Clip:
+    """A query's audio, decoded once: mono float32 samples at their own rate, cut to the asked span;
+    :meth:`at` resamples it once per rate that a consumer needs (embedders, descriptors, melody).
+
+    >>> c = load_clip(np.zeros(8000, np.float32), sr=8000, start=0.25)
+    >>> c.sr, len(c.y), len(c.at(16000)), c.at(16000) is c.at(16000)
+    (8000, 6000, 12000, True)
+    """
+
+    def __init__(self, y: np.ndarray, sr: int, name: str, start: float = 0.0):
+        self.y, self.sr, self.name, self.start = y, int(sr), name, float(start)
+        self._rates: dict = {sr: y}
+
+    @property
+    def duration(self) -> float:
+        return len(self.y) / self.sr
+
+    def at(self, sr: int) -> np.ndarray:
+        """The clip at ``sr`` Hz (resampled the first time, then kept)."""
+        if sr not in self._rates:
+            self._rates[sr] = resample(self.y, self.sr, sr)
+        return self._rates[sr]
+
+
+def load_clip(source, *, sr: int | None = None, start: float | None = None, end: float | None = None,
+              item: str | None = None) -> Clip:
+    """The one loader of query clips: a path, bytes or a float array (with ``sr``), its ``[start, end)``
+    span in seconds, decoded once and checked once.
+
+    Raises :class:`ParameterError` for a bad span or missing ``sr``, :class:`AudioDecodeError` naming the
+    clip for unreadable, empty, too short (under :data:`MIN_CLIP_SECONDS`), non-finite samples, or samples
+    beyond :data:`MAX_AMPLITUDE`.
+
+    >>> load_clip(np.full(800, 1e30, np.float32), sr=8000)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.AudioDecodeError: <array>: samples reach 1e+30: not audio (float samples are about ±1; ...)
+    """
+    check_span(start, end, what="clip")
+    offset = start or 0.0
+    if isinstance(source, np.ndarray):
+        if sr is None or sr <= 0:
+            raise ParameterError(f"clip: an array needs its sample rate (sr=), got {sr}")
+        item = item or "<array>"
+        y = to_mono(valid_audio(source, item=item)).astype(np.float32, copy=False)
+        y = y[int(round(offset * sr)):None if end is None else int(round(end * sr))]
+    else:
+        item = item or display_name(source)
+        y, sr = load(source, offset=offset, duration=None if end is None else end - offset)
+    if len(y) == 0:
+        raise AudioDecodeError(item, "empty audio (no samples in the requested span)")
+    if len(y) < MIN_CLIP_SECONDS * sr:
+        raise AudioDecodeError(item, f"too short ({len(y) / sr:.3f} s; a query clip needs at least "
+                                     f"{MIN_CLIP_SECONDS:g} s)")
+    valid_audio(y, item=item)
+    peak = float(np.abs(y).max())
+    if peak > MAX_AMPLITUDE:
+        raise AudioDecodeError(item, f"samples reach {peak:.3g}: not audio (float samples are "
+                                     f"about ±1; at most ±{MAX_AMPLITUDE:.0e})")
+    return Clip(np.ascontiguousarray(y), int(sr), item, offset)

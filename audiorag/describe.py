@@ -29,26 +29,28 @@ Each summary statement carries the field and number it states (``statements``).
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import os
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .analysis.tagging import votes
-from .audio import load, resample
+from .audio import Clip, load_clip
 from .descriptors.tonal import describe as tonal
 from .descriptors.tonal import key_name
-from .errors import AudioragError, ParameterError
+from .errors import LLMError, ParameterError
 from .io import decode_path
 from .library.descriptors import present
 from .library.indexes import list_indexes
-from .search import Query, context, search
+from .search import Query, check_k, context, search
 
 #: instrument / voice → the tag names (musicnn MTT and MSD) that state it
 INSTRUMENTS = {
@@ -67,10 +69,6 @@ BRIGHTNESS_WORDS = ((800.0, "dark"), (2000.0, "warm"), (3500.0, "bright"), (math
 KEY_CLEAR = 0.5       # key confidence from which the summary states the key without "probably"
 TAG_SHOWN = 0.3       # probability from which the summary names an instrument or voice
 N_TAGS = 10           # tags kept per tagger
-
-
-class LLMError(AudioragError):
-    """The LLM endpoint could not be reached or gave no usable answer."""
 
 
 @dataclass
@@ -174,35 +172,27 @@ def _neighbour_embedding(lib, embedder):
     return indexed[0]
 
 
-def _clip(lib, query: Query, emb) -> tuple[np.ndarray, int, dict, int | None]:
-    """The query's audio, its sample rate, what it is, and its segment id (a library moment)."""
+def _clip(lib, query: Query, emb) -> tuple[Clip, dict, int | None]:
+    """The query's audio, what it is, and its segment id (a library moment)."""
     if query.kind == "moment":
         seg_id = context(lib, emb.key).layout.moment(query.track_id, query.at)
         row = lib.segments.iloc[seg_id]
         start, end = float(row["start"]), float(row["end"])
         uri = lib.tracks.set_index("track_id").at[query.track_id, "uri"]
-        y, sr = load(decode_path(uri), offset=start, duration=end - start)
-        return y, sr, {"kind": "moment", "track_id": query.track_id, "at": query.at, "segment_id": seg_id,
-                       "start": start, "end": end}, seg_id
+        clip = load_clip(decode_path(uri), start=start, end=end)
+        return clip, {"kind": "moment", "track_id": query.track_id, "at": query.at, "segment_id": seg_id,
+                      "start": start, "end": end}, seg_id
     if query.kind != "audio":
         raise ParameterError(f"describe: expected a moment or audio query, got {query.kind}")
-    if isinstance(query.source, np.ndarray):
-        sr = int(query.sr)
-        a = int(round((query.start or 0.0) * sr))
-        y = query.source[a:None if query.end is None else int(round(query.end * sr))]
-        name = "<array>"
-    else:
-        duration = None if query.end is None else query.end - (query.start or 0.0)
-        y, sr = load(query.source, offset=query.start or 0.0, duration=duration)
-        name = str(query.source)
-    start = query.start or 0.0
-    return y, sr, {"kind": "audio", "source": name, "start": start, "end": start + len(y) / sr}, None
+    clip = query.clip()
+    name = "<array>" if isinstance(query.source, np.ndarray) else str(query.source)
+    return clip, {"kind": "audio", "source": name, "start": clip.start, "end": clip.start + clip.duration}, None
 
 
-def _clip_tags(lib, e, y: np.ndarray, sr: int) -> np.ndarray:
+def _clip_tags(lib, e, clip: Clip) -> np.ndarray:
     """Mean tag probabilities of the clip's library windows under tagger ``e`` (the stored model)."""
     model = e.embedder
-    x = resample(y, sr, model.sample_rate)
+    x = clip.at(model.sample_rate)
     starts, ends = lib.segmentation.windows(len(x) / model.sample_rate)
     if not len(starts):  # a clip shorter than a window, in a library that drops short tails: the whole clip
         starts, ends = np.zeros(1), np.array([len(x) / model.sample_rate])
@@ -230,8 +220,8 @@ def _label_columns(tracks: pd.DataFrame) -> list[str]:
     return out
 
 
-def _neighbourhood(lib, query: Query, emb, k: int, taggers: list, own_track: int | None) -> dict:
-    hits = search(lib, query, embedder=emb.key, k=k, exclude_same_track=True)
+def _neighbourhood(lib, query: Query, emb, k: int, taggers: list, own_track: int | None, exclude: bool) -> dict:
+    hits = search(lib, query, embedder=emb.key, k=k, exclude_same_track=exclude)
     weights = np.clip(hits["score"].to_numpy(np.float64), 0, None)
     labels = {}
     own = lib.tracks.set_index("track_id")
@@ -253,22 +243,24 @@ def _neighbourhood(lib, query: Query, emb, k: int, taggers: list, own_track: int
             "neighbours": json.loads(hits[shown].to_json(orient="records", double_precision=4))}
 
 
-def describe(lib, query: Query, *, k: int = 10, embedder=None) -> Description:
+def describe(lib, query: Query, *, k: int = 10, embedder=None, exclude_same_track: bool = True) -> Description:
     """Describe a library moment or a clip (see the module docstring).
 
-    ``embedder`` names the embedding whose index finds the neighbourhood (default: the first indexed full-mix one).
+    ``embedder`` names the embedding whose index finds the neighbourhood (default: the first indexed full-mix one);
+    the neighbourhood leaves out the queried track (a moment's, or the library track a clip's file is) unless
+    ``exclude_same_track=False``.
 
     >>> d = describe(lib, Query.moment(3, at=12.0))                           # doctest: +SKIP
     >>> d.key, d.tempo, d.instruments, d.neighbourhood["labels"]["genre"]["top"]  # doctest: +SKIP
     ('A minor', 121.3, {'drums': 0.62, ...}, 'techno')
     >>> print(d.summary)                                                      # doctest: +SKIP
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ParameterError(f"describe: k must be an integer >= 1, got {k!r}")
+    check_k(k, "describe")
     if not isinstance(query, Query):
         raise ParameterError(f"describe: expected a Query (Query.moment / Query.audio), got {type(query).__name__}")
     emb = _neighbour_embedding(lib, embedder)
-    y, sr, what, seg_id = _clip(lib, query, emb)
+    clip, what, seg_id = _clip(lib, query, emb)
+    y, sr = clip.y, clip.sr
     d = Description(query=what, dynamics_db=_num(dynamics_db(y, sr)), brightness_hz=_num(brightness_hz(y, sr)))
     stored = None
     if seg_id is not None:
@@ -285,7 +277,7 @@ def describe(lib, query: Query, *, k: int = 10, embedder=None) -> Description:
     taggers = _taggers(lib)
     merged: dict = {}
     for e in taggers:
-        probs = np.asarray(e.tags()[seg_id], np.float64) if seg_id is not None else _clip_tags(lib, e, y, sr)
+        probs = np.asarray(e.tags()[seg_id], np.float64) if seg_id is not None else _clip_tags(lib, e, clip)
         d.tags[e.key] = _best(dict(zip(e.tag_names, probs)), N_TAGS)
         for name, p in zip(e.tag_names, probs):
             merged[name.lower()] = max(merged.get(name.lower(), 0.0), float(p))
@@ -294,7 +286,7 @@ def describe(lib, query: Query, *, k: int = 10, embedder=None) -> Description:
                                if any(t in merged for t in ts)})
         d.voice = {"voice": round(max((merged.get(t, 0.0) for t in VOICE), default=0.0), 4),
                    "no voice": round(max((merged.get(t, 0.0) for t in NO_VOICE), default=0.0), 4)}
-    d.neighbourhood = _neighbourhood(lib, query, emb, int(k), taggers, query.track_id)
+    d.neighbourhood = _neighbourhood(lib, query, emb, int(k), taggers, query.track_id, exclude_same_track)
     d.statements = statements(d)
     return d
 
@@ -373,6 +365,8 @@ def llm_summary(d: Description, url: str, model: str, *, token: str | None = Non
     """Ask an OpenAI-compatible chat endpoint (``POST {url}/chat/completions``) to summarise ``d``;
     returns (and stores in ``d.llm``) the answer with the prompt, model, endpoint and time.
 
+    ``timeout`` is a total deadline per attempt (connecting, sending, and reading the whole answer).
+    Redirects are not followed: the bearer ``token`` only ever goes to ``url``'s own origin.
     Connection failures, timeouts, 429 and 5xx answers are retried ``retries`` times (waits ``backoff``,
     2×, 4×... seconds); then, or on any other error, :class:`LLMError` with one line naming the endpoint.
 
@@ -393,23 +387,69 @@ def llm_summary(d: Description, url: str, model: str, *, token: str | None = Non
         if attempt:
             time.sleep(backoff * 2 ** (attempt - 1))
         try:
-            with urllib.request.urlopen(urllib.request.Request(endpoint, body, headers), timeout=timeout) as r:
-                reply = json.loads(r.read().decode())
-            answer = reply["choices"][0]["message"]["content"]
-            break
-        except urllib.error.HTTPError as exc:
-            reason = f"HTTP {exc.code} {exc.reason}"
-            if exc.code != 429 and exc.code < 500:
-                raise LLMError(f"LLM {endpoint}: {reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+            status, why, text, location = _post(endpoint, body, headers, timeout)
+        except (OSError, http.client.HTTPException) as exc:
+            reason = (f"no complete answer within {timeout:g} s" if isinstance(exc, (TimeoutError, _Deadline))
+                      else str(exc) or type(exc).__name__)
+            continue
+        if 300 <= status < 400:
+            raise LLMError(f"LLM {endpoint}: HTTP {status} redirect to {location or '?'} not followed "
+                           "(the token goes only to the given endpoint; give the final URL)")
+        if status >= 400:
+            reason = f"HTTP {status} {why}".strip()
+            if status != 429 and status < 500:
+                raise LLMError(f"LLM {endpoint}: {reason}")
+            continue
+        try:
+            answer = json.loads(text)["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMError(f"LLM {endpoint}: not an OpenAI-style chat answer ({type(exc).__name__}: {exc})") from None
+        break
     else:
         raise LLMError(f"LLM {endpoint} unreachable after {retries + 1} attempts: {reason}")
     d.llm = {"model": model, "endpoint": endpoint, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "system": SYSTEM_PROMPT, "prompt": prompt, "answer": str(answer).strip()}
     return d.llm
+
+
+class _Deadline(OSError):
+    """An attempt ran past its total deadline."""
+
+
+def _post(endpoint: str, body: bytes, headers: dict, timeout: float) -> tuple[int, str, str, str | None]:
+    """One POST: ``(status, reason, body text, Location header)``, within ``timeout`` seconds in total. No redirect is
+    followed; a watchdog closes the connection at the deadline, so a server trickling bytes cannot hold it."""
+    parts = urllib.parse.urlsplit(endpoint)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = cls(parts.hostname, parts.port, timeout=timeout)
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        conn.request("POST", path, body, headers)
+        resp = conn.getresponse()
+        text = resp.read().decode("utf-8", "replace")
+        if expired.is_set():
+            raise _Deadline("deadline")
+        return resp.status, resp.reason, text, resp.getheader("Location")
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise _Deadline("deadline") from None
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
 
 
 def llm_token() -> str | None:

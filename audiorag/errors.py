@@ -72,3 +72,7 @@ class MissingDependencyError(AudioragError, ImportError):
 
 class CheckpointFormatError(AudioragError):
     """A TF checkpoint file is not in the expected format."""
+
+
+class LLMError(AudioragError):
+    """The LLM endpoint could not be reached or gave no usable answer."""

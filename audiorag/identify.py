@@ -25,11 +25,12 @@ must not import identification (layer 6).
 >>> import tempfile, os, numpy as np, soundfile as sf
 >>> from audiorag import Library
 >>> from audiorag.datasets.synthetic import plan, render_track
+>>> from audiorag.search import Query
 >>> d = tempfile.mkdtemp(); y = render_track(plan(1, 3, duration=40)[0])
 >>> sf.write(os.path.join(d, "a.wav"), y, 22050)
 >>> lib = Library.create(os.path.join(d, "lib"))
 >>> _ = lib.add(d, embedders=["features45"], fingerprint=True, workers=1, progress=False)
->>> hit = identify(lib, y[22050 * 12: 22050 * 22], sr=22050).iloc[0]
+>>> hit = identify(lib, Query.audio(y[22050 * 12: 22050 * 22], sr=22050)).iloc[0]
 >>> int(hit.track_id), round(float(hit.offset)), round(float(hit.stretch), 2)
 (0, 12, 1.0)
 """
@@ -42,10 +43,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from .audio import load, valid_audio
 from .descriptors import landmarks
 from .errors import ParameterError
 from .index import fingerprints
+from .search import Query, check_k
 
 log = logging.getLogger(__name__)
 COLUMNS = ["track_id", "uri", "offset", "stretch", "score", "confidence"]
@@ -68,11 +69,12 @@ def postings(lib) -> fingerprints.Postings:
     return cache["postings"]
 
 
-def identify(lib, audio, *, sr: int | None = None, start: float | None = None, end: float | None = None,
+def identify(lib, query, *, sr: int | None = None, start: float | None = None, end: float | None = None,
              k: int = 1, min_score: int = MIN_SCORE) -> pd.DataFrame:
-    """The track and moment ``audio`` was cut from, best first (at most ``k`` rows; empty: no match).
+    """The track and moment a clip was cut from, best first (at most ``k`` rows; empty: no match).
 
-    ``audio`` is a path (read from ``start`` to ``end`` seconds) or a float array with its ``sr``.
+    ``query`` is a :class:`~audiorag.search.Query` (``Query.audio``), or what ``Query.audio`` takes: a path
+    (read from ``start`` to ``end`` seconds) or a float array with its ``sr``.
     Columns: ``track_id, uri, offset`` (seconds into the track where the clip starts), ``stretch``
     (the clip's time scale: 1.05 = played 5 % slower), ``score`` (landmarks aligned), ``confidence``.
     ``attrs``: ``reason`` when empty, ``seconds`` (time spent), ``n_hashes``, ``clip_seconds``.
@@ -82,14 +84,19 @@ def identify(lib, audio, *, sr: int | None = None, start: float | None = None, e
     >>> lib = Library.create(__import__("tempfile").mkdtemp() + "/lib")
     >>> lib.add([], fingerprint=True, progress=False).added
     0
-    >>> r = identify(lib, np.zeros(8000 * 3, np.float32), sr=8000)
+    >>> r = identify(lib, Query.audio(np.zeros(8000 * 3, np.float32), sr=8000))
     >>> len(r), r.attrs["reason"]
     (0, 'the clip has no landmarks (silent or too short: at least 1 s of sound is needed)')
     """
     t0 = time.perf_counter()
-    if k < 1:
-        raise ParameterError(f"identify: k must be >= 1, got {k}")
-    y, sr = _clip(audio, sr, start, end)
+    check_k(k, "identify")
+    if not isinstance(query, Query):
+        query = Query.audio(query, sr=sr, start=start, end=end)
+    elif query.kind != "audio" or (sr, start, end) != (None, None, None):
+        raise ParameterError(f"identify: expected an audio query (the clip's sr/start/end in Query.audio), "
+                             f"got a {query.kind} query" + (" and sr/start/end" if query.kind == "audio" else ""))
+    clip = query.clip()
+    y, sr = clip.y, clip.sr
     post = postings(lib)
     q_hashes, q_frames = landmarks.fingerprint(y, sr)
     duration = len(y) / sr
@@ -104,18 +111,6 @@ def identify(lib, audio, *, sr: int | None = None, start: float | None = None, e
             else f"no track aligns with enough of the clip's {len(q_hashes)} landmarks")
     out.attrs.update(seconds=time.perf_counter() - t0, n_hashes=int(len(q_hashes)), clip_seconds=duration)
     return out
-
-
-def _clip(audio, sr, start, end) -> tuple[np.ndarray, int]:
-    if isinstance(audio, np.ndarray):
-        if sr is None:
-            raise ParameterError("identify: pass sr= with an array")
-        y = valid_audio(audio)
-        lo = int(round((start or 0) * sr))
-        hi = len(y) if end is None else int(round(end * sr))
-        return y[..., lo:hi], int(sr)
-    duration = None if end is None else end - (start or 0.0)
-    return load(audio, sr=sr, offset=start or 0.0, duration=duration)
 
 
 def match(post: fingerprints.Postings, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float, *,

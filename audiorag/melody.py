@@ -19,23 +19,19 @@ follows the melody exactly, in relative pitch) + :data:`COARSE_WEIGHT` × the co
 similarity (which breaks near-ties of the alignment; weight chosen on development hums).
 Overlapping segments of one track find the same phrase; only the best of overlapping hits is kept.
 
->>> from audiorag.search import Query
->>> Query.hum("hum.wav").kind
-'hum'
+The alignment is vectorised over candidates with numpy (no compile step: the first hum query of a fresh
+install answers as fast as the next ones). The query side (the hum's clip, the coarse stage, the hits) is
+:mod:`audiorag.search.hum`.
+
+>>> ref = np.repeat(np.array([0, 6000, 6200, 6400, 6500, 6700, 0], np.float32), 10)
+>>> cost, a, b = align(ref[ref > 0][::2] - 300, ref[None, :])      # faster and 3 semitones lower
+>>> round(float(cost[0]), 3), int(a[0]), int(b[0])
+(0.0, 10, 60)
 """
 
 from __future__ import annotations
 
-import os
-
-import numba
 import numpy as np
-import pandas as pd
-
-from .audio import display_name, load, resample, valid_audio
-from .descriptors import melody as md
-from .errors import ParameterError
-from .search import _aggregate, _candidates, _head, _with_metadata, context
 
 #: segments re-ranked by alignment after the coarse FAISS stage
 CANDIDATES = 200
@@ -45,96 +41,10 @@ MAX_COST = 2.0
 COARSE_WEIGHT = 0.125
 #: the cost (semitones) of a step that changes the tempo: a steady tempo is preferred to a wiggling one
 WARP = 0.3
-
-
-def hum_contour(source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> np.ndarray:
-    """The pitch contour (cents at :func:`~audiorag.descriptors.melody.frame_rate`) of a hum: a file path
-    (optionally its ``[start, end)`` span) or a mono array with ``sr``; no melody → ParameterError.
-
-    >>> hum_contour(np.zeros(16000, np.float32), sr=16000)
-    Traceback (most recent call last):
-    ...
-    audiorag.errors.ParameterError: hum <array>: no melody found (0.00 s pitched in 0 notes; needs 1 s in 3 notes)
-    """
-    if isinstance(source, np.ndarray):
-        name = "<array>"
-        valid_audio(source, item="hum")
-        y = resample(source.astype(np.float32), sr, md.SR)
-        a = int(round((start or 0) * md.SR))
-        y = y[a:None if end is None else int(round(end * md.SR))]
-    else:
-        name = display_name(source)
-        duration = None if end is None else end - (start or 0.0)
-        y, _ = load(source, sr=md.SR, offset=start or 0.0, duration=duration)
-    if len(y) == 0:
-        raise ParameterError(f"hum {name}: no melody found (empty audio)")
-    cents = md.contour(y)
-    md.check_melody(cents, what=f"hum {name}")
-    return cents
-
-
-def hum_search(lib, query, *, embedder=None, k: int = 10, index: str | None = None, filters: dict | None = None,
-               by: str = "segment", candidates: int = CANDIDATES) -> pd.DataFrame:
-    """Top-``k`` hits for a ``Query.hum``: ``rank, track_id, segment_id, start, end, score`` + track metadata.
-
-    Called by :func:`audiorag.search.search` for hum queries (use that).
-    """
-    ctx = context(lib, embedder or _melody_key(lib), index)
-    emb = ctx.emb
-    if emb.meta.get("tags_are") != "contour":
-        raise ParameterError(f"hum queries need the melody embedding (lib.embed('melody')); {emb.key} is not one")
-    cents = hum_contour(query.source, sr=query.sr, start=query.start, end=query.end)
-    q = md.melody_vector(cents, md.frame_rate())
-    lay = ctx.layout
-    allowed = ctx.allowed(lib, filters)
-    keep = None if allowed is None else (lambda ids: np.isin(lay.seg_track[ids], allowed))
-    ids, coarse = _candidates(ctx.index, q, max(candidates, 4 * k), keep)
-    ids, coarse = ids[:max(candidates, 4 * k)], coarse[:max(candidates, 4 * k)]
-    contours = _contours(emb)[ids]
-    seconds = lay.ends[ids] - lay.starts[ids]
-    points = contours.shape[1] / max(float(np.median(seconds)) if len(ids) else 1.0, 1e-3)  # per second
-    hum = md.resample_contour(cents[cents > 0], max(8, int(round(np.count_nonzero(cents) / md.frame_rate() * points))))
-    cost, a, b = align(hum, contours)
-    step = seconds / contours.shape[1]
-    df = pd.DataFrame({"track_id": lay.seg_track[ids], "segment_id": ids, "start": lay.starts[ids] + a * step,
-                       "end": lay.starts[ids] + b * step,
-                       "score": 1.0 - cost / MAX_COST + COARSE_WEIGHT * coarse})
-    df = df.sort_values(["score", "track_id", "start"], ascending=[False, True, True], kind="stable")
-    kept, spans = [], {}
-    for row in df.itertuples(index=False):  # one hit per phrase: overlapping segments align the same notes
-        taken = spans.setdefault(row.track_id, [])
-        if any(row.start < e and s < row.end for s, e in taken):
-            continue
-        taken.append((row.start, row.end))
-        kept.append(row)
-    hits = {c: np.asarray([getattr(r, c) for r in kept]) for c in df.columns}
-    hits["segment_id"] = hits["segment_id"].astype(np.int64)
-    return _with_metadata(ctx, _head(_aggregate(hits) if by == "track" else hits, k))
-
-
-_CONTOURS: dict = {}
-
-
-def _contours(emb) -> np.ndarray:
-    """The stored contours of an embedding, memory-mapped once per file version."""
-    path = emb.path / "tags.npy"
-    key = (str(path), os.stat(path).st_mtime_ns)
-    if key not in _CONTOURS:
-        if len(_CONTOURS) > 8:
-            _CONTOURS.clear()
-        _CONTOURS[key] = emb.tags()
-    return _CONTOURS[key]
-
-
-def _melody_key(lib) -> str:
-    """The key of the library's melody embedding (hum queries need one; several: name it)."""
-    found = [e.key for e in lib.embeddings() if e.meta.get("tags_are") == "contour"]
-    if not found:
-        raise ParameterError(f"{lib.path}: hum queries need the melody embedding; add it with lib.embed('melody') "
-                             "or `audiorag build LIB --dataset <its dataset> --embedder melody`")
-    if len(found) > 1:
-        raise ParameterError(f"{lib.path}: several melody embeddings ({', '.join(found)}); name one with embedder=")
-    return found[0]
+#: transpositions tried per candidate (the best overlays of the hum's pitch histogram on the reference's),
+#: and how many candidates get them all plus a refinement (the others: the best overlay only)
+SHIFTS, FULL = 3, 40
+_FAR = 1e18  # an unreachable alignment cost
 
 
 def align(hum: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -151,95 +61,121 @@ def align(hum: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     h = np.asarray(hum, np.float64)
     h = h[h > 0] / 100
     h = h - np.median(h) if len(h) else h
-    return _align_many(h, np.ascontiguousarray(refs, dtype=np.float64) / 100, MAX_COST, SHIFTS, FULL)
-
-
-#: transpositions tried per candidate (the best overlays of the hum's pitch histogram on the reference's),
-#: and how many candidates get them all plus a refinement (the others: the best overlay only)
-SHIFTS, FULL = 3, 40
-
-
-@numba.njit(cache=True)
-def _align_many(h, refs, cap, n_shifts, n_full):  # pragma: no cover  (compiled)
-    n_refs = len(refs)
-    costs = np.full(n_refs, cap)
-    starts = np.zeros(n_refs, np.int64)
-    ends = np.zeros(n_refs, np.int64)
+    refs = np.ascontiguousarray(refs, dtype=np.float64) / 100
+    costs = np.full(len(refs), MAX_COST)
+    starts = np.zeros(len(refs), np.int64)
+    ends = np.zeros(len(refs), np.int64)
     if len(h) < 2:
         return costs, starts, ends
-    hist_h = np.zeros(41)  # the hum relative to its median: −20…+20 semitones
-    for v in h:
-        hist_h[min(max(int(np.floor(v + 20.5)), 0), 40)] += 1
-    for k in range(n_refs):  # a first pass: the best overlay only
-        costs[k], starts[k], ends[k] = _align_one(h, hist_h, refs[k], cap, 1, False)
-    for k in np.argsort(costs)[:n_full]:  # the most promising: several overlays, refined
-        costs[k], starts[k], ends[k] = _align_one(h, hist_h, refs[k], cap, n_shifts, True)
+    hist_h = np.bincount(np.clip(np.floor(h + 20.5).astype(np.int64), 0, 40), minlength=41).astype(np.float64)
+    voiced = [np.flatnonzero(ref > 0) for ref in refs]
+    shifts = [_overlays(hist_h, ref[v]) if len(v) >= 2 else [] for ref, v in zip(refs, voiced)]
+    first = [i for i, s in enumerate(shifts) if len(s)]  # a first pass: the best overlay only
+    found = _dtw(h, [refs[i][voiced[i]] for i in first], [shifts[i][0] for i in first])
+    _keep(costs, starts, ends, voiced, first, found)
+    full = [int(i) for i in np.argsort(costs, kind="stable")[:FULL] if len(shifts[i])]
+    jobs = [(i, s) for i in full for s in shifts[i][:SHIFTS]]  # the most promising: several overlays, refined
+    rs = [refs[i][voiced[i]] for i, _ in jobs]
+    cost, a, b, diff = _dtw(h, rs, [s for _, s in jobs], path=True)
+    cost2, a2, b2 = _dtw(h, rs, [s for _, s in jobs], then=diff)  # shifted by the median difference on the path
+    better = cost2 < cost
+    cost, a, b = np.where(better, cost2, cost), np.where(better, a2, a), np.where(better, b2, b)
+    for i in full:
+        costs[i] = _FAR
+    for j, (i, _) in enumerate(jobs):  # overlays in order of histogram fit; a later one must be strictly better
+        if cost[j] < costs[i]:
+            costs[i], starts[i], ends[i] = cost[j], voiced[i][a[j]], voiced[i][b[j]] + 1
     return costs, starts, ends
 
 
-@numba.njit(cache=True)
-def _align_one(h, hist_h, ref, cap, n_shifts, refine):  # pragma: no cover  (compiled)
-    voiced = np.flatnonzero(ref > 0)
-    if len(voiced) < 2:
-        return cap, 0, 0
-    r = ref[voiced]
+def _keep(costs, starts, ends, voiced, rows, found) -> None:
+    cost, a, b = found
+    for j, i in enumerate(rows):
+        costs[i], starts[i], ends[i] = cost[j], voiced[i][a[j]], voiced[i][b[j]] + 1
+
+
+def _overlays(hist_h: np.ndarray, r: np.ndarray) -> list[float]:
+    """Transpositions of the hum (relative to its median) onto reference ``r`` (semitones), best first:
+    where its pitch histogram best overlays the reference's."""
     lo = int(np.floor(r.min())) - 20
     hist_r = np.zeros(int(np.ceil(r.max())) + 21 - lo + 41)
-    for v in r:
-        hist_r[int(np.floor(v + 0.5)) - lo] += 1
-    n_pos = len(hist_r) - 41 + 1
-    corr = np.zeros(n_pos)
-    for p in range(n_pos):
-        corr[p] = np.dot(hist_r[p:p + 41], hist_h)
-    best, best_a, best_b = 1e18, 0, 0
-    for p in np.argsort(-corr)[:n_shifts]:
-        shift = p + lo + 20.0  # hum bin 20 (its median) lands on reference semitone p + lo + 20
-        cost, a, b, diff = _dtw(h + shift, r, cap)
-        if refine:
-            cost2, a2, b2, _ = _dtw(h + shift + diff, r, cap)  # by the median difference on the path
-            if cost2 < cost:
-                cost, a, b = cost2, a2, b2
-        if cost < best:
-            best, best_a, best_b = cost, voiced[a], voiced[b] + 1
-    return best, best_a, best_b
+    np.add.at(hist_r, np.floor(r + 0.5).astype(np.int64) - lo, 1)
+    corr = np.lib.stride_tricks.sliding_window_view(hist_r, 41) @ hist_h
+    # the hum's bin 20 (its median) lands on reference semitone p + lo + 20
+    return [p + lo + 20.0 for p in np.argsort(-corr, kind="stable")[:SHIFTS]]
 
 
-@numba.njit(cache=True)
-def _dtw(h, r, cap):  # pragma: no cover  (compiled)
-    n, m = len(h), len(r)
-    inf = 1e18
-    d = np.full((n, m), inf)
-    s = np.zeros((n, m), np.int64)
-    for j in range(m):
-        d[0, j] = min(abs(h[0] - r[j]), cap)
-        s[0, j] = j
+def _dtw(h: np.ndarray, refs: list[np.ndarray], shifts: list[float], *, then=None, path: bool = False):
+    """Subsequence DTW of ``h + shift`` (``+ then``, a second shift) in each reference (steps (1,1),
+    (1,2), (2,1); a tempo change costs :data:`WARP`), all references at once: mean cost per hum point,
+    first and last reference point of the best path, and (``path=True``) the median pitch difference
+    along it."""
+    n_refs, n = len(refs), len(h)
+    if n_refs == 0:
+        return (np.zeros(0),) * 3 + ((np.zeros(0),) if path else ())
+    m = max(len(r) for r in refs)
+    r = np.zeros((n_refs, m))
+    width = np.array([len(x) for x in refs])
+    for k, x in enumerate(refs):
+        r[k, :len(x)] = x
+    hs = h[None, :] + np.asarray(shifts, np.float64)[:, None]  # [refs, n]
+    if then is not None:
+        hs = hs + np.asarray(then, np.float64)[:, None]
+    c = np.minimum(np.abs(hs[:, :, None] - r[:, None, :]), MAX_COST)  # [refs, n, m]
+    d = np.full((n_refs, n if path else 3, m), _FAR)  # costs: every row to trace paths back, else the last 3
+    s = np.zeros((n_refs, 3, m), np.int64)  # where the best path to each point started (the last 3 rows)
+    d[:, 0], s[:, 0] = c[:, 0], np.arange(m)
     for i in range(1, n):
-        for j in range(1, m):
-            c = min(abs(h[i] - r[j]), cap)
-            best, src = d[i - 1, j - 1] + c, s[i - 1, j - 1]
-            if j >= 2 and d[i - 1, j - 2] + c + WARP < best:  # the hum is faster here: two reference points
-                best, src = d[i - 1, j - 2] + c + WARP, s[i - 1, j - 2]
-            if i >= 2 and d[i - 2, j - 1] + 2 * c + WARP < best:  # the hum is slower here: two hum points
-                best, src = d[i - 2, j - 1] + 2 * c + WARP, s[i - 2, j - 1]
-            d[i, j] = best
-            s[i, j] = src
-    end = 0
-    for j in range(m):
-        if d[n - 1, j] < d[n - 1, end]:
-            end = j
-    diffs = np.empty(n)  # pitch difference along the path, to refine the transposition
-    i, j = n - 1, end
-    while i >= 0:
-        diffs[i] = r[j] - h[i]
-        if i == 0 or j == 0:
-            diffs[:i] = diffs[i]
-            break
-        c = min(abs(h[i] - r[j]), cap)
-        if abs(d[i, j] - (d[i - 1, j - 1] + c)) < 1e-9:
-            i, j = i - 1, j - 1
-        elif j >= 2 and abs(d[i, j] - (d[i - 1, j - 2] + c + WARP)) < 1e-9:
-            i, j = i - 1, j - 2
-        else:
-            diffs[i - 1] = r[j - 1] - h[i - 1]
-            i, j = i - 2, j - 1
-    return d[n - 1, end] / n, s[n - 1, end], end, np.median(diffs)
+        ci = c[:, i, 1:]
+        up, src_up = d[:, _row(i - 1, path)], s[:, (i - 1) % 3]
+        best = up[:, :-1] + ci
+        take = up[:, :-2] + ci[:, 1:] + WARP < best[:, 1:]  # the hum is faster here: two reference points
+        best[:, 1:] = np.where(take, up[:, :-2] + ci[:, 1:] + WARP, best[:, 1:])
+        src = src_up[:, :-1].copy()
+        src[:, 1:] = np.where(take, src_up[:, :-2], src[:, 1:])
+        if i >= 2:  # the hum is slower here: two hum points
+            slow = d[:, _row(i - 2, path), :-1] + 2 * ci + WARP
+            take = slow < best
+            best = np.where(take, slow, best)
+            src = np.where(take, s[:, (i - 2) % 3, :-1], src)
+        d[:, _row(i, path)] = np.concatenate([np.full((n_refs, 1), _FAR), best], axis=1)
+        s[:, i % 3] = np.concatenate([np.zeros((n_refs, 1), np.int64), src], axis=1)
+    last = np.where(np.arange(m)[None, :] < width[:, None], d[:, _row(n - 1, path)], np.inf)
+    end = np.argmin(last, axis=1)
+    rows = np.arange(n_refs)
+    out = (last[rows, end] / n, s[rows, (n - 1) % 3, end], end)
+    return out + (_path_differences(hs, r, c, d, end),) if path else out
+
+
+def _row(i: int, path: bool) -> int:
+    """Where row ``i`` of the cost matrix is kept."""
+    return i if path else i % 3
+
+
+def _path_differences(hs, r, c, d, end) -> np.ndarray:
+    """Median of ``reference − hum`` pitch along each best path (traced back from ``end``), to refine the
+    transposition."""
+    n_refs, n = hs.shape
+    rows = np.arange(n_refs)
+    diffs = np.zeros((n_refs, n))
+    i, j = np.full(n_refs, n - 1), end.copy()
+    live = np.ones(n_refs, bool)
+    while live.any():
+        k, ik, jk = rows[live], i[live], j[live]
+        diffs[k, ik] = r[k, jk] - hs[k, ik]
+        stop = (ik == 0) | (jk == 0)
+        for kk, ii in zip(k[stop], ik[stop]):
+            diffs[kk, :ii] = diffs[kk, ii]
+        go = ~stop
+        k, ik, jk = k[go], ik[go], jk[go]
+        cost = c[k, ik, jk]
+        here = d[k, ik, jk]
+        diag = np.abs(here - (d[k, ik - 1, jk - 1] + cost)) < 1e-9
+        skip = ~diag & (jk >= 2) & (np.abs(here - (d[k, ik - 1, np.maximum(jk - 2, 0)] + cost + WARP)) < 1e-9)
+        slow = ~diag & ~skip
+        diffs[k[slow], ik[slow] - 1] = r[k[slow], jk[slow] - 1] - hs[k[slow], ik[slow] - 1]
+        i[k] = ik - np.where(slow, 2, 1)
+        j[k] = jk - np.where(diag | slow, 1, 2)
+        live[rows[live][stop]] = False
+        live[k[i[k] < 0]] = False
+    return np.median(diffs, axis=1)

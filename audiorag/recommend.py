@@ -36,8 +36,9 @@ import pandas as pd
 
 from .embedders import l2_normalise
 from .errors import ParameterError
-from .rerank import MOODS, Rerank, candidate_table, score, select
-from .search import Query, context, query_vectors
+from .rerank import MOODS, Rerank, score, select
+from .search import Query, check_k, context, query_vectors
+from .search.factors import candidate_table
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,7 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
 
     >>> # recommend(lib, liked=["3@12", "7@4"], history=[5, 9], k=10, mood="calm", discovery=0.34)
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ParameterError(f"recommend: k must be an integer >= 1, got {k!r}")
+    check_k(k, "recommend")
     if not liked:
         raise ParameterError("recommend: give at least one liked moment (TRACK@SECONDS)")
     if discovery is not None and not 0.0 <= discovery <= 1.0:

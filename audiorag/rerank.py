@@ -1,6 +1,6 @@
 """Re-ranking of candidate moments: a multi-factor score, MMR diversity, caps and near-duplicate
-suppression. Pure functions over a candidate table (one row per candidate segment), plus
-:func:`rerank_hits`, which attaches the library's descriptors to search hits and applies them.
+suppression. Pure functions over a candidate table (one row per candidate segment); the factor
+columns of a library's search hits come from :mod:`audiorag.search.factors`.
 
 The score of a candidate is a weighted sum of factors, each kept as a ``contrib:<factor>``
 column (the contributions sum to ``score``, so every ranking explains itself):
@@ -37,7 +37,6 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .descriptors.tonal import harmonic_similarity, parse_key
 from .errors import ParameterError
 
 FACTORS = ("similarity", "harmony", "tempo_match", "key_match", "mood")
@@ -130,15 +129,17 @@ def key_compatibility(tonic_a, mode_a, tonic_b, mode_b) -> np.ndarray:
 
 def tempo_compatibility(tempo_a, tempo_b, *, tolerance: float = 0.06) -> np.ndarray:
     """exp(−½ (d / tolerance)²) with d the log2 ratio of the tempi, folded so that half and double
-    tempo match; unknown tempi (NaN) 0.
+    tempo match; unknown tempi (NaN, or 0: no beat found) 0.
 
-    >>> tempo_compatibility(120, [120, 60, 126, 90]).round(2).tolist()
-    [1.0, 1.0, 0.7, 0.0]
+    >>> tempo_compatibility(120, [120, 60, 126, 90, 0, np.nan]).round(2).tolist()
+    [1.0, 1.0, 0.7, 0.0, 0.0, 0.0]
     """
-    ratio = np.log2(np.asarray(tempo_b, dtype=np.float64) / np.asarray(tempo_a, dtype=np.float64))
+    a, b = np.broadcast_arrays(np.asarray(tempo_a, dtype=np.float64), np.asarray(tempo_b, dtype=np.float64))
+    known = (a > 0) & (b > 0)  # NaN compares False: unknown (and a zero tempo, no beat found) is unknown
+    ratio = np.log2(np.divide(b, a, out=np.ones_like(a), where=known), out=np.zeros_like(a), where=known)
     d = np.abs(ratio - np.round(ratio))
     out = np.exp(-0.5 * (d / np.log2(1 + tolerance)) ** 2)
-    return np.nan_to_num(out, nan=0.0)
+    return np.where(known, out, 0.0)
 
 
 def mood_axes(tempo, loudness_db, mode, key_confidence) -> tuple[np.ndarray, np.ndarray]:
@@ -259,124 +260,3 @@ def rerank(table: pd.DataFrame, vectors: np.ndarray, options: Rerank, *, k: int)
     out = scored.iloc[chosen].reset_index(drop=True)
     out["rank"] = np.arange(1, len(out) + 1)
     return out
-
-
-# -- hits of a library -----------------------------------------------------------------------------
-def candidate_table(lib, hits: pd.DataFrame | dict, *, query: dict | None = None, mood: str | None = None,
-                    moods: dict | None = None) -> pd.DataFrame:
-    """Search ``hits`` (a table or dict of columns; one row per segment, ``score`` = cosine) with the factor
-    columns: the hits' descriptors (``key``, ``tempo``, ``loudness_db``...) and, given the ``query``'s descriptors
-    (``tonic``, ``mode``, ``tempo``, ``harmony``), their harmony / tempo / key compatibility with it;
-    given a ``mood``, its :func:`mood_score`. A library without descriptors gets 0 for those factors."""
-    from .library import descriptors as stored
-    items = hits.items() if isinstance(hits, dict) else ((c, hits[c].array) for c in hits.columns)
-    cols = {("similarity" if c == "score" else c): v for c, v in items}
-    sid = np.asarray(cols["segment_id"])
-    if not stored.present(lib):
-        return pd.DataFrame(cols)
-    table = lib.descriptors()
-    desc = {c: table[c].to_numpy()[sid] for c in table.columns}
-    cols = {(f"track.{c}" if c in desc else c): v for c, v in cols.items()}  # e.g. a track's own `key`
-    cols.update(desc)
-    z = stored.arrays(lib)
-    tonic, mode = z["tonic"][sid], z["mode"][sid]
-    if query:
-        if query.get("harmony") is not None:
-            cols["harmony"] = harmonic_similarity(query["harmony"], z["harmony"][sid])
-        if query.get("tempo") is not None:
-            cols["tempo_match"] = tempo_compatibility(query["tempo"], desc["tempo"])
-        if query.get("tonic") is not None and query["tonic"] >= 0:
-            cols["key_match"] = key_compatibility(query["tonic"], query["mode"], tonic, mode)
-    if mood:
-        arousal, valence = mood_axes(desc["tempo"], desc["loudness_db"], mode, desc["key_confidence"])
-        cols["mood"] = mood_score(mood, arousal, valence, _tags(lib, sid), moods=moods)
-    return pd.DataFrame(cols)
-
-
-def _tags(lib, segment_ids) -> pd.DataFrame | None:
-    """Tag probabilities of the segments when the library has exactly one tagger."""
-    from .errors import AudioragError
-    try:
-        return lib.tags(embedder=lib.tagger().key).iloc[segment_ids].reset_index(drop=True)
-    except AudioragError:
-        return None
-
-
-def query_descriptors(lib, segment_id: int) -> dict:
-    """The factors' reference: the descriptors of the library's segment ``segment_id``."""
-    from .library import descriptors as stored
-    if not stored.present(lib):
-        return {}
-    z = stored.arrays(lib)
-    return {"tonic": int(z["tonic"][segment_id]), "mode": int(z["mode"][segment_id]),
-            "tempo": float(z["tempo"][segment_id]) if z["described"][segment_id] else None,
-            "harmony": z["harmony"][segment_id]}
-
-
-def descriptor_filters(lib, filters: dict | None) -> tuple[dict | None, np.ndarray | None]:
-    """Split search ``filters`` into track filters and a mask over segments from the descriptor
-    columns (:data:`audiorag.library.descriptors.COLUMNS`; ``track.<name>`` names a track column
-    that a descriptor shadows). A key condition accepts any spelling :func:`parse_key` reads.
-
-    Returns ``(track_filters or None, segment mask or None)``.
-    """
-    from .library import descriptors as stored
-    from .search.filters import track_mask
-    if not filters:
-        return filters, None
-    described = stored.present(lib)
-    track, moment = {}, {}
-    for col, want in filters.items():
-        if col.startswith("track."):
-            track[col.removeprefix("track.")] = want
-        elif described and col in stored.COLUMNS:
-            moment[col] = _normalise_keys(want) if col == "key" else want
-        elif col in stored.COLUMNS and col not in lib.tracks.columns:
-            raise ParameterError(f"filter on {col!r}: {lib.path} has no descriptors yet; the next build computes "
-                                 "them (`audiorag build LIB --dataset SPEC`, or lib.add(...))")
-        else:
-            track[col] = want
-    if not moment:
-        return track or None, None
-    return track or None, track_mask(lib.descriptors().reset_index(drop=True), moment, what="filter")
-
-
-def _normalise_keys(want):
-    """``"a min"`` → ``"A minor"`` (for equality conditions on ``key``)."""
-    from .descriptors.tonal import key_name
-
-    def one(v):
-        if isinstance(v, dict):
-            return {**v, "value": one(v["value"])} if v.get("op") in ("=", "!=") else v
-        return key_name(*parse_key(v))
-    return [one(v) for v in want] if isinstance(want, (list, tuple, set)) else one(want)
-
-
-def rerank_hits(lib, ctx, query, hits: pd.DataFrame, *, k: int, options: Rerank) -> pd.DataFrame:
-    """Re-rank search candidates ``hits`` (from :func:`audiorag.search.search` with ``rerank=``): their
-    factors against the query's descriptors (a library moment's stored ones; an audio clip's computed
-    from the clip), then :func:`rerank`. Columns: the hits', the descriptors, ``similarity`` (the
-    cosine), the factors, ``contrib:*`` and ``score``."""
-    ref = None
-    if query.kind == "moment":
-        ref = query_descriptors(lib, ctx.layout.moment(query.track_id, query.at))
-    elif query.kind == "audio":
-        ref = clip_descriptors(query)
-    table = candidate_table(lib, hits, query=ref, mood=options.mood)
-    vectors = np.asarray(ctx.vectors[table["segment_id"].to_numpy()])
-    return rerank(table, vectors, options, k=k)
-
-
-def clip_descriptors(query) -> dict:
-    """The descriptors of an audio query (the whole clip as one window)."""
-    from .audio import load, resample
-    from .descriptors.tonal import SR, describe
-    if isinstance(query.source, np.ndarray):
-        y = resample(query.source.astype(np.float32), query.sr, SR)
-        y = y[int(round((query.start or 0) * SR)):None if query.end is None else int(round(query.end * SR))]
-    else:
-        duration = None if query.end is None else query.end - (query.start or 0.0)
-        y, _ = load(query.source, sr=SR, offset=query.start or 0.0, duration=duration)
-    d = describe(y, SR, [0.0], [len(y) / SR])
-    return {"tonic": int(d["tonic"][0]), "mode": int(d["mode"][0]), "tempo": float(d["tempo"][0]),
-            "harmony": d["harmony"][0]}

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numba
 import numpy as np
 from scipy import ndimage
 
@@ -169,21 +168,20 @@ def notes(cents: np.ndarray, rate: float) -> np.ndarray:
     return np.column_stack([runs, pitch]).astype(np.float64) if len(runs) else np.zeros((0, 3))
 
 
-@numba.njit(cache=True)
-def _runs(semis):  # pragma: no cover  (compiled) -- (start, length) of stable voiced runs
-    out = np.zeros((len(semis), 2), np.int64)
-    n_out, start, total = 0, -1, 0.0
-    for i in range(len(semis) + 1):
-        s = semis[i] if i < len(semis) else 0.0
+def _runs(semis: np.ndarray) -> np.ndarray:
+    """``(start, length)`` of the stable voiced runs: a run ends where the pitch leaves 0.6 semitone of
+    the run's mean so far (a plain loop over frames: no compile step, a 10 s segment in well under 1 ms)."""
+    out, start, total = [], -1, 0.0
+    values = semis.tolist()
+    for i, s in enumerate(values + [0.0]):
         if start >= 0 and (s <= 0 or abs(s - total / (i - start)) > 0.6):
-            out[n_out, 0], out[n_out, 1] = start, i - start
-            n_out += 1
+            out.append((start, i - start))
             start = -1
         if s > 0 and start < 0:
             start, total = i, 0.0
         if s > 0:
             total += s
-    return out[:n_out]
+    return np.array(out, np.int64).reshape(-1, 2)
 
 
 def melody_vector(cents: np.ndarray, rate: float) -> np.ndarray:

@@ -37,11 +37,9 @@ import numpy as np
 import pandas as pd
 
 from .. import io
-from ..audio import resample
-from ..embedders import Embedder
-from ..errors import IncompatibleLibraryError, ParameterError
-from .embedding import Embedding
-from .store import read_npz, write_npz
+from ..errors import ParameterError
+from .embedding import DerivedEmbedder, Embedding, combine, sources
+from .store import write_npz
 
 log = logging.getLogger(__name__)
 METHODS = ("lda", "nca", "linear")
@@ -190,25 +188,6 @@ def _sidecars(path) -> list[dict]:
 
 
 # -- computing and following the library ----------------------------------------------------------
-def _sources(emb: Embedding) -> list[Embedding]:
-    out = []
-    for key in emb.meta["derived"]["sources"]:
-        src = Embedding(emb.path.parent / key)
-        if not (src.path / "embedder.json").exists():
-            raise IncompatibleLibraryError(f"embeddings/{emb.key} is derived from {key}, which is not in the library")
-        out.append(src)
-    return out
-
-
-def combine(emb: Embedding, parts: list[np.ndarray]) -> np.ndarray:
-    """The derived raw rows from the sources' L2-normalised rows ``parts`` (one array per source)."""
-    d = emb.meta["derived"]
-    if d["kind"] == "fusion":
-        return np.concatenate([w * np.asarray(p, np.float32) for w, p in zip(d["weights"], parts)], axis=1)
-    z = read_npz(emb.path / "projection.npz")
-    return (np.asarray(parts[0], np.float32) @ z["W"] + z["b"]).astype(np.float32)
-
-
 def _state(sources: list[Embedding]) -> list:
     """What the derived rows depend on in each source: its rows and their standardisation."""
     return [[s.key, s.n_segments, hashlib.sha256(repr(s.meta.get("standardisation")).encode()).hexdigest()[:16]]
@@ -217,17 +196,17 @@ def _state(sources: list[Embedding]) -> list:
 
 def _compute(lib, emb: Embedding) -> None:
     """(Re)write ``emb``'s rows from its sources' vectors (rows of failed tracks stay zero)."""
-    sources = _sources(emb)
-    n = min(s.n_segments for s in sources)
-    missing = sorted({int(t) for s in sources for t in s.meta.get("missing_tracks", [])})
+    parts = sources(emb)
+    n = min(s.n_segments for s in parts)
+    missing = sorted({int(t) for s in parts for t in s.meta.get("missing_tracks", [])})
     seg_tracks = lib.segments["track_id"].to_numpy()[:n]
     valid = emb.valid_rows(seg_tracks, missing=missing)
-    raw = combine(emb, [np.asarray(s.vectors()[:n]) for s in sources])
+    raw = combine(emb, [np.asarray(s.vectors()[:n]) for s in parts])
     raw[~valid] = 0.0
     first = lib.segments.drop_duplicates("track_id").set_index("track_id")["segment_id"]
     meta = dict(emb.meta, n_segments=int(n), missing_tracks=missing,
                 n_tracks=int((lib.tracks["track_id"].map(first).to_numpy() < n).sum()),
-                derived={**emb.meta["derived"], "state": _state(sources)},
+                derived={**emb.meta["derived"], "state": _state(parts)},
                 updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
     emb.write(raw, meta, valid)
 
@@ -244,7 +223,7 @@ def follow(lib) -> list[str]:
                 continue
             pending.remove(emb)
             old = emb.meta["derived"].get("state")
-            now = _state(_sources(emb))
+            now = _state(sources(emb))
             if old == now:
                 continue
             _compute(lib, emb)
@@ -256,29 +235,6 @@ def follow(lib) -> list[str]:
                 refresh(lib, emb)
             done.append(emb.key)
     return done
-
-
-class DerivedEmbedder(Embedder):
-    """Embeds audio for a derived embedding: each source embeds it, then :func:`combine`."""
-
-    def __init__(self, emb: Embedding):
-        super().__init__(**emb.meta["params"])
-        self.emb, self.sources = emb, _sources(emb)
-        self.name, self.dim = emb.name, emb.dim
-        self.sample_rate = max(s.embedder.sample_rate for s in self.sources)
-
-    @property
-    def key(self) -> str:
-        return self.emb.key
-
-    def embed_track(self, y, starts, ends, *, batch_size: int = 32) -> np.ndarray:
-        parts = [s.postprocess(s.embedder.embed_track(resample(y, self.sample_rate, s.embedder.sample_rate),
-                                                      starts, ends)) for s in self.sources]
-        return combine(self.emb, parts)
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        n = batch.shape[1] / self.sample_rate
-        return np.concatenate([self.embed_track(row, [0.0], [n]) for row in self.check_batch(batch)])
 
 
 __all__ = ["fuse", "project", "fit_projection", "follow", "combine", "is_derived", "DerivedEmbedder", "METHODS"]

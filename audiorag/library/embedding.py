@@ -7,13 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..audio import resample
 from ..embedders import Embedder, get_embedder, l2_normalise
 from ..errors import IncompatibleLibraryError
-from .store import damaged, read_json, read_npy, write_json, write_npy
+from .store import damaged, read_json, read_npy, read_npz, write_json, write_npy
 
 #: standardisation statistics are refitted on every growth of the library until they rest on this
 #: many vectors, then frozen: vectors already stored (and indexed) stay as they are when tracks are added
 STANDARDISATION_FROZEN_AFTER = 2_000
+#: what an embedding's vectors can be (:attr:`Embedding.kind`)
+KINDS = ("audio", "melody", "fused", "projected", "stem")
 
 
 class Embedding:
@@ -55,7 +58,6 @@ class Embedding:
     def embedder(self) -> Embedder:
         """The embedder, instantiated from the stored params and checked against the description."""
         if "derived" in self.meta:  # computed from other embeddings: embeds with them (see .derived)
-            from .derived import DerivedEmbedder
             return DerivedEmbedder(self)
         e = get_embedder(self.meta["name"], **self.meta["params"])
         if e.key != self.key or e.dim != self.dim:
@@ -82,16 +84,27 @@ class Embedding:
         return list(self.meta.get("tag_names") or [])
 
     @property
+    def kind(self) -> str:
+        """What the vectors are (one of :data:`KINDS`): ``"audio"`` (an embedder of the full mix; a tagger's
+        also carry tag probabilities), ``"melody"`` (interval histograms, with pitch contours as its tags),
+        ``"fused"`` / ``"projected"`` (derived from other embeddings), ``"stem"`` (of one stem, ``NAME@stem``)."""
+        if self.meta.get("tags_are") == "contour":
+            return "melody"
+        if "derived" in self.meta:
+            return {"fusion": "fused", "projection": "projected"}[self.meta["derived"]["kind"]]
+        return "stem" if "@" in self.name else "audio"
+
+    @property
     def is_tagger(self) -> bool:
         """True when the stored tags are tag probabilities (musicnn), not the melody embedder's contours."""
-        return bool(self.tag_names) and self.meta.get("tags_are") != "contour"
+        return bool(self.tag_names) and self.kind != "melody"
 
     @property
     def is_primary(self) -> bool:
-        """True for an embedding of the full mix in its own right: not derived from others (fusion,
-        projection), not of a stem (``aisfx@percussive``), not melody contours. A library's default
+        """True for an embedding of the full mix in its own right (kind ``"audio"``): not derived from others
+        (fusion, projection), not of a stem (``aisfx@percussive``), not melody contours. A library's default
         embedding is its only primary one."""
-        return "derived" not in self.meta and "@" not in self.name and self.meta.get("tags_are") != "contour"
+        return self.kind == "audio"
 
     def tags(self) -> np.ndarray:
         """``float32[n_segments, n_tags]`` tag probabilities per segment, memory-mapped read-only."""
@@ -141,3 +154,47 @@ class Embedding:
         write_npy(self.path / "raw.npy", raw)
         write_npy(self.path / "vectors.npy", vectors)
         write_json(self.path / "embedder.json", meta)
+
+
+# -- derived embeddings (fusion, projection; stored and followed by .derived) ----------------------
+def sources(emb: Embedding) -> list[Embedding]:
+    """The embeddings a derived embedding is computed from (all in the library)."""
+    out = []
+    for key in emb.meta["derived"]["sources"]:
+        src = Embedding(emb.path.parent / key)
+        if not (src.path / "embedder.json").exists():
+            raise IncompatibleLibraryError(f"embeddings/{emb.key} is derived from {key}, which is not in the library")
+        out.append(src)
+    return out
+
+
+def combine(emb: Embedding, parts: list[np.ndarray]) -> np.ndarray:
+    """The derived raw rows from the sources' L2-normalised rows ``parts`` (one array per source)."""
+    d = emb.meta["derived"]
+    if d["kind"] == "fusion":
+        return np.concatenate([w * np.asarray(p, np.float32) for w, p in zip(d["weights"], parts)], axis=1)
+    z = read_npz(emb.path / "projection.npz")
+    return (np.asarray(parts[0], np.float32) @ z["W"] + z["b"]).astype(np.float32)
+
+
+class DerivedEmbedder(Embedder):
+    """Embeds audio for a derived embedding: each source embeds it, then :func:`combine`."""
+
+    def __init__(self, emb: Embedding):
+        super().__init__(**emb.meta["params"])
+        self.emb, self.sources = emb, sources(emb)
+        self.name, self.dim = emb.name, emb.dim
+        self.sample_rate = max(s.embedder.sample_rate for s in self.sources)
+
+    @property
+    def key(self) -> str:
+        return self.emb.key
+
+    def embed_track(self, y, starts, ends, *, batch_size: int = 32) -> np.ndarray:
+        parts = [s.postprocess(s.embedder.embed_track(resample(y, self.sample_rate, s.embedder.sample_rate),
+                                                      starts, ends)) for s in self.sources]
+        return combine(self.emb, parts)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        n = batch.shape[1] / self.sample_rate
+        return np.concatenate([self.embed_track(row, [0.0], [n]) for row in self.check_batch(batch)])

@@ -318,6 +318,7 @@ class ShardedEmbedding:
                                                "its vectors are not comparable across shards")
         self.key, self.name, self.dim, self.path = first.key, first.name, first.dim, first.path
         self.has_text, self.is_tagger, self.is_primary = first.has_text, first.is_tagger, first.is_primary
+        self.kind = first.kind
         self.tag_names = first.tag_names
         self._shards = shards
         missing = [global_id(np.asarray(e.meta.get("missing_tracks", []), np.int64), s, lib.n)

@@ -13,7 +13,7 @@ import soundfile as sf
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from starlette.exceptions import HTTPException
 
-from ..audio import load
+from ..audio import load_clip
 from ..errors import AudioDecodeError
 from ..library import Library
 from ..rerank import Rerank
@@ -114,15 +114,12 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
                                      "(--max-clip); send a shorter span with start/end")
         if start is not None and start >= total:
             raise HTTPException(422, f"start: {start:g} s is beyond the end of the upload ({total:.2f} s)")
-    duration = None if end is None else end - (start or 0.0)
     named = io.BytesIO(data)
     named.name = "upload"  # how the decoder's messages name it
-    y, sr = load(named, offset=start or 0.0, duration=duration)
-    if len(y) / sr > max_clip + 1e-6:  # a header may understate what decodes
+    clip = load_clip(named, start=start, end=end)  # the query side's one loader: its checks, its errors
+    if clip.duration > max_clip + 1e-6:  # a header may understate what decodes
         raise HTTPException(422, f"file: the clip is longer than the {max_clip:g} s limit (--max-clip)")
-    if y.shape[-1] == 0:
-        raise AudioDecodeError("upload", "no samples in the requested span")
-    return y, sr
+    return clip.y, clip.sr
 
 
 async def read_upload(file: UploadFile) -> bytes:
@@ -242,7 +239,7 @@ async def hum(request: Request, file: Annotated[UploadFile, File(description="a 
     state = request.app.state
     lib = await library(request)
     if embedder is None:
-        melodies = [e.key for e in lib.embeddings() if e.meta.get("tags_are") == "contour"]
+        melodies = [e.key for e in lib.embeddings() if e.kind == "melody"]
         if not melodies:
             raise ApiError(409, "no_melody_embedding", "hum queries need the melody embedding; add it with: "
                                                        "audiorag build LIBRARY --embedder melody ...")
