@@ -225,12 +225,14 @@ def info(library: Path = typer.Argument(..., help="library directory"),
 def check(library: Path = typer.Argument(..., help="library directory"),
           repair: bool = typer.Option(False, "--repair", help="rebuild what can be derived (vectors, indexes, an "
                                                               "interrupted build's consolidation)"),
+          to: str | None = typer.Option(None, "--to", help="make this complete generation current (e.g. "
+                                        "gen-000004); newer ones are kept beside it as gen-NNNNNN.kept"),
           wait: bool = typer.Option(False, "--wait", help=_WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the problems as JSON only")):
-    """Verify LIBRARY: files against the manifest, tables, arrays, indexes. One line per problem;
-    exit status 0 when none remain, 1 when some do."""
+    """Verify LIBRARY: CURRENT and its generations, files against the manifest, tables, arrays, indexes.
+    One line per problem and per removal; exit status 0 when none remain, 1 when some do."""
     from ..library.check import check_path
-    problems = check_path(library, repair=repair, **_open_kw(wait))
+    problems = check_path(library, repair=repair, to=to, **_open_kw(wait))
     remaining = [p for p in problems if not p.get("repaired")]
     lines = [f"{p.get('file', '?')}: {p.get('problem', '?')}"
              + {True: " — repaired", False: " — cannot be repaired", None: ""}.get(p.get("repaired"), "")
