@@ -380,3 +380,81 @@ def test_library_api_rejects_non_finite_values():
             Query.audio("x.wav", start=bad)
     with pytest.raises(ParameterError, match="alpha"):
         Query.hybrid("piano", Query.moment(0, 1.0), alpha=float("nan"))
+
+
+def _shapes(lib: Path) -> list[tuple[str, str, str]]:
+    """(file relative to the library, content of another shape, the field the error must name)."""
+    gen = (lib / "CURRENT").read_text().strip()
+    m = json.loads((lib / gen / "manifest.json").read_text())
+    first = next(iter(m["files"]))
+    return [
+        (f"{gen}/manifest.json", "[]", "the whole file"),
+        (f"{gen}/manifest.json", json.dumps({**m, "files": list(m["files"])}), "field files"),
+        (f"{gen}/manifest.json", json.dumps({**m, "generation": "1"}), "field generation"),
+        (f"{gen}/manifest.json", json.dumps({**m, "files": {**m["files"], first: {"bytes": -1}}}), f"field files.{first}"),
+        (f"{gen}/manifest.json", json.dumps({k: v for k, v in m.items() if k != "files"}), "field files"),
+        ("library.json", "[1, 2]", "the whole file"),
+        ("library.json", json.dumps({"format_version": 2}), "field segmentation"),
+        ("library.json", json.dumps({"format_version": 2, "segmentation": {"window": "1", "hop": 1, "tail": "x"}}),
+         "field segmentation.window"),
+        ("CURRENT", "gen-x\n", "CURRENT"), ("CURRENT", "", "CURRENT"), ("CURRENT", "gen-999999\n", "gen-999999")]
+
+
+def test_a_library_file_of_another_shape_is_one_line_naming_the_file_and_field(tiny, tmp_path):
+    import shutil
+    for i, (rel, content, field) in enumerate(_shapes(tiny["lib"])):
+        lib = tmp_path / f"lib{i}"
+        shutil.copytree(tiny["lib"], lib)
+        (lib / rel).write_text(content)
+        for args in (["info", lib], ["search", lib, "--track", "0", "--at", "1"], ["check", lib],
+                     ["build", lib, "--dataset", f"folder:{tiny['base'] / 'audio'}", "--workers", "1"]):
+            r = runner.invoke(app, [str(a) for a in args])
+            lines = r.output.strip().splitlines()
+            where = f"{args[0]} with {rel} = {content[:60]!r}: {r.output}"
+            if args[0] == "check":  # a report: the problem's line, then what --repair would do (exit 1)
+                assert r.exit_code in (1, 2) and "Traceback" not in r.output, where
+            else:
+                assert len(lines) == 1 and r.exit_code == 2, where
+            assert "Error" not in lines[0].split(":")[0], where
+            assert Path(rel).name in lines[0] and field in lines[0], where
+
+
+def test_random_json_in_library_files_never_crashes_open_or_check(tiny, tmp_path):
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audiorag import Library
+    from audiorag.errors import AudioragError
+    from audiorag.library.check import check_path
+    lib = tmp_path / "lib"
+    shutil.copytree(tiny["lib"], lib)
+    gen = (lib / "CURRENT").read_text().strip()
+    real = {"library.json": json.loads((lib / "library.json").read_text()),
+            f"{gen}/manifest.json": json.loads((lib / gen / "manifest.json").read_text())}
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+                          max_leaves=10)
+
+    def mutated(obj):  # the real file with one key's value replaced, removed, or the whole file random
+        keys = st.sampled_from(sorted(obj))
+        return st.one_of(values, st.tuples(keys, values).map(lambda kv: {**obj, kv[0]: kv[1]}),
+                         keys.map(lambda k: {x: v for x, v in obj.items() if x != k}))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(real)).flatmap(lambda f: st.tuples(st.just(f), mutated(real[f]))))
+    def opens_or_one_clear_error(case):
+        rel, obj = case
+        (lib / rel).write_text(json.dumps(obj))
+        try:
+            for step in (lambda: Library.open(lib).info(), lambda: check_path(lib)):
+                try:
+                    step()
+                except AudioragError as exc:
+                    assert "\n" not in str(exc) and exc.__class__.__name__ != "AudioragError"
+        finally:
+            for f, o in real.items():
+                (lib / f).write_text(json.dumps(o))
+
+    opens_or_one_clear_error()
