@@ -385,7 +385,7 @@ def _complete(root):
     return {p.name for _, p in generations(root) if incomplete(p) is None}
 
 
-def _damage(root, gens, what):
+def _damage_generations(root, gens, what):
     first, middle, last = (root / f"gen-{g:06d}" for g in gens)
     if what == "CURRENT missing":
         (root / "CURRENT").unlink()
@@ -429,7 +429,7 @@ def test_repair_matrix_check_then_repair_keeps_every_complete_generation_and_ope
     src, gens = three_generations
     root = tmp_path / "lib"
     shutil.copytree(src, root)
-    _damage(root, gens, what)
+    _damage_generations(root, gens, what)
     complete = _complete(root)
     before = sorted(p.name for p in root.iterdir())
     code, out = _cli("check", root)
@@ -486,3 +486,20 @@ def test_a_writer_killed_between_its_manifest_and_the_switch_is_made_current(thr
     m.write_text(json.dumps({**json.loads(m.read_text()), "generation": gens[1] + 1, "parent": f"gen-{gens[1]:06d}"}))
     Library.open(root).add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)
     assert len(Library.open(root).tracks) == 4  # the three of the rolled-forward generation and the new one
+
+
+def test_a_build_never_locks_itself_out_through_its_worker_processes(tmp_path):
+    """Issue #29 item 3: a pool's workers forked while the build held the writers' lock shared its open
+    file (a flock belongs to the open file): a worker still alive when the build took the lock again
+    made the build "being changed by" its own pid. Forked children now let go of the lock."""
+    from audiorag.library import build
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    with lib.store.lock():
+        results = build.run_pool(abs, [-1, -2, -3, -4], {}, workers=2, desc="x", progress=False)
+        assert next(results) == 1  # the workers are forked, and stay until the generator is closed
+    try:
+        with lib.store.transaction() as gen:
+            (gen / "note.txt").write_text("the build goes on")
+        assert lib.generation == 1 and not lib.store.busy()
+    finally:
+        results.close()

@@ -141,6 +141,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
             if len(batch) >= batch_tracks:
                 report.added += _commit_batch(lib, batch, run, state, errors)
                 batch = []
+        _finish(results)
         if batch or errors.changed:
             report.added += _commit_batch(lib, batch, run, state, errors)
         consolidate(lib)
@@ -197,6 +198,7 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
                 if len(ids) >= batch_tracks:
                     _commit_part(lib, e.key, ids, raws, failed, tags, errors)
                     ids, raws, tags, failed = [], [], [], []
+            _finish(results)
             if ids:
                 _commit_part(lib, e.key, ids, raws, failed, tags, errors)
         consolidate(lib)
@@ -243,6 +245,13 @@ def replace(lib, track_id: int, source, *, workers: int | None = None, progress:
         if report.added != 1:
             raise ParameterError(f"replace: {encode_path(src.uri)} could not be added: {report.errors}")
     return report
+
+
+def _finish(results) -> None:
+    """Stop the workers now: ``zip`` leaves the results generator suspended after the last file."""
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
 
 
 # -- batches, parts and consolidation ---------------------------------------------------------
