@@ -20,14 +20,13 @@ import io
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .errors import AudioDecodeError, ParameterError
-from .io import encode_path
+from .io import encode_path, open_regular
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 NORMALISATIONS = (None, "peak", "rms")
@@ -86,11 +85,16 @@ def display_name(source) -> str:
 
 
 def _open_file(path, item: str):
-    """``open(path, "rb")``; an ``OSError`` (missing, unreadable, a folder) becomes an AudioDecodeError."""
+    """Open a regular file for reading; an ``OSError`` (missing, unreadable, a folder, a FIFO, a device)
+    becomes an AudioDecodeError, and so does a file of 0 bytes (``/proc`` files say 0 and cannot seek)."""
     try:
-        return open(path, "rb")
+        fh = open_regular(path)
     except OSError as exc:
         raise AudioDecodeError(item, f"cannot read file ({exc.strerror or exc})") from exc
+    if os.fstat(fh.fileno()).st_size == 0:
+        fh.close()
+        raise AudioDecodeError(item, "empty file (0 bytes)")
+    return fh
 
 
 def _peek(fh, n: int) -> bytes:
@@ -272,10 +276,11 @@ def _read_frames(f: sf.SoundFile, limit: int | None, item: str, expected: int) -
 
 def read_bytes_and_hash(path: str | os.PathLike) -> tuple[bytes, str]:
     """Read a file once and return its bytes and ``sha256:<hex>`` content hash."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AudioDecodeError(display_name(path), f"cannot read file ({exc.strerror or exc})") from exc
+    with _open_file(path, display_name(path)) as fh:
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise AudioDecodeError(display_name(path), f"cannot read file ({exc.strerror or exc})") from exc
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
 

@@ -90,7 +90,51 @@ def build_corpus(tmp_path: Path) -> dict:
     problems = {link("nowhere.wav", str(root / "links" / "dangling.wav")): "DanglingSymlink",
                 link("..", str(root / "links" / "loop")): "SymlinkLoop",
                 link("self.flac", str(root / "links" / "self.flac")): "SymlinkLoop"}
+    problems.update({p: "NotARegularFile" for p in special_files(root / "special")})
     return {"root": root, "good": good, "bad": bad, "problems": problems}
+
+
+def special_files(folder: Path) -> list[str]:
+    """A FIFO, a link to it, a socket (and /dev/null's twin where this process may make devices), all named
+    as audio: none may be opened as a source (a FIFO would block a build for ever)."""
+    import socket
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "pipe.wav")
+    os.symlink("pipe.wav", folder / "to-pipe.flac")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "socket.ogg"))
+    sock.close()
+    out = [str(folder / n) for n in ("pipe.wav", "to-pipe.flac", "socket.ogg")]
+    try:
+        os.mknod(folder / "null.mp3", 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+        out.append(str(folder / "null.mp3"))
+    except OSError:
+        pass
+    return out
+
+
+def test_a_fifo_socket_or_device_is_recorded_with_its_kind_and_the_build_finishes(tmp_path):
+    folder = tmp_path / "audio"
+    put(str(folder / "tone.wav"), encoded("WAV", "PCM_16"))
+    special = special_files(folder)
+    pd.DataFrame({"path": ["pipe.wav", "tone.wav"], "genre": ["x", "y"]}).to_csv(folder / "labels.csv", index=False)
+    ds = FolderDataset(folder, labels=folder / "labels.csv")
+    assert [s.uri for s in ds.sources()] == [str(folder / "tone.wav")]
+    assert sorted(p["uri"] for p in ds.problems) == sorted(special)
+    assert any("named pipe (FIFO), not a regular file" in p["message"] for p in ds.problems)
+    assert any("socket, not a regular file" in p["message"] for p in ds.problems)
+    r = subprocess.run([sys.executable, "-m", "audiorag", "build", str(tmp_path / "lib"), "--dataset",
+                        f"folder:{folder}", "--labels", str(folder / "labels.csv"), "--workers", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["added"] == 1 and report["failed"] == len(special)
+    for bad in (str(folder / "pipe.wav"), "/proc/self/status", str(folder / "socket.ogg")):
+        for reader in (load, load_with_hash):
+            with pytest.raises(AudioDecodeError, match="not a regular file|empty file"):
+                reader(bad)
+    r = runner.invoke(app, ["search", str(tmp_path / "lib"), "--audio", "/proc/self/status"])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == ["error: /proc/self/status: empty file (0 bytes)"]
 
 
 def test_every_file_is_accounted_for(tmp_path):
@@ -391,7 +435,8 @@ def _shapes(lib: Path) -> list[tuple[str, str, str]]:
         (f"{gen}/manifest.json", "[]", "the whole file"),
         (f"{gen}/manifest.json", json.dumps({**m, "files": list(m["files"])}), "field files"),
         (f"{gen}/manifest.json", json.dumps({**m, "generation": "1"}), "field generation"),
-        (f"{gen}/manifest.json", json.dumps({**m, "files": {**m["files"], first: {"bytes": -1}}}), f"field files.{first}"),
+        (f"{gen}/manifest.json", json.dumps({**m, "files": {**m["files"], first: {"bytes": -1}}}),
+         f"field files.{first}"),
         (f"{gen}/manifest.json", json.dumps({k: v for k, v in m.items() if k != "files"}), "field files"),
         ("library.json", "[1, 2]", "the whole file"),
         ("library.json", json.dumps({"format_version": 2}), "field segmentation"),
@@ -434,8 +479,8 @@ def test_random_json_in_library_files_never_crashes_open_or_check(tiny, tmp_path
     real = {"library.json": json.loads((lib / "library.json").read_text()),
             f"{gen}/manifest.json": json.loads((lib / gen / "manifest.json").read_text())}
     leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
-    values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
-                          max_leaves=10)
+    values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c,
+                                                                                      max_size=3), max_leaves=10)
 
     def mutated(obj):  # the real file with one key's value replaced, removed, or the whole file random
         keys = st.sampled_from(sorted(obj))
