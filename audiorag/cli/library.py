@@ -207,7 +207,9 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
              f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "
              f"tail {d['segmentation']['tail']}",
-             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"]
+             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"
+             + (f", {len(d['duplicates'])} duplicate files not added" if d["duplicates"] else "")]
+    lines += [f"  {x['uri']}: duplicate of {x['of']}" for x in d["duplicates"]]
     for e in d["embeddings"]:
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")

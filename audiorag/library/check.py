@@ -64,7 +64,12 @@ def info(lib, *, memory: bool = False) -> dict:
            "tracks": int(len(lib.tracks)), "segments": int((lib.segments["track_id"] >= 0).sum()),
            "removed_segments": int((lib.segments["track_id"] < 0).sum()),
            "hours": round(float(lib.tracks["duration"].sum()) / 3600, 3),
-           "errors": int(len(lib.errors())), "embeddings": embs}
+           "embeddings": embs}
+    errors = lib.errors()
+    dup = errors["stage"] == "duplicate" if len(errors) else np.zeros(0, bool)
+    out["errors"] = int((~dup).sum())
+    out["duplicates"] = [{"uri": r["uri"], "of": r["message"].removeprefix("duplicate of ")}
+                         for r in errors[dup].to_dict("records")]
     from .fingerprints import summary
     out["fingerprints"] = summary(lib)
     if memory:

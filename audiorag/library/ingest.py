@@ -33,10 +33,12 @@ TRACK_COLUMNS = ["track_id", "uri", "duration", "sample_rate", "channels", "cont
 
 @dataclass
 class BuildReport:
-    """Counts of one ``add``/``embed`` call; ``errors`` lists the failed items' records."""
+    """Counts of one ``add``/``embed`` call; ``errors`` lists the failed items' records, then the
+    duplicate files' (``stage`` "duplicate": the same bytes as another file, ``message`` names it)."""
 
     added: int = 0
     duplicates: int = 0
+    duplicate_files: int = 0
     replaced: int = 0
     failed: int = 0
     embedded: dict = field(default_factory=dict)
@@ -46,6 +48,8 @@ class BuildReport:
     def summary(self) -> str:
         s = f"added {self.added} tracks, skipped {self.duplicates} already present, "
         s += f"replaced {self.replaced} changed, " if self.replaced else ""
+        s += f"{self.duplicate_files} duplicate files (the same bytes as another; not added), " \
+            if self.duplicate_files else ""
         s += f"{self.failed} failed"
         return s + (" (see errors.jsonl)" if self.failed else "") + f" in {self.seconds:.1f}s"
 
@@ -115,6 +119,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         live = lib.tracks
         known = set(live["content_hash"])
         by_uri = dict(zip(live["uri"], live["track_id"]))
+        owner = dict(zip(live["content_hash"], live["uri"]))  # content → the file it was added from
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
         if engine == "local":  # Ray's worker actors warm up their own
             build.warm_up(run)
@@ -131,12 +136,19 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
                 continue
             errors.clear(src.uri)
             if res.status == "duplicate" or res.content_hash in known:
-                report.duplicates += 1
+                first = owner.get(res.content_hash)
+                if first is not None and first != encode_path(src.uri):  # the same bytes at another path
+                    report.duplicate_files += 1
+                    report.errors.append(errors.record({"uri": src.uri, "stage": "duplicate", "error": "Duplicate",
+                                                        "message": f"duplicate of {first}"}))
+                else:
+                    report.duplicates += 1
                 continue
             if encode_path(src.uri) in by_uri:  # same path, new content: the file was edited
                 edits.append((int(by_uri[encode_path(src.uri)]), src))
                 continue
             known.add(res.content_hash)
+            owner[res.content_hash] = encode_path(src.uri)
             batch.append((src, res))
             if len(batch) >= batch_tracks:
                 report.added += _commit_batch(lib, batch, run, state, errors)
