@@ -34,6 +34,12 @@ NORMALISATIONS = (None, "peak", "rms")
 # none for PCM and FLAC (exact counts); one MPEG-1 frame for MP3, whose count comes from the
 # Xing/LAME header and may be rounded by some encoders.
 _MPEG_TOLERANCE = 1152
+# Beyond that, a lossy file's header may promise a little more than decodes (an Ogg page's granule
+# position past the codec's end trim, pre-skip, padding): a real soundtrack's OGG promised 0.13 s
+# of 207 s that no decoder gives. A short tail of at most 5 % (at least 4096 frames, at most one
+# second) is accepted and reported (:func:`short_tail`); more is a truncated file. A cut Ogg
+# file is caught by its missing end-of-stream page, a cut FLAC by its decoder, whatever the share.
+_SHORT_TAIL_SHARE, _SHORT_TAIL_FLOOR, _SHORT_TAIL_SECONDS = 0.05, 4096, 1.0
 _BLOCK = 1 << 16  # frames decoded per read (a failing read still tells how far decoding got)
 
 
@@ -244,7 +250,7 @@ def _load(fh, item, sr, mono, offset, duration, normalize) -> tuple[np.ndarray, 
         raise
     except Exception as exc:
         raise AudioDecodeError(item, f"unreadable audio ({_reason(exc)})") from exc
-    if want - len(data) > tolerance:
+    if want - len(data) > tolerance and not _short_tail_allowed(want, want - len(data), native_sr):
         raise AudioDecodeError(item, f"truncated: the header promises {want} frames, only {len(data)} decode "
                                      f"({len(data) / native_sr:.3f}s of {want / native_sr:.3f}s)")
     y = valid_audio(data.T, item=item)
@@ -272,6 +278,22 @@ def _read_frames(f: sf.SoundFile, limit: int | None, item: str, expected: int) -
     if not blocks:
         return np.zeros((0, f.channels), np.float32)
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+
+def _short_tail_allowed(promised: int, missing: int, sr: int) -> bool:
+    return missing <= min(_SHORT_TAIL_SECONDS * sr, max(_SHORT_TAIL_FLOOR, _SHORT_TAIL_SHARE * promised))
+
+
+def short_tail(header: AudioInfo, decoded: int) -> int:
+    """Frames a file accepted by :func:`load` decoded short of its header's promise, beyond what its
+    format always allows (0 for most files; see the note on ``_SHORT_TAIL_SHARE``).
+
+    >>> short_tail(AudioInfo(207.155, 44100, 2, 9135516, "OGG"), 9129710)
+    5806
+    >>> short_tail(AudioInfo(1.0, 44100, 1, 44100, "MPEG"), 44100 - 1000)
+    0
+    """
+    return max(0, header.frames - decoded - (_MPEG_TOLERANCE if header.format == "MPEG" else 0))
 
 
 def read_bytes_and_hash(path: str | os.PathLike) -> tuple[bytes, str]:

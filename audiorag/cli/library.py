@@ -208,7 +208,8 @@ def info(library: Path = typer.Argument(..., help="library directory"),
              f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "
              f"tail {d['segmentation']['tail']}",
              f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"
-             + (f", {len(d['duplicates'])} duplicate files not added" if d["duplicates"] else "")]
+             + (f", {len(d['duplicates'])} duplicate files not added" if d["duplicates"] else "")
+             + (f", {d['short_tails']} files accepted with a short tail" if d["short_tails"] else "")]
     lines += [f"  {x['uri']}: duplicate of {x['of']}" for x in d["duplicates"]]
     for e in d["embeddings"]:
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "

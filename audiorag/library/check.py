@@ -65,9 +65,11 @@ def info(lib, *, memory: bool = False) -> dict:
            "removed_segments": int((lib.segments["track_id"] < 0).sum()),
            "hours": round(float(lib.tracks["duration"].sum()) / 3600, 3),
            "embeddings": embs}
-    errors = lib.errors()
-    dup = errors["stage"] == "duplicate" if len(errors) else np.zeros(0, bool)
-    out["errors"] = int((~dup).sum())
+    errors = lib.errors()  # with the duplicate files and the files accepted with a short tail
+    stage = errors["stage"].to_numpy() if len(errors) else np.zeros(0, object)
+    dup = stage == "duplicate"
+    out["errors"] = int((~dup & (stage != "short-tail")).sum())
+    out["short_tails"] = int((stage == "short-tail").sum())
     out["duplicates"] = [{"uri": r["uri"], "of": r["message"].removeprefix("duplicate of ")}
                          for r in errors[dup].to_dict("records")]
     from .fingerprints import summary

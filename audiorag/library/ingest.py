@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from ..audio import short_tail
 from ..datasets import Dataset, TrackSource, resolve
 from ..embedders import Embedder, get_embedder
 from ..errors import IncompatibleLibraryError, ParameterError
@@ -69,10 +70,10 @@ class _Errors:
         self.changed = True
         return rec
 
-    def clear(self, uri: str) -> None:
-        """``uri`` decodes and embeds now: its earlier failures are gone."""
+    def clear(self, uri: str, *, keep: str | None = None) -> None:
+        """``uri`` decodes and embeds now: its earlier failures are gone (but the records of stage ``keep``)."""
         key = encode_path(uri)
-        gone = [k for k in self.rows if k[0] == key]
+        gone = [k for k in self.rows if k[0] == key and k[1] != keep]
         for k in gone:
             del self.rows[k]
         self.changed |= bool(gone)
@@ -134,9 +135,9 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
                 report.failed += 1
                 report.errors.append(errors.record(res.error))
                 continue
-            errors.clear(src.uri)
             if res.status == "duplicate" or res.content_hash in known:
                 first = owner.get(res.content_hash)
+                errors.clear(src.uri, keep="short-tail" if first == encode_path(src.uri) else None)
                 if first is not None and first != encode_path(src.uri):  # the same bytes at another path
                     report.duplicate_files += 1
                     report.errors.append(errors.record({"uri": src.uri, "stage": "duplicate", "error": "Duplicate",
@@ -144,9 +145,15 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
                 else:
                     report.duplicates += 1
                 continue
+            errors.clear(src.uri)
             if encode_path(src.uri) in by_uri:  # same path, new content: the file was edited
                 edits.append((int(by_uri[encode_path(src.uri)]), src))
                 continue
+            missing = short_tail(res.info, round(res.duration * res.info.sample_rate))
+            if missing:  # accepted: the header promised a little more than decodes (codec end trim)
+                errors.record({"uri": src.uri, "stage": "short-tail", "error": "ShortTail",
+                               "message": f"accepted {missing / res.info.sample_rate:.3f}s short of the "
+                                          f"{res.info.duration:.3f}s its header promises"})
             known.add(res.content_hash)
             owner[res.content_hash] = encode_path(src.uri)
             batch.append((src, res))
