@@ -503,3 +503,122 @@ def test_random_json_in_library_files_never_crashes_open_or_check(tiny, tmp_path
                 (lib / f).write_text(json.dumps(o))
 
     opens_or_one_clear_error()
+
+
+# -- property tests (hypothesis) for the parsers of user input that are not HTTP ------------------------------
+def _property(max_examples=200):
+    from hypothesis import HealthCheck, settings
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_any_dataset_spec_is_a_dataset_or_one_clear_error(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.datasets import resolve
+    from audiorag.errors import AudioragError
+    kinds = st.sampled_from(["synthetic", "melodic", "folder", "fma", "freesound", "x", ""])
+    rests = st.one_of(st.text(max_size=12), st.integers(-5, 10**12).map(str),
+                      st.tuples(st.integers(-3, 10**6), st.integers(-3, 2**70)).map(lambda t: f"{t[0]}:{t[1]}"))
+
+    @_property()
+    @given(kinds, st.sampled_from([":", "::", ""]), rests)
+    def clear(kind, sep, rest):
+        try:
+            ds = resolve(f"{kind}{sep}{rest}", root=str(tmp_path))
+        except AudioragError as exc:
+            assert "\n" not in str(exc) and str(exc)
+            return
+        assert ds.id
+    clear()
+
+
+def test_any_embedder_spec_parses_or_is_one_parameter_error():
+    from hypothesis import example, given
+    from hypothesis import strategies as st
+
+    from audiorag.embedders import parse_spec
+    from audiorag.errors import ParameterError
+    names = st.from_regex(r"[a-z][a-z0-9_@-]{0,10}", fullmatch=True)
+    keys = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+    scalars = st.one_of(st.integers(-10**6, 10**6), st.from_regex(r"[a-z][a-z0-9/._-]{0,10}", fullmatch=True))
+
+    @_property()
+    @given(st.text(max_size=30))
+    @example("a:b=[")
+    @example("mert:layer=*x")
+    @example("a:b=!!python/int 3")
+    @example('a:b="')
+    def never_crashes(text):
+        try:
+            name, params = parse_spec(text)
+        except ParameterError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert isinstance(name, str) and isinstance(params, dict)
+
+    @_property()
+    @given(names, st.dictionaries(keys, scalars, max_size=4))
+    def round_trips(name, params):
+        spec = name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        assert parse_spec(spec) == (name, params)
+    never_crashes()
+    round_trips()
+
+
+def test_any_liked_moment_is_a_finite_moment_or_one_parameter_error():
+    import math
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.errors import ParameterError
+    from audiorag.recommend import parse_moment
+
+    @_property()
+    @given(st.one_of(st.text(max_size=20),
+                     st.tuples(st.integers(-10, 10**20), st.floats()).map(lambda t: f"{t[0]}@{t[1]}")))
+    def clear(text):
+        try:
+            track, at = parse_moment(text)
+        except ParameterError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert isinstance(track, int) and math.isfinite(at) and at >= 0
+    clear()
+    assert parse_moment("12@30.5") == (12, 30.5)
+
+
+def test_any_time_span_decodes_that_span_or_is_one_clear_error(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.errors import AudioragError
+    path = put(str(tmp_path / "t.wav"), encoded("WAV", "PCM_16", seconds=2.0))
+    spans = st.one_of(st.none(), st.floats(), st.floats(0, 3))
+
+    @_property(150)
+    @given(st.one_of(st.floats(), st.floats(0, 3)), spans)
+    def clear(offset, duration):
+        try:
+            y, sr = load(path, offset=offset, duration=duration)
+        except AudioragError as exc:
+            assert "\n" not in str(exc)
+            return
+        want = (2.0 - offset) if duration is None else min(duration, 2.0 - offset)
+        assert abs(len(y) / sr - want) <= 1 / sr + 1e-9
+    clear()
+
+
+def test_any_start_and_end_on_the_command_line_is_an_answer_or_exit_2(tiny):
+    from hypothesis import given
+    from hypothesis import strategies as st
+    numbers = st.one_of(st.floats().map(repr), st.text(max_size=6), st.integers(-5, 50).map(str))
+
+    @_property(25)
+    @given(numbers, numbers)
+    def clear(start, end):
+        r = runner.invoke(app, ["search", str(tiny["lib"]), "--audio", str(tiny["base"] / "audio" / "t1.wav"),
+                                "--start", start, "--end", end, "-k", "2", "--json"])
+        assert r.exit_code in (0, 2) and (r.exit_code == 0 or len(r.output.strip().splitlines()) == 1), r.output
+    clear()
