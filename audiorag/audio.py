@@ -20,14 +20,13 @@ import io
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .errors import AudioDecodeError, ParameterError
-from .io import encode_path
+from .io import encode_path, open_regular
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 NORMALISATIONS = (None, "peak", "rms")
@@ -35,6 +34,12 @@ NORMALISATIONS = (None, "peak", "rms")
 # none for PCM and FLAC (exact counts); one MPEG-1 frame for MP3, whose count comes from the
 # Xing/LAME header and may be rounded by some encoders.
 _MPEG_TOLERANCE = 1152
+# Beyond that, a lossy file's header may promise a little more than decodes (an Ogg page's granule
+# position past the codec's end trim, pre-skip, padding): a real soundtrack's OGG promised 0.13 s
+# of 207 s that no decoder gives. A short tail of at most 5 % (at least 4096 frames, at most one
+# second) is accepted and reported (:func:`short_tail`); more is a truncated file. A cut Ogg
+# file is caught by its missing end-of-stream page, a cut FLAC by its decoder, whatever the share.
+_SHORT_TAIL_SHARE, _SHORT_TAIL_FLOOR, _SHORT_TAIL_SECONDS = 0.05, 4096, 1.0
 _BLOCK = 1 << 16  # frames decoded per read (a failing read still tells how far decoding got)
 
 
@@ -86,11 +91,16 @@ def display_name(source) -> str:
 
 
 def _open_file(path, item: str):
-    """``open(path, "rb")``; an ``OSError`` (missing, unreadable, a folder) becomes an AudioDecodeError."""
+    """Open a regular file for reading; an ``OSError`` (missing, unreadable, a folder, a FIFO, a device)
+    becomes an AudioDecodeError, and so does a file of 0 bytes (``/proc`` files say 0 and cannot seek)."""
     try:
-        return open(path, "rb")
+        fh = open_regular(path)
     except OSError as exc:
         raise AudioDecodeError(item, f"cannot read file ({exc.strerror or exc})") from exc
+    if os.fstat(fh.fileno()).st_size == 0:
+        fh.close()
+        raise AudioDecodeError(item, "empty file (0 bytes)")
+    return fh
 
 
 def _peek(fh, n: int) -> bytes:
@@ -240,7 +250,7 @@ def _load(fh, item, sr, mono, offset, duration, normalize) -> tuple[np.ndarray, 
         raise
     except Exception as exc:
         raise AudioDecodeError(item, f"unreadable audio ({_reason(exc)})") from exc
-    if want - len(data) > tolerance:
+    if want - len(data) > tolerance and not _short_tail_allowed(want, want - len(data), native_sr):
         raise AudioDecodeError(item, f"truncated: the header promises {want} frames, only {len(data)} decode "
                                      f"({len(data) / native_sr:.3f}s of {want / native_sr:.3f}s)")
     y = valid_audio(data.T, item=item)
@@ -270,12 +280,29 @@ def _read_frames(f: sf.SoundFile, limit: int | None, item: str, expected: int) -
     return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
 
 
+def _short_tail_allowed(promised: int, missing: int, sr: int) -> bool:
+    return missing <= min(_SHORT_TAIL_SECONDS * sr, max(_SHORT_TAIL_FLOOR, _SHORT_TAIL_SHARE * promised))
+
+
+def short_tail(header: AudioInfo, decoded: int) -> int:
+    """Frames a file accepted by :func:`load` decoded short of its header's promise, beyond what its
+    format always allows (0 for most files; see the note on ``_SHORT_TAIL_SHARE``).
+
+    >>> short_tail(AudioInfo(207.155, 44100, 2, 9135516, "OGG"), 9129710)
+    5806
+    >>> short_tail(AudioInfo(1.0, 44100, 1, 44100, "MPEG"), 44100 - 1000)
+    0
+    """
+    return max(0, header.frames - decoded - (_MPEG_TOLERANCE if header.format == "MPEG" else 0))
+
+
 def read_bytes_and_hash(path: str | os.PathLike) -> tuple[bytes, str]:
     """Read a file once and return its bytes and ``sha256:<hex>`` content hash."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AudioDecodeError(display_name(path), f"cannot read file ({exc.strerror or exc})") from exc
+    with _open_file(path, display_name(path)) as fh:
+        try:
+            data = fh.read()
+        except OSError as exc:
+            raise AudioDecodeError(display_name(path), f"cannot read file ({exc.strerror or exc})") from exc
     return data, "sha256:" + hashlib.sha256(data).hexdigest()
 
 

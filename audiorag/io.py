@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from .errors import StorageError
@@ -95,6 +96,45 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             os.fsync(f.fileno())
     except OSError as exc:
         raise _storage_error(path, exc) from exc
+
+
+_KINDS = {stat.S_IFDIR: "folder", stat.S_IFIFO: "named pipe (FIFO)", stat.S_IFSOCK: "socket",
+          stat.S_IFCHR: "character device", stat.S_IFBLK: "block device", stat.S_IFLNK: "symlink"}
+
+
+def kind_of(mode: int) -> str:
+    """What a ``st_mode`` is, in words: ``"file"``, ``"folder"``, ``"named pipe (FIFO)"``, ``"socket"``...
+
+    >>> kind_of(os.stat(".").st_mode)
+    'folder'
+    """
+    return "file" if stat.S_ISREG(mode) else _KINDS.get(stat.S_IFMT(mode), "special file")
+
+
+def open_regular(path: str | os.PathLike):
+    """``open(path, "rb")`` for a regular file only: a FIFO, socket, device or folder is an
+    ``OSError`` naming its kind, raised at once (opening a FIFO would wait for a writer for ever).
+
+    >>> open_regular(".")
+    Traceback (most recent call last):
+    ...
+    IsADirectoryError: [Errno 21] a folder, not a regular file: '.'
+    """
+    _refuse_special(os.stat(path).st_mode, path)  # a socket cannot even be opened
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO swapped in meanwhile: no wait
+    try:
+        _refuse_special(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_special(mode: int, path) -> None:
+    if not stat.S_ISREG(mode):
+        code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+        raise OSError(code, f"a {kind_of(mode)}, not a regular file", os.fsdecode(path))
 
 
 def make_dirs(path: str | os.PathLike) -> None:

@@ -53,9 +53,12 @@ def parse_moment(item) -> tuple[int, float]:
     if isinstance(item, str):
         track, _, at = item.partition("@")
         try:
-            return int(track), float(at or 0.0)
+            track_id, seconds = int(track), float(at or 0.0)
         except ValueError:
             raise ParameterError(f"expected TRACK@SECONDS (e.g. 12@30.5), got {item!r}") from None
+        if not np.isfinite(seconds) or seconds < 0:  # "1@nan", "1@-5": no such moment
+            raise ParameterError(f"expected TRACK@SECONDS with finite SECONDS >= 0, got {item!r}")
+        return track_id, seconds
     if isinstance(item, (tuple, list)) and len(item) == 2:
         return int(item[0]), float(item[1])
     if isinstance(item, (int, np.integer)) and not isinstance(item, bool):

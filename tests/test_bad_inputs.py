@@ -90,7 +90,51 @@ def build_corpus(tmp_path: Path) -> dict:
     problems = {link("nowhere.wav", str(root / "links" / "dangling.wav")): "DanglingSymlink",
                 link("..", str(root / "links" / "loop")): "SymlinkLoop",
                 link("self.flac", str(root / "links" / "self.flac")): "SymlinkLoop"}
+    problems.update({p: "NotARegularFile" for p in special_files(root / "special")})
     return {"root": root, "good": good, "bad": bad, "problems": problems}
+
+
+def special_files(folder: Path) -> list[str]:
+    """A FIFO, a link to it, a socket (and /dev/null's twin where this process may make devices), all named
+    as audio: none may be opened as a source (a FIFO would block a build for ever)."""
+    import socket
+    folder.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(folder / "pipe.wav")
+    os.symlink("pipe.wav", folder / "to-pipe.flac")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(folder / "socket.ogg"))
+    sock.close()
+    out = [str(folder / n) for n in ("pipe.wav", "to-pipe.flac", "socket.ogg")]
+    try:
+        os.mknod(folder / "null.mp3", 0o600 | __import__("stat").S_IFCHR, os.makedev(1, 3))
+        out.append(str(folder / "null.mp3"))
+    except OSError:
+        pass
+    return out
+
+
+def test_a_fifo_socket_or_device_is_recorded_with_its_kind_and_the_build_finishes(tmp_path):
+    folder = tmp_path / "audio"
+    put(str(folder / "tone.wav"), encoded("WAV", "PCM_16"))
+    special = special_files(folder)
+    pd.DataFrame({"path": ["pipe.wav", "tone.wav"], "genre": ["x", "y"]}).to_csv(folder / "labels.csv", index=False)
+    ds = FolderDataset(folder, labels=folder / "labels.csv")
+    assert [s.uri for s in ds.sources()] == [str(folder / "tone.wav")]
+    assert sorted(p["uri"] for p in ds.problems) == sorted(special)
+    assert any("named pipe (FIFO), not a regular file" in p["message"] for p in ds.problems)
+    assert any("socket, not a regular file" in p["message"] for p in ds.problems)
+    r = subprocess.run([sys.executable, "-m", "audiorag", "build", str(tmp_path / "lib"), "--dataset",
+                        f"folder:{folder}", "--labels", str(folder / "labels.csv"), "--workers", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["added"] == 1 and report["failed"] == len(special)
+    for bad in (str(folder / "pipe.wav"), "/proc/self/status", str(folder / "socket.ogg")):
+        for reader in (load, load_with_hash):
+            with pytest.raises(AudioDecodeError, match="not a regular file|empty file"):
+                reader(bad)
+    r = runner.invoke(app, ["search", str(tmp_path / "lib"), "--audio", "/proc/self/status"])
+    assert r.exit_code == 2 and r.output.strip().splitlines() == ["error: /proc/self/status: empty file (0 bytes)"]
 
 
 def test_every_file_is_accounted_for(tmp_path):
@@ -380,3 +424,201 @@ def test_library_api_rejects_non_finite_values():
             Query.audio("x.wav", start=bad)
     with pytest.raises(ParameterError, match="alpha"):
         Query.hybrid("piano", Query.moment(0, 1.0), alpha=float("nan"))
+
+
+def _shapes(lib: Path) -> list[tuple[str, str, str]]:
+    """(file relative to the library, content of another shape, the field the error must name)."""
+    gen = (lib / "CURRENT").read_text().strip()
+    m = json.loads((lib / gen / "manifest.json").read_text())
+    first = next(iter(m["files"]))
+    return [
+        (f"{gen}/manifest.json", "[]", "the whole file"),
+        (f"{gen}/manifest.json", json.dumps({**m, "files": list(m["files"])}), "field files"),
+        (f"{gen}/manifest.json", json.dumps({**m, "generation": "1"}), "field generation"),
+        (f"{gen}/manifest.json", json.dumps({**m, "files": {**m["files"], first: {"bytes": -1}}}),
+         f"field files.{first}"),
+        (f"{gen}/manifest.json", json.dumps({k: v for k, v in m.items() if k != "files"}), "field files"),
+        ("library.json", "[1, 2]", "the whole file"),
+        ("library.json", json.dumps({"format_version": 2}), "field segmentation"),
+        ("library.json", json.dumps({"format_version": 2, "segmentation": {"window": "1", "hop": 1, "tail": "x"}}),
+         "field segmentation.window"),
+        ("CURRENT", "gen-x\n", "CURRENT"), ("CURRENT", "", "CURRENT"), ("CURRENT", "gen-999999\n", "gen-999999")]
+
+
+def test_a_library_file_of_another_shape_is_one_line_naming_the_file_and_field(tiny, tmp_path):
+    import shutil
+    for i, (rel, content, field) in enumerate(_shapes(tiny["lib"])):
+        lib = tmp_path / f"lib{i}"
+        shutil.copytree(tiny["lib"], lib)
+        (lib / rel).write_text(content)
+        for args in (["info", lib], ["search", lib, "--track", "0", "--at", "1"], ["check", lib],
+                     ["build", lib, "--dataset", f"folder:{tiny['base'] / 'audio'}", "--workers", "1"]):
+            r = runner.invoke(app, [str(a) for a in args])
+            lines = r.output.strip().splitlines()
+            where = f"{args[0]} with {rel} = {content[:60]!r}: {r.output}"
+            if args[0] == "check":  # a report: the problem's line, then what --repair would do (exit 1)
+                assert r.exit_code in (1, 2) and "Traceback" not in r.output, where
+            else:
+                assert len(lines) == 1 and r.exit_code == 2, where
+            assert "Error" not in lines[0].split(":")[0], where
+            assert Path(rel).name in lines[0] and field in lines[0], where
+
+
+def test_random_json_in_library_files_never_crashes_open_or_check(tiny, tmp_path):
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audiorag import Library
+    from audiorag.errors import AudioragError
+    from audiorag.library.check import check_path
+    lib = tmp_path / "lib"
+    shutil.copytree(tiny["lib"], lib)
+    gen = (lib / "CURRENT").read_text().strip()
+    real = {"library.json": json.loads((lib / "library.json").read_text()),
+            f"{gen}/manifest.json": json.loads((lib / gen / "manifest.json").read_text())}
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    values = st.recursive(leaves, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c,
+                                                                                      max_size=3), max_leaves=10)
+
+    def mutated(obj):  # the real file with one key's value replaced, removed, or the whole file random
+        keys = st.sampled_from(sorted(obj))
+        return st.one_of(values, st.tuples(keys, values).map(lambda kv: {**obj, kv[0]: kv[1]}),
+                         keys.map(lambda k: {x: v for x, v in obj.items() if x != k}))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(sorted(real)).flatmap(lambda f: st.tuples(st.just(f), mutated(real[f]))))
+    def opens_or_one_clear_error(case):
+        rel, obj = case
+        (lib / rel).write_text(json.dumps(obj))
+        try:
+            for step in (lambda: Library.open(lib).info(), lambda: check_path(lib)):
+                try:
+                    step()
+                except AudioragError as exc:
+                    assert "\n" not in str(exc) and exc.__class__.__name__ != "AudioragError"
+        finally:
+            for f, o in real.items():
+                (lib / f).write_text(json.dumps(o))
+
+    opens_or_one_clear_error()
+
+
+# -- property tests (hypothesis) for the parsers of user input that are not HTTP ------------------------------
+def _property(max_examples=200):
+    from hypothesis import HealthCheck, settings
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+def test_any_dataset_spec_is_a_dataset_or_one_clear_error(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.datasets import resolve
+    from audiorag.errors import AudioragError
+    kinds = st.sampled_from(["synthetic", "melodic", "folder", "fma", "freesound", "x", ""])
+    rests = st.one_of(st.text(max_size=12), st.integers(-5, 10**12).map(str),
+                      st.tuples(st.integers(-3, 10**6), st.integers(-3, 2**70)).map(lambda t: f"{t[0]}:{t[1]}"))
+
+    @_property()
+    @given(kinds, st.sampled_from([":", "::", ""]), rests)
+    def clear(kind, sep, rest):
+        try:
+            ds = resolve(f"{kind}{sep}{rest}", root=str(tmp_path))
+        except AudioragError as exc:
+            assert "\n" not in str(exc) and str(exc)
+            return
+        assert ds.id
+    clear()
+
+
+def test_any_embedder_spec_parses_or_is_one_parameter_error():
+    from hypothesis import example, given
+    from hypothesis import strategies as st
+
+    from audiorag.embedders import parse_spec
+    from audiorag.errors import ParameterError
+    names = st.from_regex(r"[a-z][a-z0-9_@-]{0,10}", fullmatch=True)
+    keys = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+    scalars = st.one_of(st.integers(-10**6, 10**6), st.from_regex(r"[a-z][a-z0-9/._-]{0,10}", fullmatch=True))
+
+    @_property()
+    @given(st.text(max_size=30))
+    @example("a:b=[")
+    @example("mert:layer=*x")
+    @example("a:b=!!python/int 3")
+    @example('a:b="')
+    def never_crashes(text):
+        try:
+            name, params = parse_spec(text)
+        except ParameterError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert isinstance(name, str) and isinstance(params, dict)
+
+    @_property()
+    @given(names, st.dictionaries(keys, scalars, max_size=4))
+    def round_trips(name, params):
+        spec = name + (":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        assert parse_spec(spec) == (name, params)
+    never_crashes()
+    round_trips()
+
+
+def test_any_liked_moment_is_a_finite_moment_or_one_parameter_error():
+    import math
+
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.errors import ParameterError
+    from audiorag.recommend import parse_moment
+
+    @_property()
+    @given(st.one_of(st.text(max_size=20),
+                     st.tuples(st.integers(-10, 10**20), st.floats()).map(lambda t: f"{t[0]}@{t[1]}")))
+    def clear(text):
+        try:
+            track, at = parse_moment(text)
+        except ParameterError as exc:
+            assert "\n" not in str(exc)
+            return
+        assert isinstance(track, int) and math.isfinite(at) and at >= 0
+    clear()
+    assert parse_moment("12@30.5") == (12, 30.5)
+
+
+def test_any_time_span_decodes_that_span_or_is_one_clear_error(tmp_path):
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.errors import AudioragError
+    path = put(str(tmp_path / "t.wav"), encoded("WAV", "PCM_16", seconds=2.0))
+    spans = st.one_of(st.none(), st.floats(), st.floats(0, 3))
+
+    @_property(150)
+    @given(st.one_of(st.floats(), st.floats(0, 3)), spans)
+    def clear(offset, duration):
+        try:
+            y, sr = load(path, offset=offset, duration=duration)
+        except AudioragError as exc:
+            assert "\n" not in str(exc)
+            return
+        want = (2.0 - offset) if duration is None else min(duration, 2.0 - offset)
+        assert abs(len(y) / sr - want) <= 1 / sr + 1e-9
+    clear()
+
+
+def test_any_start_and_end_on_the_command_line_is_an_answer_or_exit_2(tiny):
+    from hypothesis import given
+    from hypothesis import strategies as st
+    numbers = st.one_of(st.floats().map(repr), st.text(max_size=6), st.integers(-5, 50).map(str))
+
+    @_property(25)
+    @given(numbers, numbers)
+    def clear(start, end):
+        r = runner.invoke(app, ["search", str(tiny["lib"]), "--audio", str(tiny["base"] / "audio" / "t1.wav"),
+                                "--start", start, "--end", end, "-k", "2", "--json"])
+        assert r.exit_code in (0, 2) and (r.exit_code == 0 or len(r.output.strip().splitlines()) == 1), r.output
+    clear()

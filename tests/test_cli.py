@@ -90,3 +90,30 @@ def test_errors_are_clear(tmp_path):
     assert r.exit_code == 2 and "unknown dataset" in r.output
     r = runner.invoke(app, ["search", str(tmp_path / "lib")])
     assert r.exit_code == 2 and "give --audio FILE or --track ID" in r.output
+
+
+def test_duplicate_files_are_named_in_the_build_summary_info_and_errors(tmp_path):
+    from audiorag import Library
+    audio = tmp_path / "audio"
+    (audio / "sub").mkdir(parents=True)
+    t = np.arange(SR * 3) / SR
+    sf.write(audio / "a.wav", (0.3 * np.sin(2 * np.pi * 300 * t)).astype(np.float32), SR)
+    sf.write(audio / "b.wav", (0.3 * np.sin(2 * np.pi * 500 * t)).astype(np.float32), SR)
+    (audio / "copy.wav").write_bytes((audio / "a.wav").read_bytes())
+    (audio / "sub" / "again.wav").write_bytes((audio / "a.wav").read_bytes())
+    lib = tmp_path / "lib"
+    r = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--window", "1", "--hop", "1",
+                            "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "2 duplicate files" in r.output and f"sub/again.wav: [duplicate] duplicate of {audio / 'a.wav'}" in r.output
+    for _ in range(2):  # a second build finds them again, and records each once
+        info = json.loads(runner.invoke(app, ["info", str(lib), "--json"]).stdout)
+        assert info["tracks"] == 2 and info["errors"] == 0
+        assert sorted((d["uri"], d["of"]) for d in info["duplicates"]) == [
+            (str(audio / "copy.wav"), str(audio / "a.wav")), (str(audio / "sub" / "again.wav"), str(audio / "a.wav"))]
+        errors = Library.open(lib).errors()
+        assert sorted(errors["stage"]) == ["duplicate", "duplicate"]
+        again = runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{audio}", "--json"])
+        assert json.loads(again.stdout)["duplicate_files"] == 2
+    text = runner.invoke(app, ["info", str(lib)]).output
+    assert "2 duplicate files not added" in text and f"copy.wav: duplicate of {audio / 'a.wav'}" in text

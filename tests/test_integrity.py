@@ -350,3 +350,156 @@ def test_a_garbled_current_is_reported_and_repaired(base, tmp_path):
     assert [p["repaired"] for p in check_path(tmp_path / "lib", repair=True)] == [True]
     lib = Library.open(tmp_path / "lib")
     assert len(lib.tracks) == 3 and lib.check() == []
+
+
+# -- the repair matrix: damage to CURRENT and the generations never costs a complete generation ---------------
+@pytest.fixture(scope="module")
+def three_generations(base):
+    """A library whose last three commits are kept as generations (readers pinned them): 1, 2, 3 tracks."""
+    import shutil
+    root = base / "three"
+    lib = Library.create(root, window=2, hop=1)
+    readers = []
+    for i in range(3):
+        lib.add([base / "audio" / f"t{i}.wav"], embedders=["features45"], workers=1, progress=False)
+        readers.append(Library.open(root))  # pins the generation just committed: it is not pruned
+    gens = [r.generation for r in readers]
+    for r in [*readers, lib]:
+        r.close()
+    for extra in set(root.glob("gen-*")) - {root / f"gen-{g:06d}" for g in gens}:  # pinned by the writer
+        shutil.rmtree(extra)
+    assert sorted(p.name for p in root.glob("gen-*")) == [f"gen-{g:06d}" for g in gens]
+    return root, gens
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from audiorag.cli import app
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return r.exit_code, r.output
+
+
+def _complete(root):
+    from audiorag.library.store import generations, incomplete
+    return {p.name for _, p in generations(root) if incomplete(p) is None}
+
+
+def _damage_generations(root, gens, what):
+    first, middle, last = (root / f"gen-{g:06d}" for g in gens)
+    if what == "CURRENT missing":
+        (root / "CURRENT").unlink()
+    elif what == "CURRENT empty":
+        (root / "CURRENT").write_text("")
+    elif what == "CURRENT garbage":
+        (root / "CURRENT").write_text("\x00garbage ✓\n")
+    elif what == "CURRENT older":
+        (root / "CURRENT").write_text(first.name + "\n")
+    elif what == "CURRENT beyond the newest":
+        (root / "CURRENT").write_text(f"gen-{gens[-1] + 5:06d}\n")
+    elif what == "CURRENT names a staging directory":
+        staging = root / f"gen-{gens[-1] + 1:06d}"
+        (staging / "staging").mkdir(parents=True)
+        (staging / "tracks.parquet").write_bytes((last / "tracks.parquet").read_bytes()[:100])
+        (root / "CURRENT").write_text(staging.name + "\n")
+    elif what == "manifest truncated":
+        m = last / "manifest.json"
+        m.write_text(m.read_text()[: len(m.read_text()) // 2])
+    elif what == "manifest of the wrong shape":
+        m = last / "manifest.json"
+        m.write_text(json.dumps({**json.loads(m.read_text()), "files": ["tracks.parquet"]}))
+    elif what == "current generation's table deleted":
+        (last / "tracks.parquet").unlink()
+    elif what == "an older generation's table deleted":
+        (middle / "tracks.parquet").unlink()
+    else:
+        raise ValueError(what)
+
+
+DAMAGES = {  # damage → how many tracks the newest complete generation holds (the third's damage leaves the second)
+    "CURRENT missing": 3, "CURRENT empty": 3, "CURRENT garbage": 3, "CURRENT older": 3,
+    "CURRENT beyond the newest": 3, "CURRENT names a staging directory": 3, "manifest truncated": 2,
+    "manifest of the wrong shape": 2, "current generation's table deleted": 2, "an older generation's table deleted": 3}
+
+
+@pytest.mark.parametrize("what", list(DAMAGES))
+def test_repair_matrix_check_then_repair_keeps_every_complete_generation_and_opens_the_newest(
+        three_generations, tmp_path, what):
+    import shutil
+    src, gens = three_generations
+    root = tmp_path / "lib"
+    shutil.copytree(src, root)
+    _damage_generations(root, gens, what)
+    complete = _complete(root)
+    before = sorted(p.name for p in root.iterdir())
+    code, out = _cli("check", root)
+    assert sorted(p.name for p in root.iterdir()) == before, f"check without --repair changed {root}"
+    assert code in (0, 1) and "Traceback" not in out, out
+    code, out = _cli("check", root, "--repair")
+    assert code == 0, out
+    newest = max(complete)
+    current = (root / "CURRENT").read_text().strip()
+    assert current == newest, out
+    assert {g for g in complete if g >= current} <= {p.name for p in root.iterdir()}, out  # none deleted
+    if what == "CURRENT older":  # the older ones stay until the next change, for --to
+        assert complete <= {p.name for p in root.iterdir()}
+    lib = Library.open(root)
+    assert len(lib.tracks) == DAMAGES[what] and lib.generation == int(newest.split("-")[1])
+    assert _cli("check", root) == (0, f"{root}: no problems found\n")
+    lib.add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)  # writers work again
+    assert len(Library.open(root).tracks) == DAMAGES[what] + 1
+
+
+def test_check_to_goes_back_to_a_chosen_generation_and_keeps_the_newer_ones(three_generations, tmp_path):
+    import shutil
+    src, gens = three_generations
+    root = tmp_path / "lib"
+    shutil.copytree(src, root)
+    first, last = f"gen-{gens[0]:06d}", f"gen-{gens[-1]:06d}"
+    code, out = _cli("check", root, "--repair", "--to", first)
+    assert code == 0 and f"now names {first}" in out and f"kept as {last}.kept" in out, out
+    assert len(Library.open(root).tracks) == 1 and (root / f"{last}.kept" / "manifest.json").exists()
+    code, out = _cli("check", root, "--to", "gen-999999")
+    assert code == 2 and "--to gen-999999: no such generation" in out
+
+
+def test_writers_never_delete_newer_complete_generations(three_generations, tmp_path):
+    import shutil
+    src, gens = three_generations
+    root = tmp_path / "lib"
+    shutil.copytree(src, root)
+    (root / "CURRENT").write_text(f"gen-{gens[0]:06d}\n")  # the issue's library: CURRENT at the oldest of three
+    with pytest.raises(LibraryDamagedError, match="are newer and complete; run `audiorag check"):
+        Library.open(root).add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)
+    assert _complete(src) <= _complete(root)
+
+
+def test_a_writer_killed_between_its_manifest_and_the_switch_is_made_current(three_generations, tmp_path):
+    import shutil
+    src, gens = three_generations
+    root = tmp_path / "lib"
+    shutil.copytree(src, root)
+    shutil.rmtree(root / f"gen-{gens[-1]:06d}")
+    (root / "CURRENT").write_text(f"gen-{gens[1]:06d}\n")
+    shutil.copytree(src / f"gen-{gens[-1]:06d}", root / f"gen-{gens[1] + 1:06d}")  # complete, just after CURRENT
+    m = root / f"gen-{gens[1] + 1:06d}" / "manifest.json"
+    m.write_text(json.dumps({**json.loads(m.read_text()), "generation": gens[1] + 1, "parent": f"gen-{gens[1]:06d}"}))
+    Library.open(root).add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)
+    assert len(Library.open(root).tracks) == 4  # the three of the rolled-forward generation and the new one
+
+
+def test_a_build_never_locks_itself_out_through_its_worker_processes(tmp_path):
+    """Issue #29 item 3: a pool's workers forked while the build held the writers' lock shared its open
+    file (a flock belongs to the open file): a worker still alive when the build took the lock again
+    made the build "being changed by" its own pid. Forked children now let go of the lock."""
+    from audiorag.library import build
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    with lib.store.lock():
+        results = build.run_pool(abs, [-1, -2, -3, -4], {}, workers=2, desc="x", progress=False)
+        assert next(results) == 1  # the workers are forked, and stay until the generator is closed
+    try:
+        with lib.store.transaction() as gen:
+            (gen / "note.txt").write_text("the build goes on")
+        assert lib.generation == 1 and not lib.store.busy()
+    finally:
+        results.close()

@@ -61,7 +61,8 @@ def test_incremental_add_by_content_hash(tmp_path, rng):
     shutil.copy(folder / "t0.wav", folder / "copy_of_t0.wav")
     write_tone(folder / "t3.wav", seconds=9, freq=900)
     report = Library.open(tmp_path / "lib").add(folder, workers=1, progress=False)  # existing embedders by default
-    assert (report.added, report.duplicates) == (1, 4)  # 3 unchanged files + 1 copy
+    assert (report.added, report.duplicates, report.duplicate_files) == (1, 3, 1)  # 3 unchanged files, 1 copy
+    assert report.errors[0]["message"] == f"duplicate of {folder / 't0.wav'}"
     lib = Library.open(tmp_path / "lib")
     assert lib.tracks["track_id"].tolist() == [0, 1, 2, 3]
     raw_after = np.array(lib.embedding("features45").raw())

@@ -186,7 +186,10 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     lines = [f"library {d['path']} (format {d['format_version']}, dataset {d['dataset']})",
              f"segmentation: window {d['segmentation']['window']}s, hop {d['segmentation']['hop']}s, "
              f"tail {d['segmentation']['tail']}",
-             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"]
+             f"{d['tracks']} tracks ({d['hours']} h), {d['segments']} segments, {d['errors']} failed items"
+             + (f", {len(d['duplicates'])} duplicate files not added" if d["duplicates"] else "")
+             + (f", {d['short_tails']} files accepted with a short tail" if d["short_tails"] else "")]
+    lines += [f"  {x['uri']}: duplicate of {x['of']}" for x in d["duplicates"]]
     for e in d["embeddings"]:
         lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")
@@ -204,12 +207,14 @@ def info(library: Path = typer.Argument(..., help="library directory"),
 def check(library: Path = typer.Argument(..., help="library directory"),
           repair: bool = typer.Option(False, "--repair", help="rebuild what can be derived (vectors, indexes, an "
                                                               "interrupted build's consolidation)"),
+          to: str | None = typer.Option(None, "--to", help="make this complete generation current (e.g. "
+                                        "gen-000004); newer ones are kept beside it as gen-NNNNNN.kept"),
           wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
           as_json: bool = typer.Option(False, "--json", help="print the problems as JSON only")):
-    """Verify LIBRARY: files against the manifest, tables, arrays, indexes. One line per problem;
-    exit status 0 when none remain, 1 when some do."""
+    """Verify LIBRARY: CURRENT and its generations, files against the manifest, tables, arrays, indexes.
+    One line per problem and per removal; exit status 0 when none remain, 1 when some do."""
     from ..library.check import check_path
-    problems = check_path(library, repair=repair, **options.open_kw(wait))
+    problems = check_path(library, repair=repair, to=to, **options.open_kw(wait))
     remaining = [p for p in problems if not p.get("repaired")]
     lines = [f"{p.get('file', '?')}: {p.get('problem', '?')}"
              + {True: " — repaired", False: " — cannot be repaired", None: ""}.get(p.get("repaired"), "")

@@ -12,6 +12,8 @@ Every file is accounted for: names that are not valid UTF-8 are found (as ``str`
 surrogates, PEP 383); a symlink to a file is a source under the link's own path, wherever its
 target lives; symlinked folders are walked. A dangling symlink, a symlink loop and a folder
 that cannot be read are each recorded once in :attr:`FolderDataset.problems`, with the reason.
+Only regular files are sources (after links are followed): a named pipe, socket or device is
+recorded with its kind and never opened (opening a FIFO waits for a writer for ever).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import hashlib
 import math
 import os
 import re
+import stat
 from pathlib import Path
 
 import pandas as pd
 
 from ..audio import AUDIO_EXTENSIONS
 from ..errors import ParameterError
-from ..io import decode_path, encode_path, file_sha256
+from ..io import decode_path, encode_path, file_sha256, kind_of
 from . import Dataset, TrackSource
 
 
@@ -100,7 +103,8 @@ class FolderDataset(Dataset):
             if key:
                 used.add(key)
             out.append(TrackSource(f, meta))
-        out += [TrackSource(f, dict(meta)) for f, meta in table.items() if f not in used]
+        recorded = {p["uri"] for p in self.problems}  # a row naming a FIFO found by the scan is not a source either
+        out += [TrackSource(f, dict(meta)) for f, meta in table.items() if f not in used and f not in recorded]
         return out
 
     def _scan(self) -> list[str]:
@@ -146,6 +150,8 @@ class FolderDataset(Dataset):
                     links.append((entry.path, ancestors))
                 else:
                     self._walk(entry.path, ancestors + [(st.st_dev, st.st_ino)], seen, links, found)
+            elif not stat.S_ISREG(st.st_mode):
+                self._problem(entry.path, "NotARegularFile", f"a {kind_of(st.st_mode)}, not a regular file: not read")
             elif _is_audio_name(entry.name):
                 found.append(entry.path)
 

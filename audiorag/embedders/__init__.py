@@ -113,7 +113,11 @@ def parse_spec(spec: str) -> tuple[str, dict]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ParameterError(f"embedder spec {spec!r}: expected key=value, got {item!r}")
-        params[key.strip()] = yaml.safe_load(value)
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:  # "k=[", "k=*x": not a value; one line, not the YAML parser's report
+            reason = str(getattr(exc, "problem", None) or type(exc).__name__)
+            raise ParameterError(f"embedder spec {spec!r}: {key.strip()}={value!r} is not a value ({reason})") from None
     return name.strip(), params
 
 

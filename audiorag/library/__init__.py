@@ -33,7 +33,18 @@ from . import check as _check
 from . import ingest
 from .embedding import Embedding
 from .ingest import TRACK_COLUMNS, BuildReport
-from .store import Store, damaged, read_json, read_jsonl, read_parquet, unpin, write_json, write_parquet
+from .store import (
+    LibraryMeta,
+    Store,
+    damaged,
+    read_jsonl,
+    read_manifest,
+    read_parquet,
+    unpin,
+    validated,
+    write_json,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2
@@ -54,6 +65,11 @@ class Library:
         self.segmentation = Segmentation(**meta["segmentation"])
         self.store = Store(self.path, wait=wait)
         self._pinned, self._pin_fd = self.store.pin()
+        try:
+            read_manifest(self._pinned)  # a manifest of another shape is named here, not deep inside a command
+        except BaseException:
+            self.close()
+            raise
         self._cache: dict = {}
         self._cache_key: tuple | None = None
         self._manifest: dict = {}
@@ -96,14 +112,12 @@ class Library:
             refuse(path)
         if not (path / "library.json").exists():
             raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
-        meta = read_json(path / "library.json")
-        if meta.get("format_version") == 1:
+        meta = validated(path / "library.json", LibraryMeta)  # a file of another shape: one line naming the field
+        if meta["format_version"] == 1:
             _migrate_v1(path, meta, wait)
-        elif meta.get("format_version") != FORMAT_VERSION:
-            raise IncompatibleLibraryError(f"{path}: library format {meta.get('format_version')}, "
+        elif meta["format_version"] != FORMAT_VERSION:
+            raise IncompatibleLibraryError(f"{path}: library format {meta['format_version']}, "
                                            f"this audiorag reads format {FORMAT_VERSION}")
-        if "segmentation" not in meta:
-            raise damaged(path / "library.json", "no segmentation")
         return cls(path, meta, wait=wait)
 
     @property
@@ -151,7 +165,7 @@ class Library:
         """Whether the committed generation lists ``rel`` (so its absence is damage, not emptiness)."""
         gen = self._pinned if self.store.open_change is None else self.store.current
         if self._manifest_of != gen:
-            self._manifest = read_json(gen / "manifest.json").get("files", {})
+            self._manifest = read_manifest(gen)["files"]
             self._manifest_of = gen
         return rel in self._manifest
 

@@ -21,8 +21,19 @@ from pathlib import Path
 import numpy as np
 
 from .. import io
-from ..errors import AudioragError, LibraryDamagedError, LibraryLockedError, LibraryNotFoundError, StorageError
-from .store import GEN, Store, files_of, is_uncommitted, read_json, read_npy
+from ..errors import AudioragError, LibraryDamagedError, LibraryNotFoundError, ParameterError
+from .store import (
+    GEN,
+    LibraryMeta,
+    Store,
+    files_of,
+    generations,
+    incomplete,
+    read_json,
+    read_manifest,
+    read_npy,
+    validated,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +65,14 @@ def info(lib, *, memory: bool = False) -> dict:
            "tracks": int(len(lib.tracks)), "segments": int((lib.segments["track_id"] >= 0).sum()),
            "removed_segments": int((lib.segments["track_id"] < 0).sum()),
            "hours": round(float(lib.tracks["duration"].sum()) / 3600, 3),
-           "errors": int(len(lib.errors())), "embeddings": embs}
+           "embeddings": embs}
+    errors = lib.errors()  # with the duplicate files and the files accepted with a short tail
+    stage = errors["stage"].to_numpy() if len(errors) else np.zeros(0, object)
+    dup = stage == "duplicate"
+    out["errors"] = int((~dup & (stage != "short-tail")).sum())
+    out["short_tails"] = int((stage == "short-tail").sum())
+    out["duplicates"] = [{"uri": r["uri"], "of": r["message"].removeprefix("duplicate of ")}
+                         for r in errors[dup].to_dict("records")]
     from .fingerprints import summary
     out["fingerprints"] = summary(lib)
     if memory:
@@ -75,17 +93,27 @@ def check(lib, *, repair: bool = False, checksums: bool = True) -> list[dict]:
     return problems
 
 
-def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool | float = False) -> list[dict]:
-    """:func:`check` for a library that may not even open: a missing or garbled ``CURRENT`` is a
-    problem of its own, and ``repair`` points it at the newest generation whose files are whole.
+def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool | float = False,
+               to: str | None = None) -> list[dict]:
+    """:func:`check` for a library that may not even open: CURRENT and the generations come first.
+
+    CURRENT missing, garbled, or naming a generation that is gone or incomplete (a manifest of the
+    wrong shape, an underivable file missing) → ``repair`` points it at the newest complete
+    generation (verified against its manifest). CURRENT older than complete generations → reported;
+    ``repair`` makes the newest current and keeps the older ones until the next change (``to``
+    goes back to one). ``to`` (``"gen-000004"``): make that complete generation current; newer
+    complete ones are kept beside it as ``gen-NNNNNN.kept``. A generation CURRENT named that is set
+    aside is kept as ``gen-NNNNNN.damaged``. Only incomplete generations newer than CURRENT that no
+    commit ever named, temporary files, and generations older than CURRENT that no reader pins are
+    deleted — each one listed.
 
     >>> import tempfile
     >>> from audiorag import Library
     >>> d = tempfile.mkdtemp()
     >>> _ = Library.create(d, window=2, hop=1)
     >>> (Path(d) / "CURRENT").unlink()
-    >>> [p["problem"][:24] for p in check_path(d)]
-    ['missing or not a generat']
+    >>> [p["problem"][:18] for p in check_path(d)]
+    ['missing; the newes']
     >>> [p["repaired"] for p in check_path(d, repair=True)], check_path(d)
     ([True], [])
     """
@@ -96,47 +124,128 @@ def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool
         refuse(path)
     if not (path / "library.json").exists():
         raise LibraryNotFoundError(f"{path}: no audiorag library here (library.json missing)")
+    validated(path / "library.json", LibraryMeta)
     store = Store(path, wait=wait)
-    head = []
+    if to is not None:
+        return _point(store, _target(store, to), to_chosen=True) + \
+            check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+    head = _current_problems(store)
+    moved = False
+    if head and repair:
+        target = _newest_complete(store)
+        if target is None:
+            for p in head:
+                p["repaired"] = False
+            return head
+        head = [dict(p, repaired=True) for p in head] + _point(store, target)
+        moved = True
+    elif head and any(p["fix"] == ("current",) and not p.get("opens") for p in head):
+        return head  # the library cannot be opened as it is
+    if repair and not moved:
+        with store.lock(recover=False):
+            head += [_problem(name, why, ("removed",)) | {"repaired": True} for name, why in _collect(store)]
+    return [{k: v for k, v in p.items() if k != "opens"} for p in head] + \
+        check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+
+
+def _current_problems(store: Store) -> list[dict]:
+    """What is wrong with CURRENT (read-only): unreadable, naming a gone or incomplete generation,
+    or older than complete generations."""
+    newest = _newest_complete(store)
+    hint = f"; the newest complete generation is {newest.name}" if newest else "; no generation is complete"
     try:
-        store.current.is_dir() or store.current.stat()
-    except (LibraryDamagedError, FileNotFoundError):
-        head = [_problem("CURRENT", "missing or not a generation of this library", ("current",))]
-        if not repair:
-            return head
-        head[0]["repaired"] = _restore_current(store)
-        if not head[0]["repaired"]:
-            return head
-    return head + check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+        cur = store.current
+    except LibraryDamagedError as exc:
+        reason = "missing" if not (store.root / "CURRENT").exists() else \
+            str(exc).split("CURRENT: ", 1)[-1].split("; run")[0]
+        return [_problem("CURRENT", reason + hint, ("current",))]
+    if not cur.is_dir():
+        return [_problem("CURRENT", f"names {cur.name}, which does not exist{hint}", ("current",))]
+    why = incomplete(cur)
+    if why is not None and newest is not None and not _derivable(cur):
+        return [_problem("CURRENT", f"names {cur.name}, which is incomplete ({why}){hint}", ("current",))]
+    newer = [p.name for n, p in generations(store.root) if n > store.generation and incomplete(p) is None]
+    if newer:
+        return [_problem("CURRENT", f"names {cur.name}, older than the complete {', '.join(newer)}; --repair makes "
+                         f"{newer[-1]} current (--to {cur.name} goes back while it is kept)", ("current",))
+                | {"opens": True}]
+    return []
 
 
-def _restore_current(store: Store) -> bool:
-    """Point CURRENT at the newest generation whose manifest lists files that are all there, whole."""
-    with store.lock():
-        gens = sorted((int(m.group(1)), p) for p in store.root.iterdir() if (m := GEN.fullmatch(p.name)))
-        for _, gen in reversed(gens):
-            try:
-                store.verify_sizes(gen)
-            except LibraryDamagedError:
+def _derivable(gen: Path) -> bool:
+    """Whether every damaged file of a generation whose manifest is valid can be derived again."""
+    try:
+        files = read_manifest(gen)["files"]
+    except LibraryDamagedError:
+        return False
+    for rel, entry in files.items():
+        p = gen / rel
+        if (not p.exists() or p.stat().st_size != entry["bytes"]) and _fix_for(rel) is None:
+            return False
+    return True
+
+
+def _newest_complete(store: Store) -> Path | None:
+    done = [p for _, p in generations(store.root) if incomplete(p) is None]
+    return done[-1] if done else None
+
+
+def _target(store: Store, name: str) -> Path:
+    gen = store.root / name
+    if not GEN.fullmatch(name) or not gen.is_dir():
+        names = ", ".join(p.name for _, p in generations(store.root)) or "none"
+        raise ParameterError(f"--to {name}: no such generation in {store.root} (there: {names})")
+    why = incomplete(gen)
+    if why is not None:
+        raise ParameterError(f"--to {name}: not complete ({why})")
+    return gen
+
+
+def _point(store: Store, target: Path, *, to_chosen: bool = False) -> list[dict]:
+    """Make ``target`` (complete) current; what is newer is kept aside, what an interrupted writer
+    left is removed. One problem dict per change."""
+    out = []
+    with store.lock(recover=False):
+        try:
+            named = store.current.name
+        except LibraryDamagedError:
+            named = None
+        for n, p in generations(store.root):
+            if n <= int(GEN.fullmatch(target.name).group(1)):
                 continue
-            io.write_atomic(store.root / "CURRENT", gen.name + "\n")
-            return True
-    return False
+            if incomplete(p) is None or p.name == named:
+                kept = p.with_name(p.name + (".kept" if incomplete(p) is None else ".damaged"))
+                io.remove(kept)
+                io.move(p, kept)
+                out.append(_problem(p.name, f"newer than {target.name}: kept as {kept.name}", ("kept",)))
+            else:
+                io.remove(p)
+                out.append(_problem(p.name, "left incomplete by an interrupted writer: removed", ("removed",)))
+        io.write_atomic(store.root / "CURRENT", target.name + "\n")
+    if to_chosen:
+        out.append(_problem("CURRENT", f"now names {target.name}" + (f" (it named {named})" if named else ""),
+                            ("current",)))
+    return [p | {"repaired": True} for p in out]
+
+
+def _collect(store: Store) -> list[tuple[str, str]]:
+    """Remove what no one needs (see :meth:`Store.recover`); each removal with its reason."""
+    before = store.generation
+    out = []
+    for name in store.recover():
+        m = GEN.fullmatch(name)
+        if m and int(m.group(1)) < before:
+            out.append((name, "an older generation no reader uses: removed"))
+        elif m:
+            out.append((name, "left incomplete by an interrupted writer: removed"))
+        else:
+            out.append((name, "a temporary file an interrupted writer left: removed"))
+    return out
 
 
 def _key(p: dict) -> tuple:
     """A problem's identity across generations (its file without the generation's folder)."""
     return re.sub(r"^gen-\d+/", "", p["file"]), p["problem"]
-
-
-def _writer_running(lib) -> bool:
-    if lib.store.locked:
-        return False
-    try:
-        with lib.store.lock():
-            return False
-    except (LibraryLockedError, StorageError):
-        return True
 
 
 def _problem(file, problem: str, fix: tuple | None = None) -> dict:
@@ -161,10 +270,9 @@ def _problems(lib, *, checksums: bool) -> list[dict]:
     gen = lib.data  # the generation this object reads: its manifest, its tables
     rel = os.path.relpath(gen, root)
     try:
-        manifest = read_json(gen / "manifest.json")
+        listed = read_manifest(gen)["files"]
     except LibraryDamagedError as exc:
-        return [_problem(gen / "manifest.json", str(exc))]
-    listed = manifest.get("files", {})
+        return [_problem(gen / "manifest.json", str(exc).split(" — ")[0])]
     bad_files = set()
     for name, entry in sorted(listed.items()):
         p = gen / name
@@ -185,9 +293,12 @@ def _problems(lib, *, checksums: bool) -> list[dict]:
                 bad_files.add(name)
     for name in sorted(set(files_of(gen)) - set(listed)):
         out.append(_problem(f"{rel}/{name}", "not part of the committed generation", ("stray", name)))
-    if not _writer_running(lib):  # a live writer's new generation is work in progress, not a leftover
+    if not lib.store.busy():  # a live writer's new generation is work in progress, not a leftover
+        for n, p in generations(root):
+            if n > lib.store.generation and incomplete(p) is not None:
+                out.append(_problem(p.name, "left by an interrupted writer", ("recover",)))
         for p in sorted(root.iterdir()):
-            if is_uncommitted(p.name, lib.store.generation):
+            if ".tmp-" in p.name:
                 out.append(_problem(p.name, "left by an interrupted writer", ("recover",)))
     if bad_files & {"tracks.parquet", "segments.parquet"}:
         return out  # the rest cannot be judged without the tables

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import engines, io
+from ..audio import short_tail
 from ..datasets import Dataset, TrackSource, resolve
 from ..embedders import Embedder, get_embedder
 from ..errors import IncompatibleLibraryError, ParameterError
@@ -33,10 +34,12 @@ TRACK_COLUMNS = ["track_id", "uri", "duration", "sample_rate", "channels", "cont
 
 @dataclass
 class BuildReport:
-    """Counts of one ``add``/``embed`` call; ``errors`` lists the failed items' records."""
+    """Counts of one ``add``/``embed`` call; ``errors`` lists the failed items' records, then the
+    duplicate files' (``stage`` "duplicate": the same bytes as another file, ``message`` names it)."""
 
     added: int = 0
     duplicates: int = 0
+    duplicate_files: int = 0
     replaced: int = 0
     failed: int = 0
     embedded: dict = field(default_factory=dict)
@@ -46,6 +49,8 @@ class BuildReport:
     def summary(self) -> str:
         s = f"added {self.added} tracks, skipped {self.duplicates} already present, "
         s += f"replaced {self.replaced} changed, " if self.replaced else ""
+        s += f"{self.duplicate_files} duplicate files (the same bytes as another; not added), " \
+            if self.duplicate_files else ""
         s += f"{self.failed} failed"
         return s + (" (see errors.jsonl)" if self.failed else "") + f" in {self.seconds:.1f}s"
 
@@ -65,10 +70,10 @@ class _Errors:
         self.changed = True
         return rec
 
-    def clear(self, uri: str) -> None:
-        """``uri`` decodes and embeds now: its earlier failures are gone."""
+    def clear(self, uri: str, *, keep: str | None = None) -> None:
+        """``uri`` decodes and embeds now: its earlier failures are gone (but the records of stage ``keep``)."""
         key = encode_path(uri)
-        gone = [k for k in self.rows if k[0] == key]
+        gone = [k for k in self.rows if k[0] == key and k[1] != keep]
         for k in gone:
             del self.rows[k]
         self.changed |= bool(gone)
@@ -115,6 +120,7 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         live = lib.tracks
         known = set(live["content_hash"])
         by_uri = dict(zip(live["uri"], live["track_id"]))
+        owner = dict(zip(live["content_hash"], live["uri"]))  # content → the file it was added from
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
         job = engines.Job(lib.segmentation, run, frozenset(known), fingerprints=fingerprints.enabled(lib))
         results = engines.run([engines.FileTask(s.uri) for s in sources], job, engine=engine, workers=workers,
@@ -125,18 +131,32 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
                 report.failed += 1
                 report.errors.append(errors.record(res.error))
                 continue
-            errors.clear(src.uri)
             if res.status == "duplicate" or res.content_hash in known:
-                report.duplicates += 1
+                first = owner.get(res.content_hash)
+                errors.clear(src.uri, keep="short-tail" if first == encode_path(src.uri) else None)
+                if first is not None and first != encode_path(src.uri):  # the same bytes at another path
+                    report.duplicate_files += 1
+                    report.errors.append(errors.record({"uri": src.uri, "stage": "duplicate", "error": "Duplicate",
+                                                        "message": f"duplicate of {first}"}))
+                else:
+                    report.duplicates += 1
                 continue
+            errors.clear(src.uri)
             if encode_path(src.uri) in by_uri:  # same path, new content: the file was edited
                 edits.append((int(by_uri[encode_path(src.uri)]), src))
                 continue
+            missing = short_tail(res.info, round(res.duration * res.info.sample_rate))
+            if missing:  # accepted: the header promised a little more than decodes (codec end trim)
+                errors.record({"uri": src.uri, "stage": "short-tail", "error": "ShortTail",
+                               "message": f"accepted {missing / res.info.sample_rate:.3f}s short of the "
+                                          f"{res.info.duration:.3f}s its header promises"})
             known.add(res.content_hash)
+            owner[res.content_hash] = encode_path(src.uri)
             batch.append((src, res))
             if len(batch) >= batch_tracks:
                 report.added += _commit_batch(lib, batch, run, state, errors)
                 batch = []
+        _finish(results)
         if batch or errors.changed:
             report.added += _commit_batch(lib, batch, run, state, errors)
         consolidate(lib)
@@ -190,6 +210,7 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
                 if len(ids) >= batch_tracks:
                     _commit_part(lib, e.key, ids, raws, failed, tags, errors)
                     ids, raws, tags, failed = [], [], [], []
+            _finish(results)
             if ids:
                 _commit_part(lib, e.key, ids, raws, failed, tags, errors)
         consolidate(lib)
@@ -236,6 +257,13 @@ def replace(lib, track_id: int, source, *, workers: int | None = None, progress:
         if report.added != 1:
             raise ParameterError(f"replace: {encode_path(src.uri)} could not be added: {report.errors}")
     return report
+
+
+def _finish(results) -> None:
+    """Stop the workers now: ``zip`` leaves the results generator suspended after the last file."""
+    close = getattr(results, "close", None)
+    if close is not None:
+        close()
 
 
 # -- batches, parts and consolidation ---------------------------------------------------------

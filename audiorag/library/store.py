@@ -20,6 +20,13 @@ removes what a dead one left (:meth:`Store.recover`). Readers read one generatio
 see a half-written state: each pins its generation with a shared lock on its directory
 (:meth:`Store.pin`), and a writer deletes old generations only when no reader pins them.
 
+Nothing automatic deletes a *complete* generation (its manifest valid, every file there with its
+recorded size) unless it is older than CURRENT: a generation newer than CURRENT is deleted only when
+it is incomplete (a dead writer's), and one complete generation just after CURRENT, built on it, is
+a writer that died between its manifest and the switch: the next writer makes it current. Anything
+else (CURRENT damaged, older than complete generations) stops writers until ``audiorag check
+--repair`` chooses (:func:`audiorag.library.check.check_path`).
+
 >>> import tempfile
 >>> s = Store.create(tempfile.mkdtemp())
 >>> with s.transaction() as d:
@@ -38,15 +45,122 @@ import os
 import re
 import socket
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .. import io
 from ..errors import LibraryDamagedError, LibraryLockedError, StorageError
 
 log = logging.getLogger(__name__)
 GEN = re.compile(r"gen-(\d{6,})$")
+_HOLDERS: weakref.WeakSet = weakref.WeakSet()  # the Store objects of this process that hold the writers' lock
+
+
+class FileEntry(BaseModel):
+    """One file of a generation as its manifest records it."""
+
+    model_config = ConfigDict(strict=True)
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+
+
+class Manifest(BaseModel):
+    """``manifest.json``: every file of a generation with its size and sha256."""
+
+    model_config = ConfigDict(strict=True)
+    generation: int = Field(ge=0)
+    committed: str
+    parent: str | None = None  # the generation it was built on (absent in manifests before it was recorded)
+    files: dict[str, FileEntry]
+
+
+class SegmentationSpec(BaseModel):
+    """The ``segmentation`` of ``library.json``."""
+
+    model_config = ConfigDict(strict=True)
+    window: float = Field(gt=0, allow_inf_nan=False)
+    hop: float = Field(gt=0, allow_inf_nan=False)
+    tail: str
+
+
+class LibraryMeta(BaseModel):
+    """``library.json``: format, segmentation, dataset (other keys are kept as they are)."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    format_version: int
+    segmentation: SegmentationSpec
+    dataset: str | None = None
+
+
+def validated(path, model: type[BaseModel]) -> dict:
+    """The JSON file ``path`` checked against ``model``; a file of another shape is one
+    :class:`LibraryDamagedError` naming the file and the first wrong field.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "manifest.json"
+    >>> _ = p.write_text('{"generation": 1, "committed": "x", "files": {"a": {"bytes": "9"}}}')
+    >>> validated(p, Manifest)
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.LibraryDamagedError: .../manifest.json: field files.a.bytes: Input should be a valid integer ...
+    """
+    obj = read_json(path)
+    try:
+        return model.model_validate(obj).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(the whole file)"
+        raise damaged(path, f"field {where}: {first['msg']}") from None
+
+
+def read_manifest(gen_dir: Path) -> dict:
+    """A generation's validated manifest (see :class:`Manifest`)."""
+    return validated(Path(gen_dir) / "manifest.json", Manifest)
+
+
+def incomplete(gen_dir: Path) -> str | None:
+    """Why a generation directory is not complete (its manifest invalid, for another generation,
+    or a file missing or of another size than recorded), or None when it is complete."""
+    gen_dir = Path(gen_dir)
+    try:
+        manifest = read_manifest(gen_dir)
+    except LibraryDamagedError as exc:
+        return str(exc).split(" — ")[0]
+    if _gen_name(manifest["generation"]) != gen_dir.name:
+        return f"{gen_dir}/manifest.json: field generation: {manifest['generation']}, not {gen_dir.name}"
+    for rel, entry in manifest["files"].items():
+        try:
+            size = os.stat(gen_dir / rel).st_size
+        except OSError:
+            return f"{gen_dir / rel}: missing"
+        if size != entry["bytes"]:
+            return f"{gen_dir / rel}: {size} bytes, {entry['bytes']} recorded when it was written"
+    return None
+
+
+def generations(root: Path) -> list[tuple[int, Path]]:
+    """The generation directories under ``root``, oldest first."""
+    return sorted((int(m.group(1)), p) for p in Path(root).iterdir() if (m := GEN.fullmatch(p.name)) and p.is_dir())
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: let go of the writers' lock the parent holds. A flock belongs to the open
+    file, which the child shares: a worker that outlived the parent's lock would hold it, and the
+    parent's next change would find itself "being changed by" its own pid."""
+    for store in list(_HOLDERS):
+        fd = store._fd  # noqa: SLF001 - this module's own class
+        if fd is not None:
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, fd, inheritable=False)  # the number stays valid (closed later); the lock's file does not
+            os.close(null)
+        store._depth, store._fd = 0, None
+    _HOLDERS.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class Store:
@@ -56,6 +170,7 @@ class Store:
         self.root = Path(root)
         self.wait = wait
         self._depth = 0
+        self._fd: int | None = None
         self._txn: Path | None = None
         self.serial = 0  # counts the changes begun here: what was read inside a failed one is stale
         self.last_commit: Path | None = None  # the generation this object committed last, until read
@@ -99,9 +214,10 @@ class Store:
 
     # -- the one writer ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self):
+    def lock(self, *, recover: bool = True):
         """Hold the writers' lock (re-entrant in this object). Another holder → wait when ``wait``
-        (``True``, or the seconds to wait), else :class:`LibraryLockedError` naming it."""
+        (``True``, or the seconds to wait), else :class:`LibraryLockedError` naming it.
+        ``recover``: first remove what a dead writer left (:meth:`recover`)."""
         if self._depth:
             self._depth += 1
             try:
@@ -122,12 +238,15 @@ class Store:
         except BaseException:
             os.close(fd)
             raise
-        self._depth = 1
+        self._depth, self._fd = 1, fd
+        _HOLDERS.add(self)
         try:
-            self.recover()
+            if recover:
+                self.recover()
             yield
         finally:
-            self._depth = 0
+            _HOLDERS.discard(self)
+            self._depth, self._fd = 0, None
             os.close(fd)  # releases the lock (so does the death of the process)
 
     def _acquire(self, fd: int) -> None:
@@ -164,6 +283,24 @@ class Store:
     def locked(self) -> bool:
         return self._depth > 0
 
+    def busy(self) -> bool:
+        """Whether another writer holds the lock now (a probe: nothing is recovered or changed)."""
+        if self._depth:
+            return False
+        try:
+            fd = os.open(self.root / "lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
     # -- commits ----------------------------------------------------------------------------
     @contextlib.contextmanager
     def transaction(self, *, verify: bool = True, carry: tuple = ()):
@@ -181,8 +318,11 @@ class Store:
             gen = self.generation
             if verify:
                 self.verify_sizes()
+            newer = [p.name for n, p in generations(self.root) if n > gen]
+            if newer:  # complete ones (recover() removed the rest): never built over
+                raise LibraryDamagedError(f"{self.root}/CURRENT names {_gen_name(gen)}, but {', '.join(newer)} "
+                                          f"are newer and complete; run `audiorag check {self.root} --repair`")
             new = self.root / _gen_name(gen + 1)
-            io.remove(new)  # a dead writer's leftover (recover() removes it too)
             self.serial += 1
             _link_tree(self.current, new)
             self._txn = new
@@ -207,7 +347,7 @@ class Store:
         """Every file of a generation (the committed one by default) is there with its recorded size
         (a ``stat`` each); else :class:`LibraryDamagedError`."""
         gen = gen or self.current
-        for rel, entry in read_json(gen / "manifest.json").get("files", {}).items():
+        for rel, entry in read_manifest(gen)["files"].items():
             try:
                 size = os.stat(gen / rel).st_size
             except FileNotFoundError:
@@ -232,6 +372,9 @@ class Store:
             if gen.is_dir() and self.current == gen:
                 return gen, fd
             os.close(fd)
+        if not self.current.is_dir():
+            raise LibraryDamagedError(f"{self.root}/CURRENT: names {self.current.name}, which does not exist; "
+                                      f"run `audiorag check {self.root}`")
         raise LibraryDamagedError(f"{self.root}: could not open a committed generation; "
                                   f"run `audiorag check {self.root}`")
 
@@ -249,15 +392,30 @@ class Store:
         _switch(self.root, 1)
 
     def recover(self) -> list[str]:
-        """Remove what a dead writer left: uncommitted generations, temporary files, old generations.
-        Runs when the lock is taken; returns what it removed."""
+        """Remove what a dead writer left: incomplete newer generations, temporary files, old
+        generations; make current the complete generation a writer left just before its switch.
+        Runs when the lock is taken; returns what it removed. With CURRENT damaged, or naming an
+        incomplete generation, it does nothing: ``audiorag check --repair`` decides."""
         try:
             gen = self.generation
         except LibraryDamagedError:  # no committed generation to measure leftovers against (check --repair)
             return []
+        if incomplete(self.current) is not None:
+            return []
         removed = []
+        newer = [(n, p) for n, p in generations(self.root) if n > gen]
+        for _, p in newer:
+            if incomplete(p) is not None:
+                io.remove(p)
+                removed.append(p.name)
+        newer = [(n, p) for n, p in newer if p.exists()]
+        if [n for n, _ in newer] == [gen + 1] and read_manifest(newer[0][1])["parent"] in (None, _gen_name(gen)):
+            log.info("%s: %s was complete but not yet current (its writer stopped); now current",
+                     self.root, newer[0][1].name)
+            _switch(self.root, gen + 1)
+            gen += 1
         for p in self.root.iterdir():
-            if is_uncommitted(p.name, gen):
+            if ".tmp-" in p.name:
                 io.remove(p)
                 removed.append(p.name)
         for p in _temporaries(self.current):
@@ -290,12 +448,6 @@ class Store:
                 if fd is not None:
                     os.close(fd)
         return out
-
-
-def is_uncommitted(name: str, gen: int) -> bool:
-    """Whether a top-level entry named ``name`` is what a writer left uncommitted when ``gen`` is current."""
-    m = GEN.fullmatch(name)
-    return bool(m and int(m.group(1)) > gen) or ".tmp-" in name
 
 
 def unpin(fd: int | None) -> None:
@@ -346,7 +498,7 @@ def _write_manifest(gen_dir: Path, gen: int, previous: Path | None, *, carry: tu
     and so do the ``carry`` files, present or not."""
     old = {}
     if previous is not None and (previous / "manifest.json").exists():
-        old = read_json(previous / "manifest.json").get("files", {})
+        old = read_manifest(previous)["files"]
     files = {rel: old[rel] for rel in carry if rel in old}
     for rel in files_of(gen_dir):
         st = os.stat(gen_dir / rel)
@@ -356,6 +508,7 @@ def _write_manifest(gen_dir: Path, gen: int, previous: Path | None, *, carry: tu
         else:
             files[rel] = {"bytes": st.st_size, "sha256": io.file_sha256(gen_dir / rel)}
     write_json(gen_dir / "manifest.json", {"generation": gen, "committed": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                           "parent": previous.name if previous is not None else None,
                                            "files": files})
 
 
