@@ -59,6 +59,28 @@ def test_build_info_search_json(tmp_path, rng):
     assert (again["added"], again["duplicates"]) == (0, 6)
 
 
+def test_a_second_embedding_leaves_commands_on_the_default_until_default_changes_it(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    lib = tmp_path / "lib"
+    build = ["build", str(lib), "--dataset", f"folder:{audio}", "--labels", str(audio / "labels.csv"),
+             "--window", "4", "--hop", "2", "--json"]
+    assert runner.invoke(app, build).exit_code == 0
+    first = json.loads(runner.invoke(app, ["default", str(lib), "--json"]).stdout)["default_embedding"]
+    assert runner.invoke(app, [*build, "--embedder", "features45:n_mels=64"]).exit_code == 0
+    info = runner.invoke(app, ["info", str(lib)]).stdout
+    assert f"embedding {first} (default" in info and info.count("embedding features45-") == 2
+    search = ["search", str(lib), "--track", "0", "--at", "2", "-k", "3", "--json"]
+    r = runner.invoke(app, search)
+    assert r.exit_code == 0, r.output
+    other = next(e["key"] for e in json.loads(runner.invoke(app, ["info", str(lib), "--json"]).stdout)["embeddings"]
+                 if e["key"] != first)
+    assert runner.invoke(app, ["default", str(lib), other]).exit_code == 0
+    assert f"embedding {other} (default" in runner.invoke(app, ["info", str(lib)]).stdout
+    assert runner.invoke(app, search).exit_code == 0
+    r = runner.invoke(app, ["default", str(lib), "nope"])
+    assert r.exit_code == 2 and "no embedding 'nope'" in r.output
+
+
 def test_auto_index_budget_remove_and_memory_report(tmp_path, rng):
     audio = _folder(tmp_path, rng)
     lib = tmp_path / "lib"
