@@ -269,8 +269,10 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
 
 
 def cell_parameters(config: SweepConfig, cell: Cell, root: Path) -> dict:
-    """papermill parameters of each notebook for one cell."""
+    """papermill parameters of each notebook for one cell (absolute paths: a notebook reads a relative
+    one from the repository root, the sweep from its working directory)."""
     from .embedders import get_embedder
+    root = Path(root).absolute()
     lib = str(config.library_dir(root, cell.segmentation))
     out = str(root / "cells" / cell.id)
     key = get_embedder(cell.embedder.name, **cell.embedder.params).key
@@ -395,6 +397,47 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder a notebook's relative paths are relative to: the repository root — the nearest folder at
+    or above ``start`` (default: the working directory, which JupyterLab sets to the notebook's folder)
+    holding ``pyproject.toml`` and ``notebooks/`` — else ``start`` itself (a copy outside a checkout).
+
+    >>> root = project_root()
+    >>> project_root(root / "notebooks") == root
+    True
+    """
+    here = Path(start if start is not None else Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def notebook_path(value: str | Path | None, *, start: str | Path | None = None) -> str | None:
+    """A notebook parameter that is a path, made absolute by the notebooks' one rule: a relative path is
+    relative to the repository root (:func:`project_root`), so ``library = "my-lib"`` means the same
+    library whether the kernel runs in ``notebooks/`` (JupyterLab) or at the root (papermill, a sweep).
+    Dataset specs that hold a folder (``folder:PATH``, ``freesound:DIR``) have their folder resolved;
+    ``None`` and other specs (``synthetic:16``) are returned as they are.
+
+    >>> root = project_root()
+    >>> notebook_path("my-lib", start=root / "notebooks") == str(root / "my-lib")
+    True
+    >>> notebook_path("synthetic:16"), notebook_path(None)
+    ('synthetic:16', None)
+    """
+    if value is None:
+        return None
+    text = str(value)
+    prefix, _, rest = text.partition(":")
+    if rest and prefix in ("folder", "freesound"):
+        return f"{prefix}:{notebook_path(rest, start=start)}"
+    if rest and prefix.isidentifier() and len(prefix) > 1:  # another dataset spec, e.g. synthetic:16, fma:small
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else project_root(start) / path)
 
 
 def build_step(*, dataset: str, library: str, embedder: str, embedder_params: dict | None = None,
