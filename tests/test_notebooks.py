@@ -2,6 +2,7 @@
 show progress without kernel noise and end with commands that work."""
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path, capfd, monkey
     err = capfd.readouterr().err
     assert "sweep tiny: 3/3 cells" in err and "ETA" in err   # one bar over the cells
     assert "without encryption" not in err and "IPKernelApp" not in err  # the kernels' start-up warning
+    # the bar moves inside a notebook too: the kernel's own bars (tracks, index, queries) after the cell's name
+    assert re.search(r"01_build_index · ingest \d+/24", err) and "01_build_index · index Flat" in err
+    assert re.search(r"03_evaluate · evaluate: queries \d+/40", err)
     assert sorted(summary["index"]) == ["Flat", "HNSW32"]
     cells = out / "cells"
     failed = cells / "features45-ivf4096-flat-w10-h2-tiny" / "error.json"

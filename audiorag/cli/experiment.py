@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
                        folds=folds, out=out, as_json=as_json)
         return
-    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol)  # or a sharded one
+    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol,  # or a sharded one
+                  progress=not as_json and sys.stderr.isatty())
     if out:
         ev.record.write(out)
         write_with(out / "per-query.csv", lambda f: ev.per_query.to_csv(f, index=False))
@@ -176,9 +178,14 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     _output_dir("--out", out)
     result = run(Library.open(library, **_open_kw(wait)), embedder=embedder, level=level, label=label or None,
                  clusters=specs, ks=k_range, contamination=anomalies, maps=projections, seed=seed, out_dir=out,
-                 write_column=write_column)
+                 write_column=write_column, progress=not as_json and sys.stderr.isatty())
     m = result.record.metrics
-    lines = [f"{k:<40} {v:.4f}" for k, v in m.items()] + [f"written to {out}"]
+    counts = {k: v for k, v in m.items() if k.rsplit("/", 1)[-1] in ("items", "best_k") or
+              k.rsplit("/", 1)[-1].startswith("n_")}
+    lines = [f"{result.record.embedder['key']} on {result.record.dataset['id']}, {level} level: "
+             + ", ".join(f"{k.replace('_', ' ')} {int(v)}" for k, v in counts.items()),
+             f"{'metric':<44} {'value':>8}"]
+    lines += [f"{k:<44} {v:>8.4f}" for k, v in m.items() if k not in counts] + [f"written to {out}"]
     _print(m, as_json, "\n".join(lines))
 
 

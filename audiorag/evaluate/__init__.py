@@ -65,15 +65,19 @@ def _docid(segment_id) -> str:
 
 
 def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol | None = None,
-             keep_details: bool = True) -> Evaluation:
+             keep_details: bool = True, progress: bool = False) -> Evaluation:
     """Run ``protocol`` on ``lib``'s ``embedder`` vectors through its ``index``.
 
     Quality metrics are deterministic for a given library, index and protocol. Tracks with no
     value in the label column are left out (neither queries nor candidates); their number is
-    in the metrics as ``n_unlabelled`` (tracks) and ``n_unlabelled_segments``.
+    in the metrics as ``n_unlabelled`` (tracks) and ``n_unlabelled_segments``. ``progress``: bars
+    (tqdm) over the steps and the queries.
     """
+    from tqdm.auto import tqdm
     protocol = protocol or Protocol()
     t_start = time.perf_counter()
+    steps = tqdm(total=5, desc="evaluate", unit="step", disable=not progress, leave=False)
+    steps.set_postfix_str("batch search")
     emb = lib.embedding(embedder)
     faiss_index = open_index(lib, emb, index)  # a sharded library: the fan-out over its shards
     sidecar = faiss_index.sidecar
@@ -115,7 +119,9 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     valid_codes = np.where(valid, codes, -1)
     track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy(), dtype=object)
     other_labels = pd.Series(track_labels, index=tracks.index, dtype=object)
-    for qi, q in enumerate(queries):
+    steps.update()
+    steps.set_postfix_str("ranking")
+    for qi, q in enumerate(tqdm(queries, desc="evaluate: queries", unit="query", disable=not progress, leave=False)):
         ids, sc = ids_all[qi], scores_all[qi]
         keep = ids >= 0
         ids, sc = ids[keep], sc[keep]
@@ -162,10 +168,18 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
 
     result["n_unlabelled"] = float(n_unlabelled)
     result["n_unlabelled_segments"] = float(n_unlabelled_segments)
+    steps.update()
+    steps.set_postfix_str("clusters by label")
     result.update(_label_clusters(vectors[valid], labels[valid].astype(str), protocol.seed))
+    steps.update()
+    steps.set_postfix_str("moment localisation")
     moment, moment_seconds = _moment_accuracy(lib, emb, protocol, sidecar["name"])
     result.update(moment)
+    steps.update()
+    steps.set_postfix_str("latency")
     latencies = _latencies(lib, emb, queries, protocol, sidecar["name"])
+    steps.update()
+    steps.close()
     lat = M.latency_summary(latencies)
     result.update({f"latency/{k}": v for k, v in lat.items() if k != "n"})
     result["throughput/batch_qps"] = M.throughput(len(queries), search_seconds)
