@@ -25,6 +25,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,scale,stems,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
+	# kernels (JupyterLab, papermill) keep their warnings to errors: ipykernel warns at every start that
+	# its loopback TCP is unencrypted, which is noise on a workstation
+	mkdir -p $(VENV)/etc/ipython && echo '{"IPKernelApp": {"log_level": "ERROR"}}' > $(VENV)/etc/ipython/ipython_kernel_config.json
 	touch $@
 
 install: $(VENV)/.installed

@@ -112,3 +112,29 @@ def test_errors_are_clear(tmp_path):
     assert r.exit_code == 2 and "unknown dataset" in r.output
     r = runner.invoke(app, ["search", str(tmp_path / "lib")])
     assert r.exit_code == 2 and "give --audio FILE or --track ID" in r.output
+
+
+def test_tables_show_file_names_one_format_per_column_and_fit_100_columns(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    deep = tmp_path / ("a-very-long-folder-name-" * 5) / ("and-another-one-" * 4)
+    deep.parent.mkdir(parents=True)
+    audio.rename(deep)
+    lib = tmp_path / "lib"
+    assert runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{deep}", "--labels", str(deep / "labels.csv"),
+                               "--window", "4", "--hop", "2", "--json"]).exit_code == 0
+    r = runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "-k", "5"])
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and max(map(len, lines)) <= 100, r.stdout
+    assert lines[0].split()[:7] == ["rank", "track", "start", "s", "end", "s", "cosine"], r.stdout
+    assert str(tmp_path) not in r.stdout and "s0.wav" in r.stdout
+    assert lines[-1].startswith("cosine: ") and all(len(row.split()[2].split(".")[1]) == 1 for row in lines[1:-1])
+    r = runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "-k", "3", "--by", "track"])
+    assert "moments" in r.stdout.splitlines()[0] and "moments: how many" in r.stdout
+    assert json.loads(runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "--json"]).stdout)[0][
+        "uri"].startswith(str(deep))  # the full path stays in --json
+
+    r = runner.invoke(app, ["analyse", str(lib), "--label", "", "--clusters", "kmeans:2", "--ks", "",
+                            "--anomalies", "0", "--maps", "pca", "--out", str(tmp_path / "an")])
+    assert r.exit_code == 0, r.output
+    table = r.stdout.splitlines()[:-1]  # the last line names the output folder
+    assert "items 18" in table[0] and "18.0000" not in r.stdout and max(map(len, table)) <= 100, r.stdout

@@ -43,6 +43,16 @@ def run_script(lines: list[str], clone: Path, env: dict, log: Path) -> str:
     return r.stdout + r.stderr
 
 
+def kernel_config(clone: Path, ipython_dir: Path) -> Path:
+    """The kernel configuration `make install` writes into .venv/etc/ipython (this test's environment was
+    not made by `make install`): the same file, in an IPython profile of its own."""
+    make = (clone / "Makefile").read_text()
+    content = re.search(r"echo '(.*)' > \$\(VENV\)/etc/ipython/ipython_kernel_config.json", make).group(1)
+    (ipython_dir / "profile_default").mkdir(parents=True)
+    (ipython_dir / "profile_default" / "ipython_kernel_config.json").write_text(content)
+    return ipython_dir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -64,7 +74,8 @@ def test_the_readme_tour_runs_as_printed_in_a_fresh_clone_then_with_a_second_emb
     jupyter = [i for i, line in enumerate(lines) if line.startswith("jupyter lab ")]
     assert len(jupyter) == 1, "the tour opens one notebook in JupyterLab"
     lines[jupyter[0]] = as_jupyterlab(lines[jupyter[0]], tmp_path / "02-first.ipynb")
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(clone), "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(clone), "LANG": "C.UTF-8",
+           "IPYTHONDIR": str(kernel_config(clone, tmp_path / "ipython"))}
 
     out = run_script(lines, clone, env, tmp_path / "tour-1.log")
     assert (clone / "experiments/results/explore/hits.csv").exists()  # out_dir read from the root...

@@ -70,9 +70,12 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
                  + len(maps) + bool(truth is not None and tag_k), desc="analyse", unit="step",
                  disable=not progress, leave=False)
 
+    named: list[str] = []
+
     def step(name: str) -> None:
-        if steps.n or steps.postfix:  # the step named before this one is done
+        if named:  # the step named before this one is done
             steps.update()
+        named.append(name)
         steps.set_postfix_str(name)
     for spec in clusters:
         step(f"clusters {spec}")
@@ -108,7 +111,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     if truth is not None and tag_k:
         step("kNN tagging")
         metrics.update(tagging.leave_one_out(lib, embedder=emb.key, label=label, k=tag_k, abstain=abstain))
-    steps.update()
+    steps.update(bool(named))
     steps.close()
     if write_column and clusters and level == "track":
         lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))

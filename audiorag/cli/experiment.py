@@ -182,7 +182,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     m = result.record.metrics
     counts = {k: v for k, v in m.items() if k.rsplit("/", 1)[-1] in ("items", "best_k") or
               k.rsplit("/", 1)[-1].startswith("n_")}
-    lines = [f"{result.record.embedder['key']} on {result.record.dataset['id']}, {level} level: "
+    lines = [f"{result.record.embedder['key']}, {level} level: "
              + ", ".join(f"{k.replace('_', ' ')} {int(v)}" for k, v in counts.items()),
              f"{'metric':<44} {'value':>8}"]
     lines += [f"{k:<44} {v:>8.4f}" for k, v in m.items() if k not in counts] + [f"written to {out}"]

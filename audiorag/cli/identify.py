@@ -10,6 +10,7 @@ from ..errors import ParameterError
 from ..io import write_with
 from ._app import _number, _output_dir, _print, app
 from .experiment import EVAL_PROTOCOLS
+from .tables import COMMON, text_table
 
 
 @app.command()
@@ -30,8 +31,11 @@ def identify(library: Path = typer.Argument(..., help="library directory (built 
     found = run_identify(lib, audio, start=start, end=end, k=k)
     out = {"matches": found.to_dict("records"), "reason": found.attrs.get("reason"),
            "ms": round(found.attrs["seconds"] * 1000, 1)}
-    text = (found.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(found)
-            else f"no match: {found.attrs.get('reason')}")
+    columns = {"track_id": COMMON["track_id"], "offset": ("at s", "{:.2f}"), "stretch": ("stretch", "{:.3f}"),
+               "score": ("landmarks", "{:d}"), "confidence": ("confidence", "{:.2f}"), "uri": COMMON["uri"]}
+    text = (text_table(found, columns, legend="at s: where the clip starts in the track; stretch: its tempo "
+                                              "relative to the track; landmarks: matching fingerprint pairs")
+            if len(found) else f"no match: {found.attrs.get('reason')}")
     _print(out, as_json, text)
 
 
@@ -56,7 +60,8 @@ def _eval_identify(library: Path, options: dict) -> None:
         record.write(out)
         write_with(out / "identify.csv", lambda f: table.to_csv(f, index=False))
     _print(record.model_dump(mode="json"), options["as_json"],
-           table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+           text_table(table, {c: (c.replace("_", " "), "{:.3f}" if table[c].dtype.kind == "f" else
+                                  "{:d}" if table[c].dtype.kind in "iu" else None) for c in table.columns}))
 
 
 EVAL_PROTOCOLS["identify"] = _eval_identify
