@@ -114,7 +114,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     relevance = np.zeros((len(queries), depth), dtype=bool)
     n_relevant = np.zeros(len(queries))
     ranked, ranked_scores, qrels = [], [], []
-    track_rel, track_n = [], []
+    track_rel, track_n, track_others = [], [], []
     seg_track = keys[0]
     valid_codes = np.where(valid, codes, -1)
     track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy(), dtype=object)
@@ -147,6 +147,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         track_rel.append(track_label.loc[best_tracks].to_numpy() == labels[q])
         other = tracks[~tracks["track_id"].isin(np.unique(seg_track[excluded_all]))]
         track_n.append(int((other_labels.loc[other.index] == labels[q]).sum()))
+        track_others.append(max(1, int(other_labels.loc[other.index].notna().sum())))
     track_depth = max(len(r) for r in track_rel)
     track_relevance = np.zeros((len(queries), track_depth), dtype=bool)
     for qi, r in enumerate(track_rel):
@@ -165,6 +166,8 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         result[f"{level}/MRR"] = float(M.reciprocal_rank(rel).mean())
     chance = pd.Series(labels[valid]).value_counts(normalize=True)
     result["chance/P"] = float((chance.loc[labels[queries]]).mean())
+    # a random ranking of the other tracks: the share of them with the query's label
+    result["chance/track_P"] = float(np.mean(np.asarray(track_n) / np.asarray(track_others)))
 
     result["n_unlabelled"] = float(n_unlabelled)
     result["n_unlabelled_segments"] = float(n_unlabelled_segments)
