@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export AUDIORAG_CACHE ?= $(CURDIR)/data/cache
 DEMO_LIB ?= experiments/results/default/libraries/synthetic-96-w10-h2
-QUICK_LIB ?= experiments/results/quick/libraries/synthetic-32-w10-h2
+QUICK_LIB ?= experiments/results/quick/libraries/synthetic-16-w10-h2
 PIP := $(BIN)/python -m pip install -q
 # pip warns once per configured package location that does not exist on this machine (a find-links folder,
 # an extra index without the package): drop those lines only; errors and other warnings still show

@@ -284,7 +284,7 @@ def recommend_tradeoff_figure(table: pd.DataFrame):
         handles.append(axes[0].plot(r["discovery"], r["P@10"], label=str(r["setting"]), **style)[0])
         axes[1].plot(r["ILD"], r["P@10"], **style)
     axes[0].set(xlabel="discovery (share by new artists)", ylabel="P@10")
-    axes[1].set(xlabel="intra-list diversity (ILD)")
+    axes[1].set(xlabel="intra-list diversity (ILD: mean 1 − cos, 0–2)")
     for ax in axes:
         ax.grid(alpha=0.3)
     _legend_outside(fig, handles, title="setting")
