@@ -33,7 +33,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           protocol_name: str = typer.Option("retrieval", "--protocol",
                                             help="retrieval (P@k over label neighbours), or another query type's "
                                                  "protocol: recommend, hum, identify"),
-          embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+          embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
           index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
           label: str = typer.Option("genre", help="track column whose equal values count as relevant "
                                                   "(tracks without a value are left out and counted)"),
@@ -144,7 +144,7 @@ def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name
 
 @app.command()
 def analyse(library: Path = typer.Argument(..., help="library directory"),
-            embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+            embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
             clusters: str = typer.Option("kmeans:8,hdbscan",
                                          help="comma-separated: kmeans:K, dbscan:EPS, hdbscan[:MIN]"),
             ks: str = typer.Option("2-20", help="k-sweep range for KMeans silhouette, e.g. 2-20 (empty: none)"),

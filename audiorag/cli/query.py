@@ -30,7 +30,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            text: str | None = typer.Option(None, help="a description: text tower (clap) or a tagger's tag space; "
                                               "with --audio/--track, a hybrid query"),
            alpha: float = typer.Option(0.7, help="hybrid queries: weight of the text (1 - alpha: the audio)"),
-           embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+           embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
            stem: str | None = typer.Option(None, help="harmonic | percussive (build --stems hpss), drums | bass | "
                                               "vocals | other (--stems demucs): search that stem's embedding "
                                               "(docs/describe.md#stems)"),

@@ -37,7 +37,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
                                                                 "hour 0-23: a mood prior when --mood is not given"),
               discovery: float | None = typer.Option(None, help="at least this share of moments by artists not in "
                                                                  "the history or the likes, e.g. 0.34"),
-              embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+              embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
               index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
               as_json: bool = typer.Option(False, "--json", help="print the moments as JSON only")):
     """Recommend moments of LIBRARY for a listener who liked --liked moments and played --history tracks."""
