@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export AUDIORAG_CACHE ?= $(CURDIR)/data/cache
 DEMO_LIB ?= experiments/results/default/libraries/synthetic-96-w10-h2
-QUICK_LIB ?= experiments/results/quick/libraries/synthetic-96-w10-h2
+QUICK_LIB ?= experiments/results/quick/libraries/synthetic-16-w10-h2
 PIP := $(BIN)/python -m pip install -q
 # pip warns once per configured package location that does not exist on this machine (a find-links folder,
 # an extra index without the package): drop those lines only; errors and other warnings still show
@@ -25,6 +25,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
 	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,scale,stems,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
+	# kernels (JupyterLab, papermill) keep their warnings to errors: ipykernel warns at every start that
+	# its loopback TCP is unencrypted, which is noise on a workstation
+	mkdir -p $(VENV)/etc/ipython && echo '{"IPKernelApp": {"log_level": "ERROR"}}' > $(VENV)/etc/ipython/ipython_kernel_config.json
 	touch $@
 
 install: $(VENV)/.installed

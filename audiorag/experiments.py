@@ -27,6 +27,7 @@ notebooks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -199,6 +200,58 @@ def _kernel_arguments(kernel: str) -> list[str]:
     return ["--IPKernelApp.log_level=ERROR"] if any("ipykernel" in a for a in argv) else []
 
 
+#: Kernel option for sweep runs: the package's tqdm bars as text on the kernel's stderr (which papermill
+#: streams back as it is written) instead of widgets, whose updates never reach papermill's output.
+TEXT_BARS = "--IPKernelApp.exec_lines=import tqdm.auto, tqdm.std; tqdm.auto.tqdm = tqdm.std.tqdm"
+
+
+def progress_text(output: str) -> str | None:
+    """The latest state of a tqdm text bar in a stream ``output`` ("embed features45 31/96 tracks"),
+    or None when it holds none.
+
+    >>> progress_text("\\rembed f45:  31%|███       | 30/96 [00:05<00:11,  5.6it/s]")
+    'embed f45 30/96'
+    >>> progress_text("\\revaluate:  40%|████      | 2/5 [00:01<00:01,  1.99step/s, ranking]")
+    'evaluate 2/5 · ranking'
+    >>> progress_text("hello") is None
+    True
+    """
+    import re
+    for line in reversed(output.replace("\r", "\n").splitlines()):
+        m = re.match(r"\s*(.*?):\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)(?:\s*\[[^\],]*(?:,[^\],]*)?(?:,\s*([^\]]*))?\])?",
+                     line)
+        if m:
+            desc, n, total, postfix = m.groups()
+            return f"{desc} {n}/{total}" + (f" · {postfix.strip()}" if postfix and postfix.strip() else "")
+    return None
+
+
+@contextlib.contextmanager
+def _kernel_progress(bar):
+    """While a sweep runs, show the running notebook's own bars (decoding, embedding, index, queries)
+    after the sweep bar's cell and notebook; the kernel's other output stays in the executed notebook.
+    Yields a dict whose ``where`` the sweep sets to the running cell and notebook."""
+    running = {"where": ""}
+    pm_log = logging.getLogger("papermill")
+
+    class Relay(logging.Handler):
+        def emit(self, record):
+            text = progress_text(record.getMessage()) if bar is not None else None
+            if text:
+                bar.set_postfix_str(f"{running['where']} · {text}")
+
+    handler, saved = Relay(), (pm_log.propagate, pm_log.level)
+    pm_log.addHandler(handler)
+    pm_log.propagate = False
+    pm_log.setLevel(logging.INFO)
+    try:
+        yield running
+    finally:
+        pm_log.removeHandler(handler)
+        pm_log.propagate = saved[0]
+        pm_log.setLevel(saved[1])
+
+
 def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: str = "python3",
               progress: bool = True) -> pd.DataFrame:
     """Run every cell not done yet (resume), continue past failures, then write the summary.
@@ -236,10 +289,10 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
     if len(todo) < len(cells):
         log.info("%d of %d cells already done (delete a cell's metrics.json to run it again)",
                  len(cells) - len(todo), len(cells))
-    extra = _kernel_arguments(kernel)
+    extra = _kernel_arguments(kernel) + ([TEXT_BARS] if progress else [])
     bar = tqdm(todo, desc=f"sweep {config.name}", unit="cell", disable=not progress or not todo, dynamic_ncols=True,
                bar_format="{desc}: {n_fmt}/{total_fmt} cells |{bar}| {elapsed} elapsed, ETA {remaining}{postfix}")
-    with logging_redirect_tqdm(loggers=[log]):
+    with logging_redirect_tqdm(loggers=[log]), _kernel_progress(bar if progress else None) as running:
         for cell in bar:
             cell_dir = root / "cells" / cell.id
             cell_dir.mkdir(parents=True, exist_ok=True)
@@ -248,11 +301,12 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
             t0 = time.perf_counter()
             try:
                 for nb in config.notebooks:
-                    bar.set_postfix_str(f"{cell.id} · {Path(nb).stem}")
+                    running["where"] = f"{cell.id} · {Path(nb).stem}"
+                    bar.set_postfix_str(running["where"])
                     inner = {"desc": f"  {Path(nb).stem}", "leave": False, "position": 1, "disable": None} \
                         if progress else False
                     pm.execute_notebook(str(nb_dir / nb), str(cell_dir / nb), parameters=params[nb],
-                                        kernel_name=kernel, progress_bar=inner, log_output=False,
+                                        kernel_name=kernel, progress_bar=inner, log_output=progress,
                                         cwd=str(Path.cwd()), extra_arguments=extra)
             except Exception as exc:  # a failed cell is recorded; the sweep goes on
                 write_json(cell_dir / "error.json", {"cell": cell.id, "error": type(exc).__name__,
@@ -269,8 +323,10 @@ def run_sweep(config: SweepConfig, *, output: str | Path | None = None, kernel: 
 
 
 def cell_parameters(config: SweepConfig, cell: Cell, root: Path) -> dict:
-    """papermill parameters of each notebook for one cell."""
+    """papermill parameters of each notebook for one cell (absolute paths: a notebook reads a relative
+    one from the repository root, the sweep from its working directory)."""
     from .embedders import get_embedder
+    root = Path(root).absolute()
     lib = str(config.library_dir(root, cell.segmentation))
     out = str(root / "cells" / cell.id)
     key = get_embedder(cell.embedder.name, **cell.embedder.params).key
@@ -397,19 +453,65 @@ def markdown_table(df: pd.DataFrame, digits: int = 4) -> str:
     return "\n".join(lines)
 
 
+def project_root(start: str | Path | None = None) -> Path:
+    """The folder a notebook's relative paths are relative to: the repository root — the nearest folder at
+    or above ``start`` (default: the working directory, which JupyterLab sets to the notebook's folder)
+    holding ``pyproject.toml`` and ``notebooks/`` — else ``start`` itself (a copy outside a checkout).
+
+    >>> root = project_root()
+    >>> project_root(root / "notebooks") == root
+    True
+    """
+    here = Path(start if start is not None else Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def notebook_path(value: str | Path | None, *, start: str | Path | None = None) -> str | None:
+    """A notebook parameter that is a path, made absolute by the notebooks' one rule: a relative path is
+    relative to the repository root (:func:`project_root`), so ``library = "my-lib"`` means the same
+    library whether the kernel runs in ``notebooks/`` (JupyterLab) or at the root (papermill, a sweep).
+    Dataset specs that hold a folder (``folder:PATH``, ``freesound:DIR``) have their folder resolved;
+    ``None`` and other specs (``synthetic:16``) are returned as they are.
+
+    >>> root = project_root()
+    >>> notebook_path("my-lib", start=root / "notebooks") == str(root / "my-lib")
+    True
+    >>> notebook_path("synthetic:16"), notebook_path(None)
+    ('synthetic:16', None)
+    """
+    if value is None:
+        return None
+    text = str(value)
+    prefix, _, rest = text.partition(":")
+    if rest and prefix in ("folder", "freesound"):
+        return f"{prefix}:{notebook_path(rest, start=start)}"
+    if rest and prefix.isidentifier() and len(prefix) > 1:  # another dataset spec, e.g. synthetic:16, fma:small
+        return text
+    path = Path(text).expanduser()
+    return str(path if path.is_absolute() else project_root(start) / path)
+
+
 def build_step(*, dataset: str, library: str, embedder: str, embedder_params: dict | None = None,
                window: float = 10.0, hop: float = 2.0, tail: str = "keep-short", index: str = "Flat",
-               out_dir: str | None = None, workers: int | None = None) -> dict:
-    """What ``01_build_index`` does: create/open the library, add the dataset, embed, build the index."""
+               out_dir: str | None = None, workers: int | None = None, progress: bool = False) -> dict:
+    """What ``01_build_index`` does: create/open the library, add the dataset, embed, build the index.
+    ``progress``: bars (tqdm) over the tracks decoded and embedded, then the index build."""
+    from tqdm.auto import tqdm
+
     from .library import Library
     lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
     from .embedders import get_embedder
     e = get_embedder(embedder, **(embedder_params or {}))
     t0 = time.perf_counter()
-    report = lib.add(dataset, embedders=[e], workers=workers, progress=False)
+    report = lib.add(dataset, embedders=[e], workers=workers, progress=progress)
     key = e.key
     embed_seconds = time.perf_counter() - t0
-    sidecar = lib.build_index(key, index)
+    with tqdm(total=1, desc=f"index {index}", unit="index", disable=not progress, leave=False) as bar:
+        sidecar = lib.build_index(key, index)  # one step: building and tuning report no progress of their own
+        bar.update()
     result = {"library": str(lib.path), "dataset": lib.meta.get("dataset"), "embedding": key,
               "added": report.added, "failed": report.failed, "tracks": int(len(lib.tracks)),
               "segments": int(len(lib.segments)), "ingest_seconds": round(embed_seconds, 3), "index": sidecar}

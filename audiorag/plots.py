@@ -72,7 +72,8 @@ def _legend_outside(fig, handles, title: str | None = None, **kw):
     from matplotlib.lines import Line2D
     headers = {h for h in handles if isinstance(h, str)}
     handles = [Line2D([], [], ls="none", label=h) if isinstance(h, str) else h for h in handles]
-    legend = fig.legend(handles=handles, loc="outside right upper", frameon=False, title=title,
+    kw.setdefault("loc", "outside right upper")
+    legend = fig.legend(handles=handles, frameon=False, title=title,
                         alignment="left", fontsize=8, title_fontsize=8, handletextpad=0.4, **kw)
     for text in legend.get_texts():
         if text.get_text() in headers:
@@ -81,24 +82,48 @@ def _legend_outside(fig, handles, title: str | None = None, **kw):
 
 
 # -- evaluation of one cell -----------------------------------------------------------------------
-def precision_curve_figure(metrics: dict, ks: list[int]):
-    """P@k for segment- and track-level retrieval against k, with the chance level."""
-    fig = figure(5, 3.4)
+def record_title(record) -> str:
+    """What an evaluation figure shows, for its title: embedder, data and protocol of a record
+    (an :class:`~audiorag.evaluate.EvaluationRecord` or its dict).
+
+    >>> record_title({"embedder": {"key": "features45-6b0fdaa4"}, "dataset": {"id": "synthetic-v3-n16-s0"},
+    ...               "protocol": {"label": "genre", "exclude_same": ["artist"]}})
+    'features45 on synthetic-v3-n16-s0 · relevant: same genre, other artist'
+    """
+    d = record if isinstance(record, dict) else record.model_dump(mode="json")
+    protocol = d.get("protocol") or {}
+    relevant = f"same {protocol['label']}" if protocol.get("label") else ""
+    if protocol.get("exclude_same"):
+        relevant += ", other " + ", other ".join(protocol["exclude_same"])
+    return (f"{short_embedder((d.get('embedder') or {}).get('key', '?'))} on {(d.get('dataset') or {}).get('id', '?')}"
+            + (f" · relevant: {relevant}" if relevant else ""))
+
+
+def precision_curve_figure(metrics: dict, ks: list[int], title: str = ""):
+    """P@k for segment- and track-level retrieval against k, each with its chance level (a random
+    ranking's precision at that level; records without ``chance/track_P`` show the segment one)."""
+    fig = figure(5.8, 3.6)
     ax = fig.subplots()
-    for level, marker in (("segment", "o"), ("track", "s")):
-        ax.plot(ks, [metrics[f"{level}/P@{k}"] for k in ks], marker=marker, label=f"{level} level")
-    ax.axhline(metrics["chance/P"], ls="--", c="grey", label="chance")
-    ax.set(xlabel="k", ylabel="precision@k", ylim=(0, 1), xticks=ks)
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    handles = []
+    for level, marker, colour in (("segment", "o", PALETTE[0]), ("track", "s", PALETTE[1])):
+        handles.append(ax.plot(ks, [metrics[f"{level}/P@{k}"] for k in ks], marker=marker, color=colour,
+                               label=f"{level} level")[0])
+        chance = metrics.get("chance/P" if level == "segment" else "chance/track_P")
+        if chance is not None:
+            handles.append(ax.axhline(chance, ls="--", lw=1, color=colour, label=f"chance, {level} ({chance:.3f})"))
+    ax.set(xlabel="k (results looked at)", ylabel="precision@k", ylim=(0, 1), xticks=ks)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    _legend_outside(fig, handles)
     return fig
 
 
-def precision_curve(metrics: dict, ks: list[int], out_dir, name: str = "precision_at_k") -> Path:
+def precision_curve(metrics: dict, ks: list[int], out_dir, name: str = "precision_at_k", title: str = "") -> Path:
     """Write :func:`precision_curve_figure`; return the PNG path."""
-    return save(precision_curve_figure(metrics, ks), out_dir, name)
+    return save(precision_curve_figure(metrics, ks, title), out_dir, name)
 
 
-def latency_histogram_figure(seconds: np.ndarray):
+def latency_histogram_figure(seconds: np.ndarray, title: str = ""):
     """Histogram of query latencies (ms) with p50 / p95 / p99 marked."""
     ms = np.asarray(seconds, dtype=float) * 1000
     fig = figure(5.8, 3.4)
@@ -107,17 +132,19 @@ def latency_histogram_figure(seconds: np.ndarray):
     handles = []
     for q, style in ((50, "-"), (95, "--"), (99, ":")):
         handles.append(ax.axvline(np.percentile(ms, q), c="k", ls=style, label=f"p{q} {np.percentile(ms, q):.2f} ms"))
-    ax.set(xlabel="search() latency (ms)", ylabel="queries")
+    ax.set(xlabel="search() latency of one query (ms)", ylabel="queries")
+    if title:
+        fig.suptitle(title, fontsize=9)
     _legend_outside(fig, handles)
     return fig
 
 
-def latency_histogram(seconds: np.ndarray, out_dir, name: str = "latency") -> Path:
+def latency_histogram(seconds: np.ndarray, out_dir, name: str = "latency", title: str = "") -> Path:
     """Write :func:`latency_histogram_figure`; return the PNG path."""
-    return save(latency_histogram_figure(seconds), out_dir, name)
+    return save(latency_histogram_figure(seconds, title), out_dir, name)
 
 
-def per_class_precision_figure(per_class: dict, k: int = 10):
+def per_class_precision_figure(per_class: dict, k: int = 10, title: str = ""):
     """Segment precision@k per class, sorted, one bar per class."""
     s = pd.Series(per_class, dtype=float).sort_values()
     fig = figure(5, 0.26 * len(s) + 1.1)
@@ -125,12 +152,15 @@ def per_class_precision_figure(per_class: dict, k: int = 10):
     ax.barh(s.index.astype(str), s.to_numpy(), color=PALETTE[0])
     ax.set(xlabel=f"segment precision@{k}", xlim=(0, 1))
     ax.tick_params(axis="y", labelsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
     return fig
 
 
-def per_class_precision(per_class: dict, out_dir, name: str = "per_class_precision", k: int = 10) -> Path:
+def per_class_precision(per_class: dict, out_dir, name: str = "per_class_precision", k: int = 10,
+                        title: str = "") -> Path:
     """Write :func:`per_class_precision_figure`; return the PNG path."""
-    return save(per_class_precision_figure(per_class, k), out_dir, name)
+    return save(per_class_precision_figure(per_class, k, title), out_dir, name)
 
 
 # -- a sweep's cells side by side -------------------------------------------------------------------
@@ -254,7 +284,7 @@ def recommend_tradeoff_figure(table: pd.DataFrame):
         handles.append(axes[0].plot(r["discovery"], r["P@10"], label=str(r["setting"]), **style)[0])
         axes[1].plot(r["ILD"], r["P@10"], **style)
     axes[0].set(xlabel="discovery (share by new artists)", ylabel="P@10")
-    axes[1].set(xlabel="intra-list diversity (ILD)")
+    axes[1].set(xlabel="intra-list diversity (ILD: mean 1 − cos, 0–2)")
     for ax in axes:
         ax.grid(alpha=0.3)
     _legend_outside(fig, handles, title="setting")
@@ -266,9 +296,63 @@ def recommend_tradeoff(table: pd.DataFrame, out_dir, name: str = "recommend_trad
     return save(recommend_tradeoff_figure(table), out_dir, name)
 
 
+# -- benchmarks -------------------------------------------------------------------------------------
+def index_bench_figure(record: dict):
+    """Recall@10 against p99 single-query latency of a ``benchmarks/index.py`` record, one panel per
+    dimension: one colour and marker per index (named in the legend with its bytes per segment), marker
+    area ∝ bytes per segment (a size key below the legend), the search settings tried while tuning as dots, and
+    for refined indexes the unrefined codes, warm and cold page cache as their own points. The latency
+    axis is logarithmic only when the points span more than 20×."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+    dims = sorted({r["dim"] for r in record["results"]})
+    fig = figure(4.6 * len(dims) + 3.2, 4.2)
+    axes = np.atleast_1d(fig.subplots(1, len(dims), sharey=True))
+    handles, sizes = [], [r["bytes_per_segment"] for r in record["results"]]
+    area = lambda b: 20 + 180 * (b / max(sizes)) ** 0.5  # noqa: E731 - one formula, used for points and key
+    for ax, dim in zip(axes, dims):
+        xs = []
+        for i, r in enumerate(r for r in record["results"] if r["dim"] == dim):
+            style = dict(color=PALETTE[i % len(PALETTE)], marker=MARKERS[i % len(MARKERS)])
+            ax.scatter(r["latency_p99_ms"], r["recall@10"], s=area(r["bytes_per_segment"]), edgecolor="k",
+                       linewidth=0.4, zorder=3, **style)
+            xs.append(r["latency_p99_ms"])
+            curve = sorted((c for c in r.get("curve") or [] if "p99_ms" in c), key=lambda c: c["p99_ms"])
+            if len(curve) > 1:
+                ax.plot([c["p99_ms"] for c in curve], [c["recall@10"] for c in curve], ls="none", alpha=0.6,
+                        marker=".", ms=5, color=style["color"])
+                xs += [c["p99_ms"] for c in curve]
+            for extra, fill in (("unrefined", "none"), ("warm", "full"), ("cold", "none")):
+                e = r.get(extra)
+                if isinstance(e, dict) and "latency_p99_ms" in e:
+                    ax.plot(e["latency_p99_ms"], e["recall@10"], ls="none", ms=7, fillstyle=fill, marker="*"
+                            if extra != "unrefined" else "X", color=style["color"])
+                    ax.annotate(extra, (e["latency_p99_ms"], e["recall@10"]), xytext=(4, -10),
+                                textcoords="offset points", fontsize=8)
+                    xs.append(e["latency_p99_ms"])
+            if len(dims) == 1 or ax is axes[0]:
+                handles.append(Line2D([], [], ls="none", markersize=7, label=f"{r['factory']} "
+                                      f"({r['bytes_per_segment']:.0f} B/seg)", **style))
+        if max(xs) > 20 * min(xs):
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # 2×10⁰, 3×10⁰ … overlap at this size
+        ax.set(xlabel="p99 latency of one query (ms)", title=f"{dim}-D", ylim=(min(0.5, ax.get_ylim()[0]), 1.01))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("recall@10 (vs exact search)")
+    key = [float(np.percentile(sizes, q)) for q in (0, 50, 100)]
+    handles += [Line2D([], [], ls="none", marker=".", ms=5, color="grey", label="settings tried in tuning"),
+                "marker area: bytes/segment"] + [
+        Line2D([], [], ls="none", marker="o", color="grey", markersize=area(b) ** 0.5, label=f"{b:.0f} B")
+        for b in dict.fromkeys(round(b) for b in key)]
+    fig.suptitle(f"FAISS indexes over {record['n']:,} vectors: recall@10 against p99 latency", fontsize=10)
+    _legend_outside(fig, handles, labelspacing=1.0, loc="outside right center")
+    return fig
+
+
 # -- analysis ---------------------------------------------------------------------------------------
 def k_sweep_figure(sweep: pd.DataFrame):
     """Silhouette (and purity / NMI when present) against KMeans k; the best silhouette is marked."""
+    from matplotlib.ticker import MaxNLocator
     fig = figure(5.8, 3.4)
     ax = fig.subplots()
     handles = [ax.plot(sweep["k"], sweep[col], marker=marker, ms=3, label=col)[0]
@@ -276,6 +360,7 @@ def k_sweep_figure(sweep: pd.DataFrame):
     best = sweep.loc[sweep["silhouette"].idxmax()]
     ax.axvline(best["k"], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="k (KMeans)", ylabel="score")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k is a count: no 2.5 clusters
     ax.set_title(f"best silhouette {best['silhouette']:.3f} at k={int(best['k'])}", fontsize=9)
     _legend_outside(fig, handles)
     return fig

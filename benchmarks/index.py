@@ -289,21 +289,8 @@ def main(argv=None) -> None:
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    dims = sorted({r["dim"] for r in record["results"]})
-    fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
-    for ax, dim in zip(axes[0], dims):
-        for r in (r for r in record["results"] if r["dim"] == dim):
-            ax.scatter(r["latency_p99_ms"], r["recall@10"], s=12 + r["bytes_per_segment"] / 20)
-            ax.annotate(f"{r['factory']}\n{r['bytes_per_segment']:.0f} B", (r["latency_p99_ms"], r["recall@10"]),
-                        fontsize=6)
-        ax.set(xscale="log", xlabel="p99 single-query latency (ms)", ylabel="recall@10",
-               title=f"n = {record['n']:,}, {dim}-D")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from audiorag.plots import DPI, index_bench_figure
+    index_bench_figure(record).savefig(path, dpi=DPI)
 
 
 if __name__ == "__main__":

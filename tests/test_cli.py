@@ -59,6 +59,28 @@ def test_build_info_search_json(tmp_path, rng):
     assert (again["added"], again["duplicates"]) == (0, 6)
 
 
+def test_a_second_embedding_leaves_commands_on_the_default_until_default_changes_it(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    lib = tmp_path / "lib"
+    build = ["build", str(lib), "--dataset", f"folder:{audio}", "--labels", str(audio / "labels.csv"),
+             "--window", "4", "--hop", "2", "--json"]
+    assert runner.invoke(app, build).exit_code == 0
+    first = json.loads(runner.invoke(app, ["default", str(lib), "--json"]).stdout)["default_embedding"]
+    assert runner.invoke(app, [*build, "--embedder", "features45:n_mels=64"]).exit_code == 0
+    info = runner.invoke(app, ["info", str(lib)]).stdout
+    assert f"embedding {first} (default" in info and info.count("embedding features45-") == 2
+    search = ["search", str(lib), "--track", "0", "--at", "2", "-k", "3", "--json"]
+    r = runner.invoke(app, search)
+    assert r.exit_code == 0, r.output
+    other = next(e["key"] for e in json.loads(runner.invoke(app, ["info", str(lib), "--json"]).stdout)["embeddings"]
+                 if e["key"] != first)
+    assert runner.invoke(app, ["default", str(lib), other]).exit_code == 0
+    assert f"embedding {other} (default" in runner.invoke(app, ["info", str(lib)]).stdout
+    assert runner.invoke(app, search).exit_code == 0
+    r = runner.invoke(app, ["default", str(lib), "nope"])
+    assert r.exit_code == 2 and "no embedding 'nope'" in r.output
+
+
 def test_auto_index_budget_remove_and_memory_report(tmp_path, rng):
     audio = _folder(tmp_path, rng)
     lib = tmp_path / "lib"
@@ -117,3 +139,29 @@ def test_duplicate_files_are_named_in_the_build_summary_info_and_errors(tmp_path
         assert json.loads(again.stdout)["duplicate_files"] == 2
     text = runner.invoke(app, ["info", str(lib)]).output
     assert "2 duplicate files not added" in text and f"copy.wav: duplicate of {audio / 'a.wav'}" in text
+
+
+def test_tables_show_file_names_one_format_per_column_and_fit_100_columns(tmp_path, rng):
+    audio = _folder(tmp_path, rng)
+    deep = tmp_path / ("a-very-long-folder-name-" * 5) / ("and-another-one-" * 4)
+    deep.parent.mkdir(parents=True)
+    audio.rename(deep)
+    lib = tmp_path / "lib"
+    assert runner.invoke(app, ["build", str(lib), "--dataset", f"folder:{deep}", "--labels", str(deep / "labels.csv"),
+                               "--window", "4", "--hop", "2", "--json"]).exit_code == 0
+    r = runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "-k", "5"])
+    lines = r.stdout.splitlines()
+    assert r.exit_code == 0 and max(map(len, lines)) <= 100, r.stdout
+    assert lines[0].split()[:7] == ["rank", "track", "start", "s", "end", "s", "cosine"], r.stdout
+    assert str(tmp_path) not in r.stdout and "s0.wav" in r.stdout
+    assert lines[-1].startswith("cosine: ") and all(len(row.split()[2].split(".")[1]) == 1 for row in lines[1:-1])
+    r = runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "-k", "3", "--by", "track"])
+    assert "moments" in r.stdout.splitlines()[0] and "moments: how many" in r.stdout
+    assert json.loads(runner.invoke(app, ["search", str(lib), "--track", "0", "--at", "2", "--json"]).stdout)[0][
+        "uri"].startswith(str(deep))  # the full path stays in --json
+
+    r = runner.invoke(app, ["analyse", str(lib), "--label", "", "--clusters", "kmeans:2", "--ks", "",
+                            "--anomalies", "0", "--maps", "pca", "--out", str(tmp_path / "an")])
+    assert r.exit_code == 0, r.output
+    table = r.stdout.splitlines()[:-1]  # the last line names the output folder
+    assert "items 18" in table[0] and "18.0000" not in r.stdout and max(map(len, table)) <= 100, r.stdout

@@ -155,7 +155,7 @@ def test_eval_protocol_hum(melodic_lib, tmp_path):
     assert 0.0 <= m["MRR"] <= 1.0 and m["top1"] <= m["top10"] <= 1.0
     assert m["top10"] >= 0.75   # 6 tracks: most hums find theirs
     assert m["latency/p50_ms"] > 0
-    assert "MRR" in r.output and "by_transpose" in r.output
+    assert "MRR" in r.output and "transposed" in r.output
     assert sum(m[f"noise={s}dB/n"] for s in ("10", "20", "30") if f"noise={s}dB/n" in m) == 8
 
 

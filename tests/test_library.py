@@ -87,6 +87,38 @@ def test_new_embedding_covers_existing_tracks(tmp_path):
         lib.vectors("features45")
 
 
+def test_the_first_embedding_built_is_the_default_until_another_is_set(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for i in range(2):
+        write_tone(folder / f"t{i}.wav", seconds=5, freq=300 + 100 * i)
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    lib.add(folder, embedders=["features45"], workers=1, progress=False)
+    first = lib.embedding().key
+    second = lib.embed("features45", n_mels=64, workers=1, progress=False)
+    reopened = Library.open(tmp_path / "lib")
+    assert reopened.embedding().key == first == reopened.default_embedding == reopened.info()["default_embedding"]
+    assert json.loads((tmp_path / "lib" / "library.json").read_text())["default_embedding"] == first
+    assert reopened.set_default_embedding(second) == second
+    assert Library.open(tmp_path / "lib").embedding().key == second
+    np.testing.assert_array_equal(Library.open(tmp_path / "lib").vectors(), lib.vectors(second))
+
+
+def test_a_library_without_a_stored_default_uses_its_first_embedding(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_tone(folder / "a.wav", seconds=5)
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    lib.add(folder, embedders=["features45"], workers=1, progress=False)
+    first = lib.embedding().key
+    time.sleep(1.1)  # "created" has one-second resolution
+    lib.embed("features45", n_mels=64, workers=1, progress=False)
+    meta = json.loads((tmp_path / "lib" / "library.json").read_text())
+    del meta["default_embedding"]  # as written by audiorag before defaults were stored
+    (tmp_path / "lib" / "library.json").write_text(json.dumps(meta))
+    assert Library.open(tmp_path / "lib").embedding().key == first
+
+
 def test_incompatible_configurations_are_refused(tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()

@@ -2,6 +2,7 @@
 show progress without kernel noise and end with commands that work."""
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -34,6 +35,9 @@ def test_sweep_runs_resumes_and_records_failures(corpus, tmp_path, capfd, monkey
     err = capfd.readouterr().err
     assert "sweep tiny: 3/3 cells" in err and "ETA" in err   # one bar over the cells
     assert "without encryption" not in err and "IPKernelApp" not in err  # the kernels' start-up warning
+    # the bar moves inside a notebook too: the kernel's own bars (tracks, index, queries) after the cell's name
+    assert re.search(r"01_build_index · ingest \d+/24", err) and "01_build_index · index Flat" in err
+    assert re.search(r"03_evaluate · evaluate: queries \d+/40", err)
     assert sorted(summary["index"]) == ["Flat", "HNSW32"]
     cells = out / "cells"
     failed = cells / "features45-ivf4096-flat-w10-h2-tiny" / "error.json"
@@ -159,3 +163,26 @@ def test_recommend_notebook(library, tmp_path):
     assert table.loc["d0.9-a2", "ILD"] > table.loc["d0.0-a2", "ILD"]
     assert table.loc["d0.3-a2-disc0.5", "discovery"] >= 0.5
     assert (tmp_path / "recommend_tradeoff.png").exists()
+
+
+PATH_PARAMETERS = {"library", "out_dir", "dataset", "query_file", "records"}
+
+
+def test_every_path_parameter_of_every_notebook_is_read_from_the_repository_root():
+    for nb_path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        cells = json.loads(nb_path.read_text())["cells"]
+        at = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+        names = {line.split("=")[0].strip() for line in "".join(cells[at]["source"]).splitlines() if "=" in line}
+        first_code = "".join(cells[at + 1]["source"])
+        for name in names & PATH_PARAMETERS:
+            assert f"notebook_path({name})" in first_code, (nb_path.name, name)
+        assert "relative to the repository root" in "".join(cells[0]["source"]), nb_path.name
+
+
+def test_a_relative_notebook_path_means_the_same_from_notebooks_and_from_the_root():
+    from audiorag.experiments import notebook_path
+    from_notebooks = notebook_path("my-lib", start=ROOT / "notebooks")
+    assert from_notebooks == notebook_path("my-lib", start=ROOT) == str(ROOT / "my-lib")
+    assert notebook_path("folder:audio", start=ROOT / "notebooks") == f"folder:{ROOT / 'audio'}"
+    assert notebook_path("/abs/lib", start=ROOT / "notebooks") == "/abs/lib"
+    assert notebook_path("fma:small") == "fma:small"

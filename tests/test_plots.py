@@ -2,6 +2,7 @@
 figure, fonts stay readable, and drawing changes no global matplotlib state."""
 
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ def figures():
     rng = np.random.default_rng(1)
     ks = [1, 5, 10]
     metrics = {**{f"segment/P@{k}": 0.6 - 0.01 * k for k in ks}, **{f"track/P@{k}": 0.7 - 0.02 * k for k in ks},
-               "chance/P": 0.125}
+               "chance/P": 0.125, "chance/track_P": 0.118}
     genres = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "reggae"]
     many = [f"cluster {i}" for i in rng.integers(0, 40, 3000)]
     xy = rng.normal(size=(3000, 2))
@@ -63,6 +64,9 @@ def figures():
     yield "quality_by_cell", plots.quality_by_cell_figure(sweep_summary())
     yield "quality_by_cell (2 segmentations)", plots.quality_by_cell_figure(sweep_summary(((10.0, 2.0), (5.0, 1.0))))
     yield "k_sweep", plots.k_sweep_figure(k_sweep_table())
+    bench = Path(__file__).resolve().parents[1] / "experiments/results/index-bench"
+    for name, record in (("3 dimensions", "index-n100000.json"), ("refine", "index-refine-n1000000.json")):
+        yield f"index_bench ({name})", plots.index_bench_figure(json.loads((bench / record).read_text()))
     yield "recommend_tradeoff", plots.recommend_tradeoff_figure(pd.DataFrame(  # the default corpus' measured grid
         [("search", 0.478, 0.855, 0.573), ("caps only", 0.398, 0.860, 0.817), ("λ 1.0", 0.380, 0.850, 0.834),
          ("λ 0.7", 0.380, 0.855, 0.889), ("λ 0.4", 0.310, 0.868, 0.980), ("λ 0.1", 0.253, 0.893, 1.004),
@@ -168,3 +172,33 @@ def test_importing_and_drawing_leave_matplotlib_state_alone(tmp_path):
             "import matplotlib; assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env={**os.environ, "MPLBACKEND": "svg"})
     assert (tmp_path / "k_sweep.png").exists()
+
+
+def test_k_sweep_ticks_are_whole_numbers_and_precision_has_a_chance_line_per_level():
+    fig = plots.k_sweep_figure(k_sweep_table().iloc[:4])  # k 2..5: matplotlib alone would tick 2.5
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+    metrics = {**{f"{lv}/P@{k}": 0.5 for lv in ("segment", "track") for k in (1, 10)},
+               "chance/P": 0.125, "chance/track_P": 0.1}
+    labels = [t.get_text() for t in plots.precision_curve_figure(metrics, [1, 10], title="x").legends[0].get_texts()]
+    assert "chance, segment (0.125)" in labels and "chance, track (0.100)" in labels
+
+
+def test_index_bench_has_a_size_key_and_a_refined_index_is_more_than_one_point_on_a_linear_or_wide_axis():
+    bench = Path(__file__).resolve().parents[1] / "experiments/results/index-bench"
+    record = json.loads((bench / "index-refine-n1000000.json").read_text())
+    fig = plots.index_bench_figure(record)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "marker area: bytes/segment" in labels and any(t.endswith(" B") for t in labels)
+    ax = fig.axes[0]
+    assert len(ax.collections) + sum(len(line.get_xdata()) for line in ax.lines) > 3
+    lo, hi = ax.get_xlim()
+    assert ax.get_xscale() == "linear" or hi / lo > 20
+
+
+def test_evaluation_figures_say_which_embedder_and_data():
+    record = {"embedder": {"key": "musicnn-mtt-0c1d2e3f"}, "dataset": {"id": "synthetic-v3-n96-s0"},
+              "protocol": {"label": "genre", "exclude_same": ["artist"]}}
+    fig = plots.per_class_precision_figure({"a": 0.5, "b": 0.2}, title=plots.record_title(record))
+    assert fig.get_suptitle() == "musicnn-mtt on synthetic-v3-n96-s0 · relevant: same genre, other artist"

@@ -50,6 +50,20 @@ def test_check_fails_when_a_record_changes(tmp_path, capsys):
     assert report.main(["--check", "--root", str(root)]) == 0
 
 
+def test_check_flags_records_made_on_a_dirty_tree(tmp_path, capsys):
+    root = _copy_tree(tmp_path)
+    path = root / "experiments/results/index-bench/index-n100000.json"
+    rec = json.loads(path.read_text())
+    rec["git_commit"] = "0123abc-dirty"
+    path.write_text(json.dumps(rec))
+    report.main(["--check", "--root", str(root)])
+    err = capsys.readouterr().err
+    assert "made on a tree with uncommitted changes" in err and "index-bench/index-n100000.json" in err
+    rec["git_commit"] = "0123abc"
+    path.write_text(json.dumps(rec))
+    assert "index-bench/index-n100000.json" not in report.dirty_records(root)
+
+
 def test_render_replaces_only_between_markers(tmp_path):
     page = "intro\n<!-- report:seeds -->\nstale\n<!-- /report -->\noutro 0.5\n"
     out = report.render(page, tmp_path)

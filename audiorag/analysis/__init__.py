@@ -37,13 +37,17 @@ class Analysis:
 def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "genre",
             clusters=("kmeans:8", "hdbscan"), ks=range(2, 21), contamination: float = 0.1,
             inject_rounds: int = 5, maps=("pca", "tsne"), tag_k: int = 10, abstain: float = 0.5,
-            sample_size: int = 5000, seed: int = 0, out_dir=None, write_column: str | None = None) -> Analysis:
+            sample_size: int = 5000, seed: int = 0, out_dir=None, write_column: str | None = None,
+            progress: bool = False) -> Analysis:
     """Clusters (+ k-sweep, composition), anomalies (+ injected-outlier check), maps and
     leave-one-out tagging of one embedding; writes metrics.json, CSVs and figures to ``out_dir``.
 
     ``level="track"`` analyses one mean vector per track instead of segments;
-    ``write_column`` stores the first clustering's track-level ids as that track column.
+    ``write_column`` stores the first clustering's track-level ids as that track column;
+    ``progress``: a bar (tqdm) over the steps, naming the running one.
     """
+    from tqdm.auto import tqdm
+
     from .. import plots
     from ..errors import ParameterError
     from . import anomalies, tagging
@@ -62,7 +66,19 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     metrics: dict[str, float] = {"items": float(len(x))}
     if truth is not None:
         metrics["n_unlabelled"] = float(sum(v is None for v in truth))
+    steps = tqdm(total=len(clusters) + bool(ks) + bool(contamination) + bool(contamination and inject_rounds)
+                 + len(maps) + bool(truth is not None and tag_k), desc="analyse", unit="step",
+                 disable=not progress, leave=False)
+
+    named: list[str] = []
+
+    def step(name: str) -> None:
+        if named:  # the step named before this one is done
+            steps.update()
+        named.append(name)
+        steps.set_postfix_str(name)
     for spec in clusters:
+        step(f"clusters {spec}")
         method, params = C.parse(spec)
         ids = C.fit(method, x, seed=seed, **params)
         out.clusters[spec] = ids
@@ -73,10 +89,12 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
             out.compositions[spec] = C.composition(ids, truth)
         items[f"cluster:{spec}"] = ids
     if ks:
+        step(f"k-sweep {min(ks)}–{max(ks)}")
         out.k_sweep = C.k_sweep(x, ks, truth, seed=seed, sample_size=sample_size)
         best = out.k_sweep.loc[out.k_sweep["silhouette"].idxmax()]
         metrics.update({"cluster/best_k": float(best["k"]), "cluster/best_k_silhouette": float(best["silhouette"])})
     if contamination:
+        step("anomalies")
         scores = {"iforest": anomalies.isolation_forest(x, seed=seed),
                   "knn": anomalies.knn_distance(x, k=min(10, len(x) - 1))}
         for name, sc in scores.items():
@@ -84,12 +102,17 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
         items["outlier"] = anomalies.flagged(scores["iforest"], contamination)
         out.outliers = items.sort_values("anomaly:iforest", ascending=False).head(max(10, int(items["outlier"].sum())))
         if inject_rounds:
+            step(f"injected outliers ×{inject_rounds}")
             check = anomalies.injected_check(lib, embedder=emb.key, rounds=inject_rounds, seed=seed)
             metrics.update({f"anomaly/{k}": float(v) for k, v in check.items()})
     for method in maps:
+        step(f"map {method}")
         out.maps[method] = P.project(x, method, seed=seed)
     if truth is not None and tag_k:
+        step("kNN tagging")
         metrics.update(tagging.leave_one_out(lib, embedder=emb.key, label=label, k=tag_k, abstain=abstain))
+    steps.update(bool(named))
+    steps.close()
     if write_column and clusters and level == "track":
         lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
     out.record = Record(

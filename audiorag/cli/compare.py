@@ -16,7 +16,7 @@ from ._app import app
 
 @app.command()
 def probe(library: Path = typer.Argument(..., help="library directory"),
-          embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+          embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
           label: str = typer.Option("genre", help="track column to predict (tracks without a value are left out)"),
           group: str | None = typer.Option(None, help="track column kept on one side of every fold (kit, artist, "
                                                       "album); default: the track"),
@@ -54,7 +54,7 @@ def probe(library: Path = typer.Argument(..., help="library directory"),
 
 @app.command()
 def project(library: Path = typer.Argument(..., help="library directory"),
-            embedder: str | None = typer.Option(None, help="embedding to project (default: the only one)"),
+            embedder: str | None = typer.Option(None, help="embedding to project (default: the library's default)"),
             label: str = typer.Option(..., help="track column the projection learns to separate"),
             method: str = typer.Option("lda", help="lda | nca | linear"),
             where: list[str] = typer.Option([], help="fit only on tracks with COLUMN=VALUE, e.g. split=train"),

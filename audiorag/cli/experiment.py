@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           protocol_name: str = typer.Option("retrieval", "--protocol",
                                             help="retrieval (P@k over label neighbours), or another query type's "
                                                  "protocol: recommend, hum, identify"),
-          embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+          embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
           index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
           label: str = typer.Option("genre", help="track column whose equal values count as relevant "
                                                   "(tracks without a value are left out and counted)"),
@@ -77,7 +78,8 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
                        folds=folds, out=out, as_json=as_json)
         return
-    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol)  # or a sharded one
+    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol,  # or a sharded one
+                  progress=not as_json and sys.stderr.isatty())
     if out:
         ev.record.write(out)
         write_with(out / "per-query.csv", lambda f: ev.per_query.to_csv(f, index=False))
@@ -134,7 +136,7 @@ def sweep(config: Path = typer.Argument(..., help="sweep YAML (experiments/<name
 
 @app.command()
 def analyse(library: Path = typer.Argument(..., help="library directory"),
-            embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+            embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
             clusters: str = typer.Option("kmeans:8,hdbscan",
                                          help="comma-separated: kmeans:K, dbscan:EPS, hdbscan[:MIN]"),
             ks: str = typer.Option("2-20", help="k-sweep range for KMeans silhouette, e.g. 2-20 (empty: none)"),
@@ -168,9 +170,14 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     options.output_dir("--out", out)
     result = run(Library.open(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
                  clusters=specs, ks=k_range, contamination=anomalies, maps=projections, seed=seed, out_dir=out,
-                 write_column=write_column)
+                 write_column=write_column, progress=not as_json and sys.stderr.isatty())
     m = result.record.metrics
-    lines = [f"{k:<40} {v:.4f}" for k, v in m.items()] + [f"written to {out}"]
+    counts = {k: v for k, v in m.items() if k.rsplit("/", 1)[-1] in ("items", "best_k") or
+              k.rsplit("/", 1)[-1].startswith("n_")}
+    lines = [f"{result.record.embedder['key']}, {level} level: "
+             + ", ".join(f"{k.replace('_', ' ')} {int(v)}" for k, v in counts.items()),
+             f"{'metric':<44} {'value':>8}"]
+    lines += [f"{k:<44} {v:>8.4f}" for k, v in m.items() if k not in counts] + [f"written to {out}"]
     options.show(m, as_json, "\n".join(lines))
 
 

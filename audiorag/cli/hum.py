@@ -12,6 +12,7 @@ from pathlib import Path
 from ..io import write_with
 from . import options
 from .experiment import EVAL_PROTOCOLS
+from .tables import text_table
 
 
 def _eval_hum(library: Path, checked: dict) -> None:
@@ -31,7 +32,10 @@ def _eval_hum(library: Path, checked: dict) -> None:
     head = " ".join(f"{k} {metrics[k]:.3f}" for k in ("MRR", "top1", "top10", "moment@1", "rejected"))
     lat = (f"latency p50 {metrics['latency/p50_ms']:.1f} ms, p99 {metrics['latency/p99_ms']:.1f} ms "
            f"(CPU time p50 {metrics['cpu/p50_ms']:.1f} ms, p99 {metrics['cpu/p99_ms']:.1f} ms)")
-    text = f"{int(metrics['hums'])} hums: {head}\n{lat}\n{table(per).to_string(index=False)}"
+    cells = table(per)
+    columns = {"by_transpose": ("transposed", None), "by_tempo": ("tempo", None), "by_noise": ("noise", None),
+               "MRR": ("MRR", "{:.3f}"), "top10": ("top-10", "{:.3f}"), "n": ("hums", "{:d}")}
+    text = f"{int(metrics['hums'])} hums: {head}\n{lat}\n{text_table(cells, columns)}"
     options.show(rec.model_dump(mode="json"), checked.get("as_json", False), text)
 
 

@@ -11,6 +11,7 @@ from ..io import write_with
 from . import options
 from ._app import app
 from .experiment import EVAL_PROTOCOLS
+from .tables import COMMON, text_table
 
 
 @app.command()
@@ -31,8 +32,11 @@ def identify(library: Path = typer.Argument(..., help="library directory (built 
     found = run_identify(lib, audio, start=start, end=end, k=k)
     out = {"matches": found.to_dict("records"), "reason": found.attrs.get("reason"),
            "ms": round(found.attrs["seconds"] * 1000, 1)}
-    text = (found.to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(found)
-            else f"no match: {found.attrs.get('reason')}")
+    columns = {"track_id": COMMON["track_id"], "offset": ("at s", "{:.2f}"), "stretch": ("stretch", "{:.3f}"),
+               "score": ("landmarks", "{:d}"), "confidence": ("confidence", "{:.2f}"), "uri": COMMON["uri"]}
+    text = (text_table(found, columns, legend="at s: where the clip starts in the track; stretch: its tempo "
+                                              "relative to the track; landmarks: matching fingerprint pairs")
+            if len(found) else f"no match: {found.attrs.get('reason')}")
     options.show(out, as_json, text)
 
 
@@ -57,7 +61,8 @@ def _eval_identify(library: Path, checked: dict) -> None:
         record.write(out)
         write_with(out / "identify.csv", lambda f: table.to_csv(f, index=False))
     options.show(record.model_dump(mode="json"), checked["as_json"],
-                 table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+           text_table(table, {c: (c.replace("_", " "), "{:.3f}" if table[c].dtype.kind == "f" else
+                                  "{:d}" if table[c].dtype.kind in "iu" else None) for c in table.columns}))
 
 
 EVAL_PROTOCOLS["identify"] = _eval_identify

@@ -191,7 +191,8 @@ def info(library: Path = typer.Argument(..., help="library directory"),
              + (f", {d['short_tails']} files accepted with a short tail" if d["short_tails"] else "")]
     lines += [f"  {x['uri']}: duplicate of {x['of']}" for x in d["duplicates"]]
     for e in d["embeddings"]:
-        lines.append(f"embedding {e['key']}: dim {e['dim']}, {e['n_segments']} vectors, "
+        default = " (default: used when --embedder is not given)" if e["key"] == d.get("default_embedding") else ""
+        lines.append(f"embedding {e['key']}{default}: dim {e['dim']}, {e['n_segments']} vectors, "
                      f"{e['missing_tracks']} tracks missing")
         lines += [options.index_line(i) for i in e["indexes"]]
     if d.get("fingerprints"):
@@ -201,6 +202,20 @@ def info(library: Path = typer.Argument(..., help="library directory"),
     if memory:
         lines.append(f"process resident memory {d['resident_bytes'] / 1e6:.1f} MB")
     options.show(d, as_json, "\n".join(lines))
+
+
+@app.command()
+def default(library: Path = typer.Argument(..., help="library directory"),
+            embedder: str = typer.Argument(None, help="embedding key or name to make the default (none: show it)"),
+            wait: bool = typer.Option(False, "--wait", help=options.WAIT_HELP),
+            as_json: bool = typer.Option(False, "--json", help="print as JSON only")):
+    """Show or set LIBRARY's default embedding: the one search, eval, analyse, the notebooks and the
+    server use when no embedder is named (the first one built, until set here)."""
+    from ..library import Library
+    lib = Library.open(library, **options.open_kw(wait))
+    key = lib.set_default_embedding(embedder) if embedder else lib.default_embedding
+    options.show({"library": str(library), "default_embedding": key}, as_json,
+           f"{library}: default embedding {key or 'none (no embedding yet)'}")
 
 
 @app.command()

@@ -11,6 +11,7 @@ from ..errors import ParameterError
 from ..search.filters import parse_where
 from . import options
 from ._app import app
+from .tables import COMMON, text_table
 
 
 @app.command()
@@ -25,7 +26,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            text: str | None = typer.Option(None, help="a description: text tower (clap) or a tagger's tag space; "
                                               "with --audio/--track, a hybrid query"),
            alpha: float = typer.Option(0.7, help="hybrid queries: weight of the text (1 - alpha: the audio)"),
-           embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+           embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
            stem: str | None = typer.Option(None, help="harmonic | percussive (build --stems hpss), drums | bass | "
                                               "vocals | other (--stems demucs): search that stem's embedding "
                                               "(docs/describe.md#stems)"),
@@ -92,13 +93,23 @@ def search(library: Path = typer.Argument(..., help="library directory"),
                       filters=filters or None, by=by, rerank=rerank,
                       fusion=options.choice("--fusion", fusion, ("early", "late")),
                       weights=options.weights(weights) if weights else None)
-    cols = [c for c in ("rank", "track_id", "start", "end", "score", "uri") + tuple(
-        c for c in hits.columns if c in ("genre", "genre_top", "label", "artist", "title", "license", "n_segments"))
-        if c in hits.columns] + [c for c in hits.columns if c.startswith(("tag:", "contrib:"))]
+    if hum is not None:
+        score, says = "hum score", "hum score: melody alignment (higher is closer; not a cosine, can exceed 1)"
+    elif rerank is not None or weights or "+" in (embedder or ""):
+        score, says = "score", "score: similarity re-ranked by the options given"
+    else:
+        score, says = "cosine", "cosine: similarity of the query to the moment (1 = same direction)"
+    columns = {**{c: COMMON[c] for c in ("rank", "track_id", "start", "end")}, "score": (score, "{:.3f}"),
+               **{c: (c.replace("_", " "), None) for c in ("genre", "genre_top", "label", "artist", "title",
+                                                           "license")},
+               "n_segments": COMMON["n_segments"], "uri": COMMON["uri"],
+               **{c: (c, "{:.3f}") for c in hits.columns if c.startswith(("tag:", "contrib:"))}}
+    if "n_segments" in hits.columns:
+        says += "; moments: how many of the track's moments were among the matches"
     matched = hits.attrs.get("matched_tags")
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
     out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")
-    options.show(out, as_json, header + (hits[cols].to_string(index=False) if len(hits) else "(no hits)"))
+    options.show(out, as_json, header + (text_table(hits, columns, legend=says) if len(hits) else "(no hits)"))
 
 
 def _check_combinations(*, audio, hum, start, end, identify, fusion, weights, stem, embedder,

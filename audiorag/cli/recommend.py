@@ -11,6 +11,7 @@ from ..io import write_with
 from . import options
 from ._app import app
 from .experiment import EVAL_PROTOCOLS
+from .tables import COMMON, text_table
 
 
 def _cap(option: str, value: int) -> int | None:
@@ -37,7 +38,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
                                                                 "hour 0-23: a mood prior when --mood is not given"),
               discovery: float | None = typer.Option(None, help="at least this share of moments by artists not in "
                                                                  "the history or the likes, e.g. 0.34"),
-              embedder: str | None = typer.Option(None, help="embedding name or key (default: the only one)"),
+              embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
               index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
               as_json: bool = typer.Option(False, "--json", help="print the moments as JSON only")):
     """Recommend moments of LIBRARY for a listener who liked --liked moments and played --history tracks."""
@@ -66,13 +67,20 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
               max_per_track=_cap("--max-per-track", max_per_track),
               max_per_artist=_cap("--max-per-artist", max_per_artist), harmonic=harmonic, tempo=tempo, key=key,
               mood=mood, time_of_day=hour, discovery=discovery)
-    cols = [c for c in ("rank", "track_id", "start", "end", "artist", "genre", "key", "tempo", "taste", "new_artist",
-                        "similarity", "score", "uri") if c in out.columns]
+    attrs = out.attrs
+    out = out.sort_values("score", ascending=False, kind="stable").assign(rank=range(1, len(out) + 1))
+    out.attrs = attrs
+    columns = {**{c: COMMON[c] for c in ("rank", "track_id", "start", "end")}, "artist": ("artist", None),
+               "genre": ("genre", None), "key": ("key", None), "tempo": COMMON["tempo"], "taste": ("taste", "{:d}"),
+               "new_artist": ("new", None), "similarity": ("cosine", "{:.3f}"), "score": ("score", "{:.3f}"),
+               "uri": COMMON["uri"]}
     head = (f"{out.attrs['tastes']} taste(s), weights {out.attrs['taste_weights']}; "
             f"{out.attrs['discovery']:.0%} by artists new to the listener"
             + (f"; mood {out.attrs['mood']}" if out.attrs.get("mood") else ""))
-    text = head + "\n" + (out[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}") if len(out)
-                          else "(no moments)")
+    legend = ("score: similarity to the taste + harmonic/tempo/key/mood factors (sorted by it); taste: which of "
+              "the listener's tastes (from 0) the moment serves; new: by an artist new to the listener; cosine: "
+              "similarity to that taste")
+    text = head + "\n" + (text_table(out, columns, legend=legend) if len(out) else "(no moments)")
     options.show({**out.attrs, "moments": out.to_dict("records")}, as_json, text)
 
 
@@ -92,11 +100,15 @@ def _eval_recommend(library: Path, checked: dict) -> None:
         write_with(out / "tradeoff.csv", lambda f: table.to_csv(f, index=False))
         (out / "tradeoff.md").write_text(markdown(table))
         recommend_tradeoff(table, out)
-    cols = ["setting", "P@10", "nDCG@10", "discovery", "ILD", "artist_coverage", "catalogue_coverage", "novelty",
-            "two_tastes", "ms", "search_ms"]
+    columns = {"setting": ("setting", None), "P@10": ("P@10", "{:.3f}"), "nDCG@10": ("nDCG@10", "{:.3f}"),
+               "discovery": ("new art.", "{:.0%}"), "ILD": ("ILD", "{:.3f}"), "artist_coverage": ("artists", "{:.0%}"),
+               "catalogue_coverage": ("catalogue", "{:.0%}"), "novelty": ("novelty", "{:.2f}"),
+               "two_tastes": ("2 tastes", "{:.3f}"), "ms": ("ms", "{:.1f}")}
+    legend = ("new art.: share by artists new to the listener; ILD: mean cosine distance between the moments; "
+              "artists, catalogue: coverage; ms: per listener")
     options.show(record.model_dump(mode="json"), checked["as_json"],
-                 f"{int(record.metrics['listeners'])} simulated listeners (label {checked['label']!r}), k = 10\n"
-                 + table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+           f"{int(record.metrics['listeners'])} simulated listeners (label {checked['label']!r}), k = 10\n"
+           + text_table(table, columns, legend=legend))
 
 
 EVAL_PROTOCOLS["recommend"] = _eval_recommend

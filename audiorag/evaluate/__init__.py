@@ -65,15 +65,19 @@ def _docid(segment_id) -> str:
 
 
 def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol | None = None,
-             keep_details: bool = True) -> Evaluation:
+             keep_details: bool = True, progress: bool = False) -> Evaluation:
     """Run ``protocol`` on ``lib``'s ``embedder`` vectors through its ``index``.
 
     Quality metrics are deterministic for a given library, index and protocol. Tracks with no
     value in the label column are left out (neither queries nor candidates); their number is
-    in the metrics as ``n_unlabelled`` (tracks) and ``n_unlabelled_segments``.
+    in the metrics as ``n_unlabelled`` (tracks) and ``n_unlabelled_segments``. ``progress``: bars
+    (tqdm) over the steps and the queries.
     """
+    from tqdm.auto import tqdm
     protocol = protocol or Protocol()
     t_start = time.perf_counter()
+    steps = tqdm(total=5, desc="evaluate", unit="step", disable=not progress, leave=False)
+    steps.set_postfix_str("batch search")
     emb = lib.embedding(embedder)
     faiss_index = open_index(lib, emb, index)  # a sharded library: the fan-out over its shards
     sidecar = faiss_index.sidecar
@@ -110,12 +114,14 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     relevance = np.zeros((len(queries), depth), dtype=bool)
     n_relevant = np.zeros(len(queries))
     ranked, ranked_scores, qrels = [], [], []
-    track_rel, track_n = [], []
+    track_rel, track_n, track_others = [], [], []
     seg_track = keys[0]
     valid_codes = np.where(valid, codes, -1)
     track_label = pd.Series(track_labels, index=tracks["track_id"].to_numpy(), dtype=object)
     other_labels = pd.Series(track_labels, index=tracks.index, dtype=object)
-    for qi, q in enumerate(queries):
+    steps.update()
+    steps.set_postfix_str("ranking")
+    for qi, q in enumerate(tqdm(queries, desc="evaluate: queries", unit="query", disable=not progress, leave=False)):
         ids, sc = ids_all[qi], scores_all[qi]
         keep = ids >= 0
         ids, sc = ids[keep], sc[keep]
@@ -141,6 +147,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         track_rel.append(track_label.loc[best_tracks].to_numpy() == labels[q])
         other = tracks[~tracks["track_id"].isin(np.unique(seg_track[excluded_all]))]
         track_n.append(int((other_labels.loc[other.index] == labels[q]).sum()))
+        track_others.append(max(1, int(other_labels.loc[other.index].notna().sum())))
     track_depth = max(len(r) for r in track_rel)
     track_relevance = np.zeros((len(queries), track_depth), dtype=bool)
     for qi, r in enumerate(track_rel):
@@ -159,13 +166,23 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
         result[f"{level}/MRR"] = float(M.reciprocal_rank(rel).mean())
     chance = pd.Series(labels[valid]).value_counts(normalize=True)
     result["chance/P"] = float((chance.loc[labels[queries]]).mean())
+    # a random ranking of the other tracks: the share of them with the query's label
+    result["chance/track_P"] = float(np.mean(np.asarray(track_n) / np.asarray(track_others)))
 
     result["n_unlabelled"] = float(n_unlabelled)
     result["n_unlabelled_segments"] = float(n_unlabelled_segments)
+    steps.update()
+    steps.set_postfix_str("clusters by label")
     result.update(_label_clusters(vectors[valid], labels[valid].astype(str), protocol.seed))
+    steps.update()
+    steps.set_postfix_str("moment localisation")
     moment, moment_seconds = _moment_accuracy(lib, emb, protocol, sidecar["name"])
     result.update(moment)
+    steps.update()
+    steps.set_postfix_str("latency")
     latencies = _latencies(lib, emb, queries, protocol, sidecar["name"])
+    steps.update()
+    steps.close()
     lat = M.latency_summary(latencies)
     result.update({f"latency/{k}": v for k, v in lat.items() if k != "n"})
     result["throughput/batch_qps"] = M.throughput(len(queries), search_seconds)

@@ -111,7 +111,8 @@ CLAIMS = [
           "(likes of 1–2 genres, a history): share of moments by artists not in the history "
           "([recommend](recommend.md))", 16),
     Claim("S0", "users", "~5 concurrent, 57 interactions, drop-off after one session", None,
-          "usage of a deployed web app; audiorag has no server yet", 19),
+          "usage of a deployed web app, which cannot be measured here; audiorag's REST API and listening page "
+          "(`audiorag serve`) are load-tested instead ([serve](serve.md))"),
     # S1: audio-samples-semantic-search
     Claim("S1", "feature vector", "45-D: 26 MFCC, 12 chroma, 3 spectral, 4 temporal",
           "{m[embedder/dim]:.0f}-D",
@@ -135,7 +136,7 @@ CLAIMS = [
           "S1 quotes one cluster's majority share; here purity over all KMeans(12) clusters against genre"),
     Claim("S1", "search response time", "< 500 ms", "{m[moment/clip_query_ms]:.0f} ms",
           "S1: a file uploaded to a REST API; here a 10 s clip decoded, embedded and searched in-process "
-          "(the REST path: issue 19)"),
+          "(the same upload through `POST /search/audio`: [serve](serve.md))"),
     Claim("S1", "anomaly detection rate", "~10 %", "{m[anomaly/knn/precision@N]:.2f} (kNN), "
           "{m[anomaly/iforest/precision@N]:.2f} (IsolationForest)",
           "S1's 10 % is its IsolationForest contamination setting (`analyse --anomalies 0.1` flags 10 % too). "
@@ -149,7 +150,9 @@ CLAIMS = [
     Claim("S2", "corpus", "FMA small, ~8k tracks", None,
           "FMA is not reachable from this project's machines; `experiments/fma_small.yaml` reproduces the sweep "
           "where it is ([datasets](datasets.md))"),
-    Claim("S2", "LLM tags, Demucs stems", "(no figure)", None, "describe and stems are open", 21),
+    Claim("S2", "LLM tags, Demucs stems", "(no figure)", None,
+          "no figure to compare; both exist: `audiorag describe` (key, tempo, tags, neighbours; `--llm URL` for "
+          "an LLM's summary, [describe](describe.md)) and stem search (`build --stems hpss|demucs`)"),
     # S3: clamp3-audio-semantic-search
     Claim("S3", "ingest, sequential", "8–12 s per file (MERT + CLaMP3, Docker)",
           "{m[derived/mert_s_per_track]:.1f} s (mert), {m[derived/clap_s_per_track]:.1f} s (clap)",

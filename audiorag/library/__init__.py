@@ -37,6 +37,7 @@ from .store import (
     LibraryMeta,
     Store,
     damaged,
+    read_json,
     read_jsonl,
     read_manifest,
     read_parquet,
@@ -252,16 +253,19 @@ class Library:
 
     def embedding(self, ref: str | Embedder | None = None) -> Embedding:
         """The embedding named by key (``features45-6b0fdaa4``), by name when unambiguous, or (``None``) the
-        only one, or else the only primary one (see :attr:`Embedding.is_primary`)."""
+        library's default (:attr:`default_embedding`: the first one built, or the one set with
+        :meth:`set_default_embedding`)."""
         found = self.embeddings()
         if isinstance(ref, Embedder):
             ref = ref.key
         if ref is None:
-            primary = [e for e in found if e.is_primary]  # fusions, stems and melody are never the default
-            if len(found) == 1 or len(primary) == 1:
-                return found[0] if len(found) == 1 else primary[0]
-            raise ParameterError(f"{self.path}: {len(found)} embeddings ({', '.join(e.key for e in found) or 'none'}); "
-                                 "name one with embedder=")
+            default = self._default(found)
+            if default is not None:
+                return default
+            raise ParameterError(f"{self.path}: {len(found)} embeddings ({', '.join(e.key for e in found) or 'none'}) "
+                                 "and no default; name one (--embedder on the command line, embedder= in Python, "
+                                 "the embedder field in the API) or set one with: audiorag default "
+                                 f"{self.path} EMBEDDER")
         exact = [e for e in found if e.key == ref]
         by_name = [e for e in found if e.name == ref]
         if exact or len(by_name) == 1:
@@ -274,6 +278,57 @@ class Library:
             f"lib.embed({ref!r})"  # E1+E2: an early fusion (library/derived.py)
         raise UnknownEmbedderError(f"{self.path}: no embedding {ref!r}; present: "
                                    f"{', '.join(e.key for e in found) or 'none'} (run {how})")
+
+    @property
+    def default_embedding(self) -> str | None:
+        """The key of the embedding used where none is named: the one stored in ``library.json``
+        (set with :meth:`set_default_embedding`, or on the first build), else the first primary
+        embedding built (see :attr:`Embedding.is_primary`), else the only embedding; ``None`` when
+        there is none to choose.
+
+        >>> import tempfile
+        >>> lib = Library.create(tempfile.mkdtemp() + "/lib")
+        >>> lib.default_embedding is None
+        True
+        """
+        default = self._default(self.embeddings())
+        return None if default is None else default.key
+
+    def set_default_embedding(self, ref: str) -> str:
+        """Make embedding ``ref`` (key, or name when unambiguous) the library's default and return its
+        key; stored in ``library.json``, so every later search, evaluation and server uses it."""
+        emb = self.embedding(ref)
+        with self.store.lock():
+            self._store_meta(default_embedding=emb.key)
+        return emb.key
+
+    def _default(self, found: list[Embedding]) -> Embedding | None:
+        stored = [e for e in found if e.key == self.meta.get("default_embedding")]
+        if stored:
+            return stored[0]
+        # libraries made before defaults were stored: the first primary one built (fusions, stems and
+        # melody contours are never chosen unless they are all there is)
+        primary = sorted((e for e in found if e.is_primary), key=lambda e: e.meta.get("created") or "")
+        return primary[0] if primary else found[0] if len(found) == 1 else None
+
+    def _store_meta(self, **values) -> None:
+        """Rewrite ``library.json`` with ``values`` (atomically, from its current content: another
+        process may have changed it since this one opened the library)."""
+        meta = {**read_json(self.path / "library.json"), **values}
+        write_json(self.path / "library.json", meta)
+        self.meta = meta
+
+    def _remember_default(self, named=()) -> None:
+        """After a build: store the first primary embedding built as the default, unless one is stored
+        (among embeddings built in the same second, the first named in ``named``)."""
+        if self.meta.get("default_embedding") in {e.key for e in self.embeddings()}:
+            return
+        order = [getattr(n, "key", n) for n in named or ()]
+        rank = {k: i for i, k in enumerate(order)}
+        primary = sorted((e for e in self.embeddings() if e.is_primary), key=lambda e: (
+            e.meta.get("created") or "", min(rank.get(e.key, len(order)), rank.get(e.name, len(order)))))
+        if primary:
+            self._store_meta(default_embedding=primary[0].key)
 
     def tagger(self, embedder: str | None = None) -> Embedding:
         """The embedding that stores tag probabilities (``embedder`` or the only tagger present)."""
@@ -352,16 +407,20 @@ class Library:
         :func:`audiorag.identify.identify`). ``engine="ray"`` decodes and embeds on a Ray cluster's
         workers (``ray_address``: None starts a local Ray, ``"auto"``/``"HOST:PORT"`` joins one; docs/cluster.md).
         """
-        return ingest.add(self, source, embedders=embedders, workers=workers, progress=progress,
-                          batch_tracks=batch_tracks, labels=labels, fingerprint=fingerprint, engine=engine,
-                          ray_address=ray_address)
+        report = ingest.add(self, source, embedders=embedders, workers=workers, progress=progress,
+                            batch_tracks=batch_tracks, labels=labels, fingerprint=fingerprint, engine=engine,
+                            ray_address=ray_address)
+        self._remember_default([embedders] if isinstance(embedders, (str, Embedder)) else embedders)
+        return report
 
     def embed(self, embedder, *, workers: int | None = None, progress: bool = True, batch_tracks: int = 16,
               engine: str = "local", ray_address: str | None = None, **params) -> str:
         """Embed every track not yet embedded by ``embedder`` (a name with ``params``, or an Embedder).
         Returns the embedding key. Resumable like :meth:`add`; ``engine``/``ray_address`` as in :meth:`add`."""
-        return ingest.embed(self, embedder, workers=workers, progress=progress, batch_tracks=batch_tracks,
-                            engine=engine, ray_address=ray_address, **params)
+        key = ingest.embed(self, embedder, workers=workers, progress=progress, batch_tracks=batch_tracks,
+                           engine=engine, ray_address=ray_address, **params)
+        self._remember_default([key])
+        return key
 
     def remove(self, track_ids) -> int:
         """Remove tracks: their rows leave ``tracks``, their segments and vectors leave every index.
@@ -411,7 +470,7 @@ class Library:
     def info(self, *, memory: bool = False) -> dict:
         """A summary: paths, segmentation, counts, embeddings and their indexes (with measured quality).
         ``memory`` adds the bytes each index maps and holds resident when opened as search does."""
-        return _check.info(self, memory=memory)
+        return {**_check.info(self, memory=memory), "default_embedding": self.default_embedding}
 
     def check(self, *, repair: bool = False, checksums: bool = True) -> list[dict]:
         """Verify every invariant of the library; one dict per problem (``file``, ``problem``,

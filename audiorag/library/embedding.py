@@ -102,8 +102,8 @@ class Embedding:
     @property
     def is_primary(self) -> bool:
         """True for an embedding of the full mix in its own right (kind ``"audio"``): not derived from others
-        (fusion, projection), not of a stem (``aisfx@percussive``), not melody contours. A library's default
-        embedding is its only primary one."""
+        (fusion, projection), not of a stem (``aisfx@percussive``), not melody contours. Only a primary
+        embedding becomes a library's default on its own (:attr:`Library.default_embedding`)."""
         return self.kind == "audio"
 
     def tags(self) -> np.ndarray:

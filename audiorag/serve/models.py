@@ -52,6 +52,7 @@ class Stats(BaseModel):
     segmentation: dict[str, Any]
     labels: dict[str, dict[str, int]] = Field(description="per column: tracks per value")
     embeddings: list[EmbeddingStats]
+    default_embedding: str | None = Field(None, description="the embedding key queries use when they name none")
     errors: int = Field(description="files the library could not index")
 
 

@@ -144,7 +144,7 @@ def _stats(lib: Library, columns: list[str]) -> Stats:
                                          indexes=indexes))
     return Stats(generation=info["generation"], tracks=info["tracks"], segments=info["segments"],
                  hours=info["hours"], segmentation=info["segmentation"], labels=labels, embeddings=embeddings,
-                 errors=info["errors"])
+                 default_embedding=info.get("default_embedding"), errors=info["errors"])
 
 
 @router.get("/tracks", response_model=TrackPage, tags=["library"])
