@@ -417,39 +417,37 @@ class _Deadline(OSError):
 
 
 def _post(endpoint: str, body: bytes, headers: dict, timeout: float) -> tuple[int, str, str, str | None]:
-    """One POST: ``(status, reason, body text, Location header)``, within ``timeout`` seconds in total. No redirect is
-    followed; a watchdog closes the connection at the deadline, so a server trickling bytes cannot hold it."""
+    """One POST: ``(status, reason, body text, Location header)``, within ``timeout`` seconds in total. No
+    redirect is followed. The exchange runs in a worker thread that the caller stops waiting for at the deadline
+    (a server trickling bytes resets every per-read timeout, so only a deadline bounds it)."""
     parts = urllib.parse.urlsplit(endpoint)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=timeout)
-    expired = threading.Event()
+    result: list = []
 
-    def expire():
-        expired.set()
+    def exchange():
+        try:
+            conn.request("POST", parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
+            resp = conn.getresponse()
+            text = resp.read().decode("utf-8", "replace")
+            result.append((resp.status, resp.reason, text, resp.getheader("Location")))
+        except (OSError, http.client.HTTPException) as exc:
+            result.append(exc)
+    worker = threading.Thread(target=exchange, daemon=True, name="audiorag-llm")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
         sock = conn.sock
-        if sock is not None:
+        if sock is not None:  # ends the worker's exchange as soon as the OS lets it
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-    watchdog = threading.Timer(timeout, expire)
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        path = parts.path + (f"?{parts.query}" if parts.query else "")
-        conn.request("POST", path, body, headers)
-        resp = conn.getresponse()
-        text = resp.read().decode("utf-8", "replace")
-        if expired.is_set():
-            raise _Deadline("deadline")
-        return resp.status, resp.reason, text, resp.getheader("Location")
-    except (OSError, http.client.HTTPException):
-        if expired.is_set():
-            raise _Deadline("deadline") from None
-        raise
-    finally:
-        watchdog.cancel()
-        conn.close()
+        raise _Deadline("deadline")
+    conn.close()
+    if isinstance(result[0], Exception):
+        raise result[0]
+    return result[0]
 
 
 def llm_token() -> str | None:
