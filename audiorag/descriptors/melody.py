@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from ..audio import valid_audio
 from ..errors import ParameterError
+from .spectrum import stft_magnitude
 
 SR = 16000
 N_FFT = 2048
@@ -92,8 +93,7 @@ def _salience_matrix() -> np.ndarray:
 
 def salience(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic salience ``[n_candidates, n_frames]`` of mono audio at :data:`SR`, and frame energy (dB)."""
-    import librosa
-    mag = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP, center=True)).astype(np.float32)
+    mag = np.ascontiguousarray(stft_magnitude(y, N_FFT, HOP, periodic=True).T, dtype=np.float32)
     energy = 10 * np.log10(np.sum(mag ** 2, axis=0) + 1e-10)
     # compression evens out partial amplitudes, so a candidate needs several harmonics, not one loud bin
     return _salience_matrix() @ np.sqrt(mag), energy

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..audio import resample
 from ..errors import ParameterError
+from .spectrum import stft_magnitude
 
 SR = 11025
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -76,16 +77,6 @@ def parse_key(text: str) -> tuple[int, int]:
             if rest in ("m", "min", "minor"):
                 return PITCH_CLASSES.index(name), 1
     raise ParameterError(f"not a key: {text!r} (expected e.g. 'A minor', 'F# major', 'Bb', 'c#m')")
-
-
-def _stft_mag(y: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
-    """Magnitude spectrogram ``[n_frames, n_bins]`` (float32); frame ``i`` is centred at ``i * hop``."""
-    import scipy.fft
-    yp = np.pad(y, n_fft // 2)
-    if len(yp) < n_fft:
-        yp = np.pad(yp, (0, n_fft - len(yp)))
-    frames = np.lib.stride_tricks.sliding_window_view(yp, n_fft)[::hop]
-    return np.abs(scipy.fft.rfft(frames * np.hanning(n_fft).astype(np.float32), axis=1))
 
 
 def _chroma_map(n_fft: int, sr: int, fmin: float = 55.0, fmax: float = 2100.0) -> tuple[slice, np.ndarray]:
@@ -178,7 +169,7 @@ def describe(y: np.ndarray, sr: int, starts, ends, *, profiles: str = "temperley
     loudness = 10 * np.log10(np.maximum(mean_sq, 1e-12))
     # chroma per frame, pooled per window and per step
     bins, fold = _chroma_map(CHROMA_FFT, SR)
-    chroma = np.sqrt(np.ascontiguousarray(_stft_mag(x, CHROMA_FFT, CHROMA_HOP)[:, bins]) @ fold).T
+    chroma = np.sqrt(np.ascontiguousarray(stft_magnitude(x, CHROMA_FFT, CHROMA_HOP)[:, bins]) @ fold).T
     hop_c = CHROMA_HOP / SR
     tonic, mode, conf = estimate_key(_pool(chroma, hop_c, starts, ends), profiles=profiles)
     edges = starts[:, None] + (ends - starts)[:, None] * np.arange(steps + 1)[None, :] / steps
@@ -188,7 +179,7 @@ def describe(y: np.ndarray, sr: int, starts, ends, *, profiles: str = "temperley
     parts /= np.maximum(np.linalg.norm(parts, axis=2, keepdims=True), 1e-9)
     harmony = parts.reshape(n, 12 * steps) / np.sqrt(steps)
     # tempo from the onset envelope (log spectral flux)
-    mag = np.log1p(100.0 * _stft_mag(x, ONSET_FFT, ONSET_HOP))
+    mag = np.log1p(100.0 * stft_magnitude(x, ONSET_FFT, ONSET_HOP))
     flux = np.concatenate([[0.0], np.maximum(np.diff(mag, axis=0), 0).sum(axis=1)])
     hop_o = ONSET_HOP / SR
     fa = np.clip(np.ceil(starts / hop_o).astype(int), 0, len(flux))
