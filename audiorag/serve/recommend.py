@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from ..errors import ParameterError
 from ..recommend import parse_moment
 from ..recommend import recommend as run_recommend
+from .contract import errors
 from .models import Hit
-from .tracks import audio_url, library, plain, track_position
+from .tracks import audio_url, library, plain, public_metadata, track_position
 
 router = APIRouter(tags=["search"])
 _FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score")
@@ -52,7 +53,7 @@ class Recommended(BaseModel):
     hits: list[Hit]
 
 
-@router.post("/recommend", response_model=Recommended)
+@router.post("/recommend", response_model=Recommended, responses=errors(404, 409))
 async def recommend(request: Request, body: RecommendQuery) -> Recommended:
     """``k`` moments for this listener; each hit's ``metadata`` holds its factors (``contrib:*`` sum to
     ``score``), its taste and whether its artist is new."""
@@ -76,7 +77,7 @@ async def recommend(request: Request, body: RecommendQuery) -> Recommended:
         hits = []
         for row in out.to_dict("records"):
             row = {c: plain(v) for c, v in row.items()}
-            meta = {c: v for c, v in row.items() if c not in (*_FIELDS, "uri", "content_hash")}
+            meta = public_metadata(row, _FIELDS)
             hits.append(Hit(**{c: row[c] for c in _FIELDS}, file=os.path.basename(str(row.get("uri", ""))),
                             metadata=meta, audio=audio_url(row["track_id"], row["start"], row["end"])))
         return Recommended(generation=lib.generation, took_ms=round(took, 3), tastes=int(out.attrs["tastes"]),
