@@ -510,3 +510,142 @@ def test_hum_identify_and_recommend_routes(melodic, lib):
         assert c.post("/search/hum", files={"file": ("a.wav", _wav(_track(0, 3)))}).json()["error"] == \
             "no_melody_embedding"
         assert c.post("/identify", files={"file": ("a.wav", _wav(_track(0, 3)))}).json()["error"] == "no_fingerprints"
+
+
+# -- trust (#29): no folders in any answer, bounded Range, the served file's identity, the contract ----------
+
+def _folders(lib) -> list[str]:
+    return sorted({str(lib.path), str(lib.path.parent), *(os.path.dirname(str(u)) for u in lib.tracks["uri"])},
+                  key=len, reverse=True)
+
+
+def test_no_answer_of_any_route_shows_the_library_or_file_folders(lib, client, tmp_path):
+    tid = int(lib.tracks["track_id"].iloc[1])
+    private = ("uri", "content_hash", "sample_rate", "channels")
+    requests = [("GET", "/map", {"params": {"colour": c}}) for c in (*private, "genre", None)]
+    requests += [("GET", "/stats", {"params": {"column": c}}) for c in (*private, "genre")]
+    requests += [("GET", "/tracks", {"params": {"where": f"{c}=x"}}) for c in private]
+    requests += [("GET", "/search/moment", {"params": {"track": tid, "where": f"{c}=x"}}) for c in private]
+    requests += [("GET", f"/tracks/{tid}/audio", {"params": p}) for p in (
+        {"end": 0.00001}, {"start": 1e-7, "end": 2e-7}, {"start": 11.99999}, {"start": 12}, {"end": 1})]
+    requests += [("GET", url, {}) for url in ("/health", "/stats", "/tracks", f"/tracks/{tid}", "/openapi.json",
+                                              "/tracks/999999", "/search/moment?track=999999")]
+    requests += [("GET", "/search/moment", {"params": {"track": tid, "k": 3, "by": b}}) for b in ("segment", "track")]
+    requests += [("POST", "/search/audio", {"files": {"file": ("a.wav", data)}})
+                 for data in [_wav(_track(1, 3.0)), *_audio_corpus().values()]]
+    requests += [("POST", p, {"files": {"file": ("a.wav", _wav(_track(1, 3.0)))}}) for p in ("/search/hum",
+                                                                                          "/identify")]
+    requests += [("POST", "/search/text", {"json": {"text": "x"}}), ("POST", "/recommend", {"json": {
+        "liked": [f"{tid}@2"], "k": 3}}), ("POST", "/search/hybrid", {"data": {"text": "x", "track": str(tid)}})]
+    statuses = Counter()
+    for method, url, kw in requests:
+        r = client.request(method, url, **kw)
+        statuses[r.status_code] += 1
+        assert r.status_code < 500, (url, kw, r.text)
+        seen = r.text + json.dumps(dict(r.headers))
+        for folder in _folders(lib):
+            assert folder not in seen, (url, kw, folder, r.text[:300])
+        assert not any(lib.tracks["content_hash"].map(lambda h: h in seen)), (url, kw)  # noqa: B023
+    assert statuses[200] >= 10 and statuses[422] >= 15, statuses
+    for c in private:  # refused as what they are: columns a client has no business with
+        assert client.get("/map", params={"colour": c}).status_code == 422
+        assert client.get("/stats", params={"column": c}).status_code == 422
+    one = client.get(f"/tracks/{tid}").json()
+    assert not set(one["metadata"]) & set(private) and set(one["metadata"]) == {"genre", "year"}
+    hit = client.get("/search/moment", params={"track": tid, "k": 1}).json()["hits"][0]
+    assert not set(hit["metadata"]) & set(private)
+    # a stored file that no longer decodes: its name at most, never its folder
+    work = tmp_path / "copy"
+    shutil.copytree(lib.path.parent / "audio", work / "audio")
+    copy = Library.create(work / "lib", window=4, hop=2)
+    copy.add(str(work / "audio"), embedders=["features45"], workers=1, progress=False)
+    with TestClient(create_app(Settings(str(work / "lib"))), raise_server_exceptions=False) as c:
+        t0 = _by_uri(copy, "t0.wav")
+        for params in ({"end": 0.00001}, {"start": 11.99999}):
+            r = c.get(f"/tracks/{t0}/audio", params=params)
+            assert r.status_code == 422 and str(work) not in r.text, r.text
+
+
+def test_where_with_an_empty_key_value_is_a_clear_error_not_a_crash(lib, client):
+    from audiorag.errors import ParameterError
+    from audiorag.search.filters import parse_where
+    tid = int(lib.tracks["track_id"].iloc[0])
+    for where in ("key=", "key= ", "key=  "):
+        with pytest.raises(ParameterError, match="not a key"):
+            search(lib, Query.moment(tid, 1.0), k=2, filters=parse_where([where]))
+        for r in (client.get("/search/moment", params={"track": tid, "where": where}),
+                  client.post("/search/audio", files={"file": ("a.wav", _wav(_track(0, 3.0)))},
+                              data={"where": where})):
+            assert r.status_code == 422 and r.json()["detail"].startswith("where"), r.text
+    r = client.get("/search/moment", params={"track": tid, "where": "key=A minor"})
+    assert r.status_code == 200, r.text
+
+
+def test_an_upload_of_huge_finite_samples_is_refused_with_a_4xx(client):
+    huge = _wav(np.full(SR, 1e30, np.float32), subtype="FLOAT")
+    r = client.post("/search/audio", files={"file": ("a.wav", huge)})
+    assert r.status_code == 422 and r.json()["detail"].startswith("file: samples reach 1e+30"), r.text
+    quiet = _wav(np.full(SR, 1.5, np.float32) * np.sign(np.sin(np.arange(SR))), subtype="FLOAT")
+    assert client.post("/search/audio", files={"file": ("a.wav", quiet)}).status_code == 200  # a little over 1
+
+
+def test_range_headers_of_any_size_are_answered_without_a_server_error(lib, client):
+    tid = _by_uri(lib, "t1.wav")
+    url = f"/tracks/{tid}/audio?start=2&end=5"
+    size = len(client.get(url).content)
+    for header, status in (("bytes=0-" + "9" * 4301, 206), ("bytes=" + "9" * 4301 + "-", 416),
+                           ("bytes=-" + "9" * 4301, 206), ("bytes=" + "0" * 5000 + "1-2", 206),
+                           ("bytes=9-3", 200), ("bytes=0-1,5-9", 200), ("bytes=١-٢".encode(), 200)):
+        r = client.get(url, headers={"Range": header})
+        assert r.status_code == status, (header[:30], r.status_code, r.text[:200])
+        if status == 206:
+            assert int(r.headers["content-length"]) == len(r.content) <= size
+
+
+def test_range_parser_properties():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audiorag.serve.media import parse_range
+    digits = st.text("0123456789", max_size=40)
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(size=st.integers(0, 10**7), first=digits, last=digits, junk=st.text(max_size=30))
+    def check(size, first, last, junk):
+        whole = (0, size - 1, False)
+        if not first and not last:
+            expected = whole
+        elif not first:  # the last N bytes
+            n = int(last)
+            expected = (max(0, size - n), size - 1, True) if n > 0 and size else None
+        elif last and int(last) < int(first):
+            expected = whole  # not a valid range: ignored
+        else:
+            expected = (int(first), min(int(last) if last else size - 1, size - 1), True) \
+                if int(first) < size else None
+        assert parse_range(f"bytes={first}-{last}", size) == expected
+        for header in (junk, f"bytes={first}-{last}{junk}", f"{junk}bytes={first}-{last}"):
+            span = parse_range(header, size)  # anything at all: a span inside the file, the whole file or 416
+            assert span is None or span == whole or (span[2] and 0 <= span[0] <= span[1] < size)
+    check()
+
+
+def test_a_file_rewritten_with_its_mtime_restored_is_not_streamed_as_the_track(lib, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(lib.path.parent / "audio", work / "audio")
+    copy = Library.create(work / "lib", window=4, hop=2)
+    copy.add(str(work / "audio"), embedders=["features45"], workers=1, progress=False)
+    path = work / "audio" / "t0.wav"
+    with TestClient(create_app(Settings(str(work / "lib"))), raise_server_exceptions=False) as c:
+        tid = _by_uri(copy, "t0.wav")
+        assert c.get(f"/tracks/{tid}/audio", params={"end": 1}).status_code == 200  # verified and remembered
+        st = os.stat(path)
+        other = _wav(_track(4))  # the same length, another sound, written in place (same inode)
+        assert len(other) == st.st_size
+        with open(path, "r+b") as fh:
+            fh.write(other)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (os.stat(path).st_ino, os.stat(path).st_size, os.stat(path).st_mtime_ns) == \
+            (st.st_ino, st.st_size, st.st_mtime_ns)
+        r = c.get(f"/tracks/{tid}/audio", params={"end": 2})
+        assert r.status_code == 409 and r.json()["error"] == "file_changed", r.status_code
