@@ -649,3 +649,106 @@ def test_a_file_rewritten_with_its_mtime_restored_is_not_streamed_as_the_track(l
             (st.st_ino, st.st_size, st.st_mtime_ns)
         r = c.get(f"/tracks/{tid}/audio", params={"end": 2})
         assert r.status_code == 409 and r.json()["error"] == "file_changed", r.status_code
+
+
+def test_the_openapi_schema_describes_what_the_server_answers(lib, client):
+    schema = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "detail"}
+    ops = {(m.upper(), p): op for p, item in schema["paths"].items() for m, op in item.items()}
+    for op in ops.values():
+        for status in ("400", "413", "422", "503", "504"):
+            assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+    assert {"404", "409", "410", "416"} <= set(ops["GET", "/tracks/{track_id}/audio"]["responses"])
+    for path in ("/search/audio", "/search/hybrid", "/search/hum", "/identify"):
+        assert "415" in ops["POST", path]["responses"], path
+
+    def param(method, path, name):
+        op = ops[method, path]
+        found = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+        for content in op.get("requestBody", {}).get("content", {}).values():
+            ref = content["schema"].get("$ref", "").rsplit("/", 1)[-1]
+            found.update(schema["components"]["schemas"].get(ref, content["schema"]).get("properties", {}))
+        field = found[name]
+        branch = next((b for b in [field, *field.get("anyOf", [])] if b.get("type") in ("string", "array")), field)
+        return branch.get("items", branch)
+    key = lib.embedding("features45").key
+    assert param("GET", "/search/moment", "embedder")["enum"] == [key, "features45"]
+    assert param("POST", "/search/audio", "index")["enum"] == ["flat"]
+    assert param("GET", "/stats", "column")["enum"] == ["track_id", "duration", "genre", "year"]
+    assert param("GET", "/map", "colour")["enum"] == ["track_id", "duration", "genre", "year"]
+    where = param("GET", "/tracks", "where")["pattern"]
+    import re
+    assert re.search(where, "year>=2001") and not re.search(where, "year=abc") and not re.search(where, "uri=x")
+    assert re.search(param("GET", "/search/moment", "where")["pattern"], "key=A minor")
+    assert "rerank" not in schema["components"]["schemas"]["TextQuery"]["properties"]
+    rerank = param("GET", "/search/moment", "rerank")
+    assert re.search(rerank["pattern"], "diversity=0.3,max_per_artist=2,mood=calm")
+    file = ops["POST", "/search/hybrid"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    file = schema["components"]["schemas"][file.rsplit("/", 1)[1]]["properties"]["file"]
+    assert file["type"] == "string" and "anyOf" not in file  # bytes, not string-or-null
+    # inputs the schema allows are taken: the largest outliers share, a plain form field as the clip
+    assert param("GET", "/map", "outliers")["exclusiveMaximum"] == 0.5
+    assert client.get("/map", params={"outliers": 0.4999}).status_code == 200
+    r = client.post("/search/audio", data={"file": "not audio"})
+    assert r.status_code == 415 and r.json()["error"] == "undecodable_audio", r.text
+    r = client.post("/search/audio", data={"k": "2"}, files={"file": ("a.wav", _wav(_track(1, 3.0)))})
+    assert r.status_code == 200 and len(r.json()["hits"]) == 2
+    # and each 4xx a route answers is in its schema
+    tid = int(lib.tracks["track_id"].iloc[0])
+    for method, path, url, kw in (("GET", "/tracks/{track_id}/audio", f"/tracks/{tid}/audio",
+                                   {"headers": {"Range": "bytes=99999999-"}}),
+                                  ("GET", "/tracks/{track_id}", "/tracks/999", {}),
+                                  ("POST", "/search/hybrid", "/search/hybrid", {"data": {"text": "x"}}),
+                                  ("POST", "/search/audio", "/search/audio", {"data": {"file": "x"}}),
+                                  ("GET", "/search/moment", "/search/moment", {"params": {"track": "x"}})):
+        r = client.request(method, url, **kw)
+        assert str(r.status_code) in ops[method, path]["responses"], (url, r.status_code)
+
+
+def test_a_kept_alive_connection_goes_on_after_every_kind_of_error(lib):
+    import http.client
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--port", str(port)],
+                            env={**os.environ, "AUDIORAG_TOKEN": ""}, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        tid = int(lib.tracks["track_id"].iloc[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        boundary = "b0undary"
+        huge = _wav(np.full(SR // 4, 1e30, np.float32), subtype="FLOAT")
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n".encode()
+                + huge + f"\r\n--{boundary}--\r\n".encode())
+        asks = [("GET", f"/tracks/{tid}/audio", None, {"Range": "bytes=0-" + "9" * 4301}),
+                ("GET", f"/search/moment?track={tid}&where=key%3D", None, {}),
+                ("POST", "/search/audio", form, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+                ("GET", f"/tracks/{tid}/audio?end=0.00001", None, {}), ("GET", "/tracks/999", None, {}),
+                ("GET", f"/tracks/{tid}/audio", None, {"Range": "bytes=999999999-"}),
+                ("GET", "/map?colour=uri", None, {})]
+        statuses = []
+        for method, url, body, headers in asks:
+            conn.request(method, url, body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+            conn.request("GET", "/health")  # the same connection still answers
+            assert conn.getresponse().read() and conn.sock is not None, url
+        assert statuses == [206, 422, 422, 422, 404, 416, 422], statuses
+        # a port in use: one line, exit 2 (not uvicorn's "ERROR:" and exit 3)
+        r = subprocess.run([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--port", str(port)],
+                           env={**os.environ, "AUDIORAG_TOKEN": ""}, capture_output=True, text=True, timeout=60)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode == 2 and "ERROR:" not in r.stderr and "cannot listen there" in lines[-1], r.stderr
+        assert len(lines) == 1, r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    r = subprocess.run([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--host", "no-such-host.invalid",
+                        "--token", "t"], env=os.environ, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "ERROR:" not in r.stderr and "cannot listen there" in r.stderr, r.stderr

@@ -53,12 +53,12 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
                         **limits, **({"threads": threads} if threads else {}))
     Library.open(library)  # a missing or damaged library is one line here, not an error in each worker
     os.environ[SETTINGS_ENV] = settings.to_json()
+    sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything
     typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}",
                err=True)
     config = uvicorn.Config("audiorag.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", timeout_graceful_shutdown=5)
     from uvicorn.supervisors import Multiprocess
-    sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything
     try:  # Ctrl-C (SIGINT) is the ordinary way to stop a server: exit 0, as uvicorn.run does
         if workers == 1:
             uvicorn.Server(config).run(sockets=[sock])
