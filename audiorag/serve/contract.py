@@ -152,15 +152,28 @@ def _describe(schema: dict, vocab: Vocabulary, *, token: bool) -> None:
             where = vocab.track_where if path == "/tracks" else vocab.search_where
             names = {"embedder": embedders, "index": vocab.indexes, "colour": vocab.columns, "column": vocab.columns}
             fields = [(p["name"], p["schema"]) for p in op.get("parameters", [])]
-            for content in op.get("requestBody", {}).get("content", {}).values():
+            for media, content in op.get("requestBody", {}).get("content", {}).items():
                 body = content["schema"]
                 body = components[body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
                 fields += list(body.get("properties", {}).items())
+                if media == "multipart/form-data":  # a form has no null: an optional field is left out
+                    for field in body.get("properties", {}).values():
+                        _not_null(field)
             for name, field in fields:
                 if names.get(name):
                     _constrain(field, enum=list(names[name]))
                 elif name == "where":
                     _constrain(field, pattern=where)
+
+
+def _not_null(field: dict) -> None:
+    """``anyOf: [X, null]`` → ``X`` (in place, keeping the field's title, description and default)."""
+    branches = [b for b in field.get("anyOf", []) if b.get("type") != "null"]
+    if len(branches) == 1 and len(field["anyOf"]) == 2:
+        del field["anyOf"]
+        field.update(branches[0])
+        if field.get("default", 0) is None:
+            del field["default"]
 
 
 def _constrain(field: dict, **kw) -> None:

@@ -39,7 +39,7 @@ class Identified(BaseModel):
     matches: list[Match]
 
 
-@router.post("/identify", response_model=Identified, responses=errors(409, 415))
+@router.post("/identify", response_model=Identified, responses=errors(409, 415, 416))
 async def identify(request: Request, clip: Upload, k: Annotated[int, Form(ge=1, le=100)] = 1) -> Identified:
     """The track and moment a clip was cut from (an empty ``matches`` with a ``reason`` when none);
     409 when the library has no fingerprints."""

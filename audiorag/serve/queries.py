@@ -3,6 +3,7 @@ re-ranking options (:mod:`audiorag.rerank`) on the audio ones."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import time
@@ -62,10 +63,13 @@ def run_search(lib: Library, query: SearchQuery, options: SearchBase, *, exclude
     """``search()`` with the request's options (re-ranked when they are :class:`SearchOptions` with
     ``rerank``), as the response body."""
     rerank = parse_rerank(getattr(options, "rerank", None))
+    by = options.by
+    if rerank is not None and by == "track":  # re-ranking returns moments: one per track is its cap
+        rerank, by = dataclasses.replace(rerank, max_per_track=1), "segment"
     t0 = time.perf_counter()
     hits = search(lib, query, embedder=options.embedder, k=options.k, index=options.index,
                   exclude_same_track=exclude_same_track, filters=filters(lib, options.where, search=True),
-                  by=options.by, rerank=rerank)
+                  by=by, rerank=rerank)
     took = (time.perf_counter() - t0) * 1000
     matched = hits.attrs.get("matched_tags")
     columns = {c: values.tolist() for c, values in hits.items()}
@@ -95,9 +99,10 @@ def _embedding_key(lib: Library, options: SearchBase, kind: str) -> str:
 
 def decode_upload(data: bytes, start: float | None, end: float | None, max_clip: float) -> tuple[np.ndarray, int]:
     """An uploaded file's ``[start, end)`` as mono float32 at its own rate; the decoder decides what
-    it is (the declared content type is not trusted); longer than ``max_clip`` seconds → 422."""
+    it is (the declared content type is not trusted: 415 when it is not audio); a span holding no
+    audio → 416; longer than ``max_clip`` seconds → 413."""
     if start is not None and end is not None and end <= start:
-        raise HTTPException(422, f"end: must be after start ({start:g}), got {end:g}")
+        raise HTTPException(416, f"end: must be after start ({start:g}), got {end:g}")
     if not data:
         raise ApiError(415, "undecodable_audio", "upload: empty file (0 bytes)")
     try:
@@ -108,10 +113,10 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
     if total is not None:
         span = min(end or total, total) - (start or 0.0)
         if span > max_clip:
-            raise HTTPException(422, f"file: the clip is {span:.1f} s long, the limit is {max_clip:g} s "
+            raise HTTPException(413, f"file: the clip is {span:.1f} s long, the limit is {max_clip:g} s "
                                      "(--max-clip); send a shorter span with start/end")
         if start is not None and start >= total:
-            raise HTTPException(422, f"start: {start:g} s is beyond the end of the upload ({total:.2f} s)")
+            raise HTTPException(416, f"start: {start:g} s is beyond the end of the upload ({total:.2f} s)")
     duration = None if end is None else end - (start or 0.0)
     named = io.BytesIO(data)
     named.name = "upload"  # how the decoder's messages name it
@@ -120,9 +125,9 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
     except AudioDecodeError as exc:  # the content is not audio this server decodes (RFC 9110: 415)
         raise ApiError(415, "undecodable_audio", str(exc)) from None
     if len(y) / sr > max_clip + 1e-6:  # a header may understate what decodes
-        raise HTTPException(422, f"file: the clip is longer than the {max_clip:g} s limit (--max-clip)")
+        raise HTTPException(413, f"file: the clip is longer than the {max_clip:g} s limit (--max-clip)")
     if y.shape[-1] == 0:
-        raise ApiError(415, "undecodable_audio", "upload: no samples in the requested span")
+        raise HTTPException(416, "end: no samples in the requested span of the upload")
     peak = float(np.max(np.abs(y)))
     if peak > MAX_AMPLITUDE:  # finite but not audio: the features' squares would overflow
         raise HTTPException(422, f"file: samples reach {peak:.3g}; audio samples lie within ±1 "
@@ -131,7 +136,7 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
 
 
 _SEARCH_ERRORS = errors(404, 409)
-_UPLOAD_ERRORS = errors(409, 415)
+_UPLOAD_ERRORS = errors(409, 415, 416)
 
 
 @router.get("/search/moment", response_model=SearchResult, responses=_SEARCH_ERRORS)
@@ -180,7 +185,7 @@ def check_text(lib: Library, *, tower: bool = False) -> None:
                                                  f"{need}; this library has {present}")
 
 
-@router.post("/search/hybrid", response_model=SearchResult, responses=errors(404, 409, 415))
+@router.post("/search/hybrid", response_model=SearchResult, responses=errors(404, 409, 415, 416))
 async def hybrid(request: Request, text: Annotated[str, Form(min_length=1, max_length=1000)],
                  clip: OptionalUpload, options: SearchForm,
                  alpha: Annotated[float, Form(ge=0, le=1, allow_inf_nan=False,

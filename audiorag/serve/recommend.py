@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
 from ..errors import ParameterError
@@ -20,12 +20,15 @@ from .tracks import audio_url, library, plain, public_metadata, track_position
 
 router = APIRouter(tags=["search"])
 _FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score")
+#: a liked moment TRACK@SECONDS as the schema states it (what :func:`audiorag.recommend.parse_moment` reads)
+MOMENT_PATTERN = r"^[0-9]{1,18}(@(?:[0-9]{1,9}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}))?$"
 
 
 class RecommendQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    liked: list[str] = Field(min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
+    liked: list[Annotated[str, StringConstraints(pattern=MOMENT_PATTERN)]] = Field(
+        min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
                              description="liked moments TRACK@SECONDS, oldest first")
     history: list[int] = Field(default_factory=list, max_length=10_000,
                                description="tracks played: never recommended, their artists are known")

@@ -188,7 +188,8 @@ async def track_audio(request: Request, lib: Lib, track_id: TrackId,
                                                          description="default: the track's end")] = None,
                       format: Annotated[AudioFormat, Query(description="wav, ogg or mp3")] = "wav",
                       range: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
-    """The moment ``[start, end)`` of a track as a file for a player (``Range`` requests answered with 206).
+    """The moment ``[start, end)`` of a track as a file for a player (``Range`` requests answered with 206;
+    416 for a byte range or a time span outside the audio).
 
     Read only from the file the library indexed, and only while it still holds the indexed content."""
     settings = request.app.state.settings
@@ -197,11 +198,11 @@ async def track_audio(request: Request, lib: Lib, track_id: TrackId,
     end = duration if end is None else min(end, duration)
     rate = int(row["sample_rate"])
     if round(start * rate) >= round(duration * rate):  # the decoder counts samples: 29.99999 s is the end of 30 s
-        raise HTTPException(422, f"start: {start:g} s is beyond the end of track {track_id} ({duration:g} s)")
+        raise HTTPException(416, f"start: {start:g} s is beyond the end of track {track_id} ({duration:g} s)")
     if end <= start:
-        raise HTTPException(422, f"end: must be after start ({start:g} s), got {end:g}")
+        raise HTTPException(416, f"end: must be after start ({start:g} s), got {end:g}")
     if round((end - start) * rate) < 1:
-        raise HTTPException(422, f"end: the span {start:g}-{end:g} s holds no sample at {rate} Hz")
+        raise HTTPException(416, f"end: the span {start:g}-{end:g} s holds no sample at {rate} Hz")
     if end - start > settings.max_span:
         raise HTTPException(422, f"end: at most {settings.max_span:g} s of audio per request, asked {end - start:g}")
     try:
