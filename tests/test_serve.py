@@ -528,7 +528,8 @@ def test_no_answer_of_any_route_shows_the_library_or_file_folders(lib, client, t
     requests += [("GET", "/tracks", {"params": {"where": f"{c}=x"}}) for c in private]
     requests += [("GET", "/search/moment", {"params": {"track": tid, "where": f"{c}=x"}}) for c in private]
     requests += [("GET", f"/tracks/{tid}/audio", {"params": p}) for p in (
-        {"end": 0.00001}, {"start": 1e-7, "end": 2e-7}, {"start": 11.99999}, {"start": 12}, {"end": 1})]
+        {"end": 0.00001}, {"start": 1e-7, "end": 2e-7}, {"start": 11.99999}, {"start": 12}, {"end": 1},
+        {"start": 3.4e307, "format": "ogg"})]
     requests += [("GET", url, {}) for url in ("/health", "/stats", "/tracks", f"/tracks/{tid}", "/openapi.json",
                                               "/tracks/999999", "/search/moment?track=999999")]
     requests += [("GET", "/search/moment", {"params": {"track": tid, "k": 3, "by": b}}) for b in ("segment", "track")]

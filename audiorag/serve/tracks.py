@@ -197,7 +197,8 @@ async def track_audio(request: Request, lib: Lib, track_id: TrackId,
     duration = float(row["duration"])
     end = duration if end is None else min(end, duration)
     rate = int(row["sample_rate"])
-    if round(start * rate) >= round(duration * rate):  # the decoder counts samples: 29.99999 s is the end of 30 s
+    # the decoder counts samples: 29.99999 s is the end of 30 s (and 1e307 s is past it before any rounding)
+    if start >= duration or round(start * rate) >= round(duration * rate):
         raise HTTPException(416, f"start: {start:g} s is beyond the end of track {track_id} ({duration:g} s)")
     if end <= start:
         raise HTTPException(416, f"end: must be after start ({start:g} s), got {end:g}")
