@@ -8,8 +8,9 @@ string or from a multipart form) and an uploaded clip with its span. A route nam
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, File, Form, Query
+from fastapi import Depends, File, Form, Query, Request
 
+from .contract import check_where, vocabulary
 from .models import RERANK_HELP, RERANK_PATTERN, By, SearchBase, SearchOptions
 
 _WHERE = ("filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers; the schema's pattern lists "
@@ -21,13 +22,16 @@ _INDEX = "index name (default: flat or the only one)"
 def _options(source):
     """The dependencies reading a search's options from ``source`` (``Query`` or ``Form``)."""
 
-    def base(k: Annotated[int, source(ge=1, le=1000, description="number of hits")] = 10,
+    def base(request: Request, k: Annotated[int, source(ge=1, le=1000, description="number of hits")] = 10,
              embedder: Annotated[str | None, source(max_length=200, description=_EMBEDDER)] = None,
              index: Annotated[str | None, source(max_length=200, description=_INDEX)] = None,
              by: Annotated[By, source(description="segment, or track: one hit per track at its best moment")]
              = "segment",
              where: Annotated[list[str], source(max_length=32, description=_WHERE)] = []  # noqa: B006
              ) -> SearchBase:
+        # the where grammar is checked here, before any upload is decoded: a request the schema refuses is
+        # refused as such (422), whatever its clip
+        check_where(where, vocabulary(request.app.state.libraries.current()).search_where)
         return SearchBase(k=k, embedder=embedder, index=index, by=by, where=where)
 
     def reranked(options: Annotated[SearchBase, Depends(base)],

@@ -141,7 +141,7 @@ _UPLOAD_ERRORS = errors(409, 415, 416)
 
 @router.get("/search/moment", response_model=SearchResult, responses=_SEARCH_ERRORS)
 async def moment(lib: Lib, options: SearchParams,
-                 track: Annotated[int, Query(ge=0, le=2**63 - 1, description="an indexed track's id")],
+                 track: Annotated[int, Query(ge=0, le=2**53, description="an indexed track's id")],
                  at: Annotated[float, Query(ge=0, allow_inf_nan=False, description="seconds into the track")] = 0.0,
                  exclude_same_track: bool = False) -> SearchResult:
     """Moments like ``at`` seconds into ``track`` (the library's own segment there: no decoding; about
@@ -190,7 +190,7 @@ async def hybrid(request: Request, text: Annotated[str, Form(min_length=1, max_l
                  clip: OptionalUpload, options: SearchForm,
                  alpha: Annotated[float, Form(ge=0, le=1, allow_inf_nan=False,
                                               description="weight of the text; 1 - alpha: the audio")] = 0.7,
-                 track: Annotated[int | None, Form(ge=0, le=2**63 - 1)] = None,
+                 track: Annotated[int | None, Form(ge=0, le=2**53)] = None,
                  at: Annotated[float, Form(ge=0, allow_inf_nan=False)] = 0.0) -> SearchResult:
     """``alpha``·text + (1 − ``alpha``)·audio, the audio an upload or a moment (``track``, ``at``);
     needs an embedder with a text tower (CLAP)."""

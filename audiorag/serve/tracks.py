@@ -21,7 +21,7 @@ from .media import MEDIA_TYPES, parse_range
 from .models import AudioFormat, EmbeddingStats, Health, IndexStats, Stats, Track, TrackPage
 
 router = APIRouter()
-TrackId = Annotated[int, Path(ge=0, le=2**63 - 1, description="a track id (from /tracks or a search hit)")]
+TrackId = Annotated[int, Path(ge=0, le=2**53, description="a track id (from /tracks or a search hit)")]
 _STATS: dict = {}
 _POSITIONS: dict = {}
 
