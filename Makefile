@@ -12,7 +12,7 @@ PIP := $(BIN)/python -m pip install -q
 # an extra index without the package): drop those lines only; errors and other warnings still show
 QUIET := 2>&1 | sed "/^WARNING: Location '.*' is ignored/d"
 
-.PHONY: install browser demo demo-quick test test-fast lint bench clean docs
+.PHONY: install browser demo demo-quick test test-fast lint bench clean docs fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -56,6 +56,13 @@ browser:
 # the inner loop: everything not marked slow (notebook runs, wheel install, model loading, big builds)
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# a long schemathesis run against a real `audiorag serve` (docs/serve.md, API fuzzing); its counts go to FUZZ_RECORD
+FUZZ_RECORD ?= experiments/results/fuzz/serve.json
+fuzz: install
+	AUDIORAG_FUZZ_EXAMPLES=100 AUDIORAG_FUZZ_SECONDS=1800 AUDIORAG_FUZZ_RECORD=$(FUZZ_RECORD) \
+		$(BIN)/python -m pytest tests/test_serve_fuzz.py -s -p no:warnings
+	@echo "counts: $(FUZZ_RECORD)"
 
 lint: install
 	$(BIN)/ruff check .

@@ -138,7 +138,7 @@ def test_upload_limits_size_duration_and_decoding(lib, tmp_path):
     with TestClient(app, raise_server_exceptions=False) as c:
         long = _wav(np.zeros(6 * 8000, np.float32), 8000, subtype="PCM_U8")  # 48 kB, 6 s
         r = c.post("/search/audio", files={"file": ("a.wav", long)})
-        assert r.status_code == 422 and "6.0 s long, the limit is 5 s" in r.json()["detail"]
+        assert r.status_code == 413 and "6.0 s long, the limit is 5 s" in r.json()["detail"]
         assert c.post("/search/audio", files={"file": ("a.wav", long)}, data={"end": "4"}).status_code == 200
         big = _wav(np.zeros(6 * SR, np.float32))  # 265 kB: past the limit and its allowance for form fields
         r = c.post("/search/audio", files={"file": ("a.wav", big)})
@@ -150,14 +150,14 @@ def test_upload_limits_size_duration_and_decoding(lib, tmp_path):
         r = c.post("/search/audio", content=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413
         r = c.post("/search/audio", files={"file": ("a.wav", b"RIFF\x00\x00garbage" * 20)})
-        assert r.status_code == 422 and r.json() == {"error": "undecodable_audio",
+        assert r.status_code == 415 and r.json() == {"error": "undecodable_audio",
                                                      "detail": "upload: unreadable audio (Format not recognised)"}
         cut = _wav(_track(0)[: 2 * SR])[:-20_000]
         r = c.post("/search/audio", files={"file": ("a.wav", cut)})
-        assert r.status_code == 422 and "truncated" in r.json()["detail"]
+        assert r.status_code == 415 and "truncated" in r.json()["detail"]
         nan = _wav(np.full(SR, np.nan, np.float32), subtype="FLOAT")
         r = c.post("/search/audio", files={"file": ("a.wav", nan)})
-        assert r.status_code == 422 and "non-finite" in r.json()["detail"]
+        assert r.status_code == 415 and "non-finite" in r.json()["detail"]
 
 
 def test_audio_of_a_moment_with_ranges_and_formats(lib, client):
@@ -181,9 +181,10 @@ def test_audio_of_a_moment_with_ranges_and_formats(lib, client):
         assert info.samplerate == rate and abs(info.duration - 3.0) < 0.1, (fmt, info.duration)
     whole = client.get(f"/tracks/{tid}/audio")
     assert sf.info(io.BytesIO(whole.content)).duration == pytest.approx(12.0)
-    for params, field in (({"start": 13}, "start"), ({"start": 5, "end": 4}, "end"), ({"format": "flac"}, "format")):
+    for params, field, status in (({"start": 13}, "start", 416), ({"start": 5, "end": 4}, "end", 416),
+                                  ({"format": "flac"}, "format", 422)):
         r = client.get(f"/tracks/{tid}/audio", params=params)
-        assert r.status_code == 422 and r.json()["detail"].startswith(field), r.text
+        assert r.status_code == status and r.json()["detail"].startswith(field), r.text
 
 
 def test_path_traversal_is_impossible(lib, client, tmp_path):
@@ -376,7 +377,7 @@ def test_text_and_hybrid_routes_on_a_library_with_a_text_tower(tmp_path, lib):
         assert [h["segment_id"] for h in r.json()["hits"]] == expected["segment_id"].tolist()
         for name, data in _audio_corpus().items():  # the uploads reach the decoder here (not a 409 first)
             r = c.post("/search/hybrid", data={"text": "drums"}, files={"file": ("a.wav", data)})
-            assert r.status_code == (200 if name in ("one sample", "rate 1 Hz") else 422), (name, r.text)
+            assert r.status_code == (200 if name in ("one sample", "rate 1 Hz") else 415), (name, r.text)
     with TestClient(create_app(Settings(str(lib.path)))) as c:  # features45 alone: no text tower, no tagger
         r = c.post("/search/text", json={"text": "slow piano"})
         assert r.status_code == 409 and r.json()["error"] == "no_text_embedding" and "features45" in r.json()["detail"]
@@ -492,7 +493,7 @@ def test_hum_identify_and_recommend_routes(melodic, lib):
         for name, data in _audio_corpus().items():  # uploads reach the decoder and the matchers here
             for path in ("/search/hum", "/identify"):
                 r = c.post(path, files={"file": ("a.wav", data)})
-                assert r.status_code in (200, 422), (path, name, r.text)
+                assert r.status_code in (200, 415, 422), (path, name, r.text)
 
         body = {"liked": [f"{tid}@4"], "k": 3, "embedder": features, "diversity": 0.2}
         r = c.post("/recommend", json=body)
@@ -510,3 +511,246 @@ def test_hum_identify_and_recommend_routes(melodic, lib):
         assert c.post("/search/hum", files={"file": ("a.wav", _wav(_track(0, 3)))}).json()["error"] == \
             "no_melody_embedding"
         assert c.post("/identify", files={"file": ("a.wav", _wav(_track(0, 3)))}).json()["error"] == "no_fingerprints"
+
+
+# -- trust (#29): no folders in any answer, bounded Range, the served file's identity, the contract ----------
+
+def _folders(lib) -> list[str]:
+    return sorted({str(lib.path), str(lib.path.parent), *(os.path.dirname(str(u)) for u in lib.tracks["uri"])},
+                  key=len, reverse=True)
+
+
+def test_no_answer_of_any_route_shows_the_library_or_file_folders(lib, client, tmp_path):
+    tid = int(lib.tracks["track_id"].iloc[1])
+    private = ("uri", "content_hash", "sample_rate", "channels")
+    requests = [("GET", "/map", {"params": {"colour": c}}) for c in (*private, "genre", None)]
+    requests += [("GET", "/stats", {"params": {"column": c}}) for c in (*private, "genre")]
+    requests += [("GET", "/tracks", {"params": {"where": f"{c}=x"}}) for c in private]
+    requests += [("GET", "/search/moment", {"params": {"track": tid, "where": f"{c}=x"}}) for c in private]
+    requests += [("GET", f"/tracks/{tid}/audio", {"params": p}) for p in (
+        {"end": 0.00001}, {"start": 1e-7, "end": 2e-7}, {"start": 11.99999}, {"start": 12}, {"end": 1},
+        {"start": 3.4e307, "format": "ogg"})]
+    requests += [("GET", url, {}) for url in ("/health", "/stats", "/tracks", f"/tracks/{tid}", "/openapi.json",
+                                              "/tracks/999999", "/search/moment?track=999999")]
+    requests += [("GET", "/search/moment", {"params": {"track": tid, "k": 3, "by": b}}) for b in ("segment", "track")]
+    requests += [("POST", "/search/audio", {"files": {"file": ("a.wav", data)}})
+                 for data in [_wav(_track(1, 3.0)), *_audio_corpus().values()]]
+    requests += [("POST", p, {"files": {"file": ("a.wav", _wav(_track(1, 3.0)))}}) for p in ("/search/hum",
+                                                                                          "/identify")]
+    requests += [("POST", "/search/text", {"json": {"text": "x"}}), ("POST", "/recommend", {"json": {
+        "liked": [f"{tid}@2"], "k": 3}}), ("POST", "/search/hybrid", {"data": {"text": "x", "track": str(tid)}})]
+    statuses = Counter()
+    for method, url, kw in requests:
+        r = client.request(method, url, **kw)
+        statuses[r.status_code] += 1
+        assert r.status_code < 500, (url, kw, r.text)
+        seen = r.text + json.dumps(dict(r.headers))
+        for folder in _folders(lib):
+            assert folder not in seen, (url, kw, folder, r.text[:300])
+        assert not any(lib.tracks["content_hash"].map(lambda h: h in seen)), (url, kw)  # noqa: B023
+    assert statuses[200] >= 10 and statuses[422] >= 15 and statuses[416] >= 4, statuses
+    for c in private:  # refused as what they are: columns a client has no business with
+        assert client.get("/map", params={"colour": c}).status_code == 422
+        assert client.get("/stats", params={"column": c}).status_code == 422
+    one = client.get(f"/tracks/{tid}").json()
+    assert not set(one["metadata"]) & set(private) and set(one["metadata"]) == {"genre", "year"}
+    hit = client.get("/search/moment", params={"track": tid, "k": 1}).json()["hits"][0]
+    assert not set(hit["metadata"]) & set(private)
+    # a stored file that no longer decodes: its name at most, never its folder
+    work = tmp_path / "copy"
+    shutil.copytree(lib.path.parent / "audio", work / "audio")
+    copy = Library.create(work / "lib", window=4, hop=2)
+    copy.add(str(work / "audio"), embedders=["features45"], workers=1, progress=False)
+    with TestClient(create_app(Settings(str(work / "lib"))), raise_server_exceptions=False) as c:
+        t0 = _by_uri(copy, "t0.wav")
+        for params in ({"end": 0.00001}, {"start": 11.99999}):
+            r = c.get(f"/tracks/{t0}/audio", params=params)
+            assert r.status_code == 416 and str(work) not in r.text, r.text
+
+
+def test_where_with_an_empty_key_value_is_a_clear_error_not_a_crash(lib, client):
+    from audiorag.errors import ParameterError
+    from audiorag.search.filters import parse_where
+    tid = int(lib.tracks["track_id"].iloc[0])
+    for where in ("key=", "key= ", "key=  "):
+        with pytest.raises(ParameterError, match="not a key"):
+            search(lib, Query.moment(tid, 1.0), k=2, filters=parse_where([where]))
+        for r in (client.get("/search/moment", params={"track": tid, "where": where}),
+                  client.post("/search/audio", files={"file": ("a.wav", _wav(_track(0, 3.0)))},
+                              data={"where": where})):
+            assert r.status_code == 422 and r.json()["detail"].startswith("where"), r.text
+    r = client.get("/search/moment", params={"track": tid, "where": "key=A minor"})
+    assert r.status_code == 200, r.text
+
+
+def test_an_upload_of_huge_finite_samples_is_refused_with_a_4xx(client):
+    huge = _wav(np.full(SR, 1e30, np.float32), subtype="FLOAT")
+    r = client.post("/search/audio", files={"file": ("a.wav", huge)})
+    assert r.status_code == 422 and r.json()["detail"].startswith("file: samples reach 1e+30"), r.text
+    quiet = _wav(np.full(SR, 1.5, np.float32) * np.sign(np.sin(np.arange(SR))), subtype="FLOAT")
+    assert client.post("/search/audio", files={"file": ("a.wav", quiet)}).status_code == 200  # a little over 1
+
+
+def test_range_headers_of_any_size_are_answered_without_a_server_error(lib, client):
+    tid = _by_uri(lib, "t1.wav")
+    url = f"/tracks/{tid}/audio?start=2&end=5"
+    size = len(client.get(url).content)
+    for header, status in (("bytes=0-" + "9" * 4301, 206), ("bytes=" + "9" * 4301 + "-", 416),
+                           ("bytes=-" + "9" * 4301, 206), ("bytes=" + "0" * 5000 + "1-2", 206),
+                           ("bytes=9-3", 200), ("bytes=0-1,5-9", 200), ("bytes=١-٢".encode(), 200)):
+        r = client.get(url, headers={"Range": header})
+        assert r.status_code == status, (header[:30], r.status_code, r.text[:200])
+        if status == 206:
+            assert int(r.headers["content-length"]) == len(r.content) <= size
+
+
+def test_range_parser_properties():
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from audiorag.serve.media import parse_range
+    digits = st.text("0123456789", max_size=40)
+
+    @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(size=st.integers(0, 10**7), first=digits, last=digits, junk=st.text(max_size=30))
+    def check(size, first, last, junk):
+        whole = (0, size - 1, False)
+        if not first and not last:
+            expected = whole
+        elif not first:  # the last N bytes
+            n = int(last)
+            expected = (max(0, size - n), size - 1, True) if n > 0 and size else None
+        elif last and int(last) < int(first):
+            expected = whole  # not a valid range: ignored
+        else:
+            expected = (int(first), min(int(last) if last else size - 1, size - 1), True) \
+                if int(first) < size else None
+        assert parse_range(f"bytes={first}-{last}", size) == expected
+        for header in (junk, f"bytes={first}-{last}{junk}", f"{junk}bytes={first}-{last}"):
+            span = parse_range(header, size)  # anything at all: a span inside the file, the whole file or 416
+            assert span is None or span == whole or (span[2] and 0 <= span[0] <= span[1] < size)
+    check()
+
+
+def test_a_file_rewritten_with_its_mtime_restored_is_not_streamed_as_the_track(lib, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(lib.path.parent / "audio", work / "audio")
+    copy = Library.create(work / "lib", window=4, hop=2)
+    copy.add(str(work / "audio"), embedders=["features45"], workers=1, progress=False)
+    path = work / "audio" / "t0.wav"
+    with TestClient(create_app(Settings(str(work / "lib"))), raise_server_exceptions=False) as c:
+        tid = _by_uri(copy, "t0.wav")
+        assert c.get(f"/tracks/{tid}/audio", params={"end": 1}).status_code == 200  # verified and remembered
+        st = os.stat(path)
+        other = _wav(_track(4))  # the same length, another sound, written in place (same inode)
+        assert len(other) == st.st_size
+        with open(path, "r+b") as fh:
+            fh.write(other)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (os.stat(path).st_ino, os.stat(path).st_size, os.stat(path).st_mtime_ns) == \
+            (st.st_ino, st.st_size, st.st_mtime_ns)
+        r = c.get(f"/tracks/{tid}/audio", params={"end": 2})
+        assert r.status_code == 409 and r.json()["error"] == "file_changed", r.status_code
+
+
+def test_the_openapi_schema_describes_what_the_server_answers(lib, client):
+    schema = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in json.dumps(schema)
+    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "detail"}
+    ops = {(m.upper(), p): op for p, item in schema["paths"].items() for m, op in item.items()}
+    for op in ops.values():
+        for status in ("400", "413", "422", "503", "504"):
+            assert op["responses"][status]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorBody")
+    assert {"404", "409", "410", "416"} <= set(ops["GET", "/tracks/{track_id}/audio"]["responses"])
+    for path in ("/search/audio", "/search/hybrid", "/search/hum", "/identify"):
+        assert "415" in ops["POST", path]["responses"], path
+
+    def param(method, path, name):
+        op = ops[method, path]
+        found = {p["name"]: p["schema"] for p in op.get("parameters", [])}
+        for content in op.get("requestBody", {}).get("content", {}).values():
+            ref = content["schema"].get("$ref", "").rsplit("/", 1)[-1]
+            found.update(schema["components"]["schemas"].get(ref, content["schema"]).get("properties", {}))
+        field = found[name]
+        branch = next((b for b in [field, *field.get("anyOf", [])] if b.get("type") in ("string", "array")), field)
+        return branch.get("items", branch)
+    key = lib.embedding("features45").key
+    assert param("GET", "/search/moment", "embedder")["enum"] == [key, "features45"]
+    assert param("POST", "/search/audio", "index")["enum"] == ["flat"]
+    assert param("GET", "/stats", "column")["enum"] == ["track_id", "duration", "genre", "year"]
+    assert param("GET", "/map", "colour")["enum"] == ["track_id", "duration", "genre", "year"]
+    where = param("GET", "/tracks", "where")["pattern"]
+    import re
+    assert re.search(where, "year>=2001") and not re.search(where, "year=abc") and not re.search(where, "uri=x")
+    assert re.search(param("GET", "/search/moment", "where")["pattern"], "key=A minor")
+    assert "rerank" not in schema["components"]["schemas"]["TextQuery"]["properties"]
+    rerank = param("GET", "/search/moment", "rerank")
+    assert re.search(rerank["pattern"], "diversity=0.3,max_per_artist=2,mood=calm")
+    file = ops["POST", "/search/hybrid"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    file = schema["components"]["schemas"][file.rsplit("/", 1)[1]]["properties"]["file"]
+    assert file["type"] == "string" and "anyOf" not in file  # bytes, not string-or-null
+    # inputs the schema allows are taken: the largest outliers share, a plain form field as the clip
+    assert param("GET", "/map", "outliers")["exclusiveMaximum"] == 0.5
+    assert client.get("/map", params={"outliers": 0.4999}).status_code == 200
+    r = client.post("/search/audio", data={"file": "not audio"})
+    assert r.status_code == 415 and r.json()["error"] == "undecodable_audio", r.text
+    r = client.post("/search/audio", data={"k": "2"}, files={"file": ("a.wav", _wav(_track(1, 3.0)))})
+    assert r.status_code == 200 and len(r.json()["hits"]) == 2
+    # and each 4xx a route answers is in its schema
+    tid = int(lib.tracks["track_id"].iloc[0])
+    for method, path, url, kw in (("GET", "/tracks/{track_id}/audio", f"/tracks/{tid}/audio",
+                                   {"headers": {"Range": "bytes=99999999-"}}),
+                                  ("GET", "/tracks/{track_id}", "/tracks/999", {}),
+                                  ("POST", "/search/hybrid", "/search/hybrid", {"data": {"text": "x"}}),
+                                  ("POST", "/search/audio", "/search/audio", {"data": {"file": "x"}}),
+                                  ("GET", "/search/moment", "/search/moment", {"params": {"track": "x"}})):
+        r = client.request(method, url, **kw)
+        assert str(r.status_code) in ops[method, path]["responses"], (url, r.status_code)
+
+
+def test_a_kept_alive_connection_goes_on_after_every_kind_of_error(lib):
+    import http.client
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--port", str(port)],
+                            env={**os.environ, "AUDIORAG_TOKEN": ""}, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+        tid = int(lib.tracks["track_id"].iloc[0])
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        boundary = "b0undary"
+        huge = _wav(np.full(SR // 4, 1e30, np.float32), subtype="FLOAT")
+        form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n".encode()
+                + huge + f"\r\n--{boundary}--\r\n".encode())
+        asks = [("GET", f"/tracks/{tid}/audio", None, {"Range": "bytes=0-" + "9" * 4301}),
+                ("GET", f"/search/moment?track={tid}&where=key%3D", None, {}),
+                ("POST", "/search/audio", form, {"Content-Type": f"multipart/form-data; boundary={boundary}"}),
+                ("GET", f"/tracks/{tid}/audio?end=0.00001", None, {}), ("GET", "/tracks/999", None, {}),
+                ("GET", f"/tracks/{tid}/audio", None, {"Range": "bytes=999999999-"}),
+                ("GET", "/map?colour=uri", None, {})]
+        statuses = []
+        for method, url, body, headers in asks:
+            conn.request(method, url, body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+            conn.request("GET", "/health")  # the same connection still answers
+            assert conn.getresponse().read() and conn.sock is not None, url
+        assert statuses == [206, 422, 422, 416, 404, 416, 422], statuses
+        # a port in use: one line, exit 2 (not uvicorn's "ERROR:" and exit 3)
+        r = subprocess.run([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--port", str(port)],
+                           env={**os.environ, "AUDIORAG_TOKEN": ""}, capture_output=True, text=True, timeout=60)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        assert r.returncode == 2 and "ERROR:" not in r.stderr and "cannot listen there" in lines[-1], r.stderr
+        assert len(lines) == 1, r.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    r = subprocess.run([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--host", "no-such-host.invalid",
+                        "--token", "t"], env=os.environ, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "ERROR:" not in r.stderr and "cannot listen there" in r.stderr, r.stderr

@@ -54,6 +54,7 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
                         **limits, **({"threads": threads} if threads else {}))
     Library.open(library)  # a missing or damaged library is one line here, not an error in each worker
     os.environ[SETTINGS_ENV] = settings.to_json()
+    sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything
     typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}",
                err=True)
     config = uvicorn.Config("audiorag.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
@@ -61,9 +62,9 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
     from uvicorn.supervisors import Multiprocess
     try:  # Ctrl-C (SIGINT) is the ordinary way to stop a server: exit 0, as uvicorn.run does
         if workers == 1:
-            uvicorn.Server(config).run()
+            uvicorn.Server(config).run(sockets=[sock])
         else:
-            Multiprocess(config, sockets=[_listen(host, port)]).run()
+            Multiprocess(config, sockets=[sock]).run()
     except KeyboardInterrupt:
         pass
 
@@ -78,6 +79,7 @@ def _listen(host: str, port: int):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         raise ParameterError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None

@@ -68,7 +68,7 @@ def parse_key(text: str) -> tuple[int, int]:
     """
     s = str(text).strip()
     for i in (2, 1):
-        name = s[:i].capitalize() if i == 1 else s[0].upper() + s[1:2].lower()
+        name = s[:i].capitalize() if i == 1 else s[:1].upper() + s[1:2].lower()
         name = _FLATS.get(name, name)
         if name in PITCH_CLASSES:
             rest = s[i:].strip().lower()

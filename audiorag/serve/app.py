@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from ..errors import (
     MissingDependencyError,
     UnknownEmbedderError,
 )
+from .contract import openapi
 from .guards import Deadline, LimitBody, RequireToken
 from .media import ChangedFile, Moments
 from .settings import SETTINGS_ENV, Settings
@@ -30,10 +32,24 @@ log = logging.getLogger(__name__)
 _CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
           409: "conflict", 410: "gone", 413: "too_large", 415: "unsupported_media_type", 416: "range_not_satisfiable",
           422: "invalid_parameter", 503: "unavailable", 504: "timeout"}
+#: an absolute path in a message: its folders are the server's business, its last name may stay
+_PATH = re.compile(r"(?<![\w.])(?:/[^/\s'\"]+)+/(?=[^/\s'\"]+)")
 #: expected failures of the library's functions → (status, code); the first class that matches wins
-_FAILURES = ((AudioDecodeError, 422, "undecodable_audio"), (UnknownEmbedderError, 422, "unknown_embedder"),
+_FAILURES = ((AudioDecodeError, 415, "undecodable_audio"), (UnknownEmbedderError, 422, "unknown_embedder"),
              (IncompatibleLibraryError, 409, "incompatible"), (LibraryDamagedError, 503, "library_damaged"),
              (MissingDependencyError, 503, "missing_dependency"), (AudioragError, 422, "invalid_parameter"))
+
+
+def without_folders(text: str, folders=()) -> str:
+    """``text`` with every absolute path cut to its last name: first the known ``folders`` (they may
+    hold spaces), then anything that looks like a path.
+
+    >>> without_folders("/srv/my music/t1.wav: truncated (see /tmp/x)", ["/srv/my music"])
+    't1.wav: truncated (see x)'
+    """
+    for folder in sorted(folders, key=len, reverse=True):
+        text = text.replace(folder.rstrip("/") + "/", "")
+    return _PATH.sub("", text)
 
 
 def error(status: int, detail: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -65,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "`Authorization: Bearer <token>`.")
     app.state.settings = settings
     app.state.libraries = Libraries(settings.library)
+    app.openapi = lambda: openapi(app, app.state.libraries.current())
     app.state.pool = Pool(settings.threads, settings.queue)
     app.state.moments = Moments()
     app.include_router(tracks)
@@ -88,6 +105,19 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+def folders(lib) -> set[str]:
+    """The folders a library's answers must not show: its own and its files' (per generation)."""
+    key = str(lib.data)
+    if key not in _FOLDERS:
+        _FOLDERS.clear()
+        _FOLDERS[key] = {os.path.abspath(lib.path), *(os.path.dirname(os.path.abspath(str(u)))
+                                                      for u in lib.tracks["uri"])}
+    return _FOLDERS[key]
+
+
+_FOLDERS: dict = {}
+
+
 def app_from_env() -> FastAPI:
     """The app of a uvicorn worker process started by ``audiorag serve`` (settings in the environment)."""
     return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
@@ -109,8 +139,8 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(AudioragError)
     async def expected(request: Request, exc: AudioragError):
         status, code = next((s, c) for cls, s, c in _FAILURES if isinstance(exc, cls))
-        root = os.path.abspath(app.state.settings.library)  # the server's folders are not the client's business
-        return error(status, str(exc).replace(root, os.path.basename(root)), code)
+        # the server's folders are not the client's business
+        return error(status, without_folders(str(exc), folders(app.state.libraries.current())), code)
 
     @app.exception_handler(ChangedFile)
     async def changed(request: Request, exc: ChangedFile):

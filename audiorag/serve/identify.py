@@ -7,12 +7,14 @@ import os
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, Field
 
 from ..identify import identify as run_identify
 from ..index import fingerprints
-from .queries import decode_upload, read_upload
+from .contract import errors
+from .forms import Upload
+from .queries import decode_upload
 from .tracks import ApiError, audio_url, library
 
 router = APIRouter(tags=["search"])
@@ -37,11 +39,8 @@ class Identified(BaseModel):
     matches: list[Match]
 
 
-@router.post("/identify", response_model=Identified)
-async def identify(request: Request, file: Annotated[UploadFile, File(description="a recorded clip")],
-                   start: Annotated[float | None, Form(ge=0, allow_inf_nan=False)] = None,
-                   end: Annotated[float | None, Form(gt=0, allow_inf_nan=False)] = None,
-                   k: Annotated[int, Form(ge=1, le=100)] = 1) -> Identified:
+@router.post("/identify", response_model=Identified, responses=errors(409, 415, 416))
+async def identify(request: Request, clip: Upload, k: Annotated[int, Form(ge=1, le=100)] = 1) -> Identified:
     """The track and moment a clip was cut from (an empty ``matches`` with a ``reason`` when none);
     409 when the library has no fingerprints."""
     state = request.app.state
@@ -49,10 +48,9 @@ async def identify(request: Request, file: Annotated[UploadFile, File(descriptio
     if not fingerprints.exists(lib.data / fingerprints.DIR):
         raise ApiError(409, "no_fingerprints", "identify needs the library's fingerprints; build them with: "
                                                "audiorag build LIBRARY --fingerprint ...")
-    data = await read_upload(file)
 
     def work():
-        y, sr = decode_upload(data, start, end, state.settings.max_clip)
+        y, sr = decode_upload(clip.data, clip.start, clip.end, state.settings.max_clip)
         t0 = time.perf_counter()
         found = run_identify(lib, y, sr=sr, k=k)
         matches = [Match(track_id=int(r.track_id), file=os.path.basename(str(r.uri)), offset=float(r.offset),

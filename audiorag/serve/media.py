@@ -8,6 +8,8 @@ another file) is refused, so the route cannot be turned into a way to read other
 ((0, 99, True), (900, 999, True), (990, 999, True))
 >>> parse_range("bytes=2000-", 1000) is None, parse_range("items=0-1", 1000), parse_range(None, 1000)
 (True, (0, 999, False), (0, 999, False))
+>>> parse_range("bytes=0-" + "9" * 5000, 1000), parse_range("bytes=" + "9" * 5000 + "-", 1000)
+((0, 999, True), None)
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ class ChangedFile(Exception):
 
 class Moments:
     """Encoded moments (an LRU of at most ``max_bytes``) and the files verified against their
-    recorded content hash (remembered by device, inode, size and mtime)."""
+    recorded content hash (remembered by device, inode, size, mtime and ctime: a file rewritten
+    with its mtime set back still has a new ctime, which no user can set)."""
 
     def __init__(self, max_bytes: int = 64 << 20):
         self.max_bytes = max_bytes
@@ -68,7 +71,7 @@ class Moments:
 
 def _stamp(path: str) -> tuple:
     st = os.stat(path)  # follows links: a link swapped in changes the stamp
-    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def encode(path, start: float, end: float, fmt: str) -> bytes:
@@ -86,19 +89,30 @@ def encode(path, start: float, end: float, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)", re.ASCII)
+#: byte positions past this are all "beyond any file" (and never go through ``int()`` of a long text)
+_BEYOND = 10**18
+
+
+def _position(digits: str) -> int:
+    """A byte position's digits as a number, bounded by :data:`_BEYOND` (leading zeros are no size)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 19 else _BEYOND
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int, bool] | None:
     """``(first, last, partial)``: the inclusive byte span a ``Range`` header asks for
-    (``partial``: answer 206); the whole file when the header is absent, not one byte range or
-    not in bytes (RFC 9110 lets a server ignore those); ``None`` when it cannot be satisfied (416)."""
-    m = _RANGE.match((header or "").strip())
+    (``partial``: answer 206); the whole file when the header is absent, malformed, not one byte
+    range or not in bytes (RFC 9110 lets a server ignore those); ``None`` when it cannot be
+    satisfied (416). Numbers of any length are read bounded."""
+    m = _RANGE.fullmatch((header or "").strip())
     if not m or not (m.group(1) or m.group(2)):
         return 0, size - 1, False
     if not m.group(1):  # the last N bytes
-        n = int(m.group(2))
+        n = _position(m.group(2))
         return (max(0, size - n), size - 1, True) if n > 0 and size else None
-    first = int(m.group(1))
-    last = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-    return (first, last, True) if first < size and first <= last else None
+    first = _position(m.group(1))
+    last = min(_position(m.group(2)), size - 1) if m.group(2) else size - 1
+    if m.group(2) and _position(m.group(2)) < first:
+        return 0, size - 1, False  # last before first: not a valid range (RFC 9110 14.1.1), ignored
+    return (first, last, True) if first < size else None

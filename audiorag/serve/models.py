@@ -6,9 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..rerank import MOODS
+
 By = Literal["segment", "track"]
 #: the re-rank options a search takes (``rerank=diversity=0.3,max_per_artist=2``; see :mod:`audiorag.rerank`)
 RERANK = ("diversity", "max_per_track", "max_per_artist", "harmonic", "tempo", "key", "mood", "mood_weight")
+_WEIGHT = r"[0-9]{1,3}(?:\.[0-9]{1,6})?"
+_RERANK_ITEM = (r"(?:diversity=(?:0(?:\.[0-9]{1,6})?|1(?:\.0{1,6})?)|max_per_(?:track|artist)=[1-9][0-9]{0,5}"
+                rf"|(?:harmonic|tempo|key|mood_weight)={_WEIGHT}|mood=(?:{'|'.join(MOODS)}))")
+#: what a ``rerank`` value is, stated in the schema and enforced by the server (the same text)
+RERANK_PATTERN = rf"^{_RERANK_ITEM}(?:,{_RERANK_ITEM}){{0,15}}$"
+RERANK_HELP = ("re-rank k x 10 candidates: NAME=VALUE,... of diversity (0-1), max_per_track, max_per_artist "
+               "(integers >= 1), harmonic, tempo, key, mood_weight (weights >= 0), mood "
+               f"({', '.join(MOODS)}); docs/recommend.md")
 AudioFormat = Literal["wav", "ogg", "mp3"]
 
 
@@ -95,7 +105,7 @@ class SearchResult(BaseModel):
     hits: list[Hit]
 
 
-class SearchOptions(BaseModel):
+class SearchBase(BaseModel):
     """Options every search takes."""
 
     model_config = ConfigDict(extra="forbid")
@@ -106,9 +116,16 @@ class SearchOptions(BaseModel):
     by: By = Field("segment", description="segment, or track: one hit per track at its best moment")
     where: list[str] = Field(default_factory=list, max_length=32,
                              description="filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers)")
-    rerank: str | None = Field(None, max_length=300, examples=["diversity=0.3,max_per_artist=2,mood=calm"],
-                               description="re-rank k x 10 candidates: NAME=VALUE,... of " + ", ".join(RERANK))
 
 
-class TextQuery(SearchOptions):
+class SearchOptions(SearchBase):
+    """The options of a search by audio (a moment, a clip, a blend): re-ranking too."""
+
+    rerank: str | None = Field(None, max_length=300, pattern=RERANK_PATTERN, description=RERANK_HELP,
+                               examples=["diversity=0.3,max_per_artist=2,mood=calm"])
+
+
+class TextQuery(SearchBase):
+    """A description (text queries are not re-ranked)."""
+
     text: str = Field(min_length=1, max_length=1000, examples=["slow piano ballad"])

@@ -5,26 +5,30 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
 from ..errors import ParameterError
 from ..recommend import parse_moment
 from ..recommend import recommend as run_recommend
+from .contract import errors
 from .models import Hit
-from .tracks import audio_url, library, plain, track_position
+from .tracks import audio_url, library, plain, public_metadata, track_position
 
 router = APIRouter(tags=["search"])
 _FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score")
+#: a liked moment TRACK@SECONDS as the schema states it (what :func:`audiorag.recommend.parse_moment` reads)
+MOMENT_PATTERN = r"^[0-9]{1,18}(@(?:[0-9]{1,9}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}))?$"
 
 
 class RecommendQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    liked: list[str] = Field(min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
+    liked: list[Annotated[str, StringConstraints(pattern=MOMENT_PATTERN)]] = Field(
+        min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
                              description="liked moments TRACK@SECONDS, oldest first")
     history: list[int] = Field(default_factory=list, max_length=10_000,
                                description="tracks played: never recommended, their artists are known")
@@ -52,7 +56,7 @@ class Recommended(BaseModel):
     hits: list[Hit]
 
 
-@router.post("/recommend", response_model=Recommended)
+@router.post("/recommend", response_model=Recommended, responses=errors(404, 409))
 async def recommend(request: Request, body: RecommendQuery) -> Recommended:
     """``k`` moments for this listener; each hit's ``metadata`` holds its factors (``contrib:*`` sum to
     ``score``), its taste and whether its artist is new."""
@@ -76,7 +80,7 @@ async def recommend(request: Request, body: RecommendQuery) -> Recommended:
         hits = []
         for row in out.to_dict("records"):
             row = {c: plain(v) for c, v in row.items()}
-            meta = {c: v for c, v in row.items() if c not in (*_FIELDS, "uri", "content_hash")}
+            meta = public_metadata(row, _FIELDS)
             hits.append(Hit(**{c: row[c] for c in _FIELDS}, file=os.path.basename(str(row.get("uri", ""))),
                             metadata=meta, audio=audio_url(row["track_id"], row["start"], row["end"])))
         return Recommended(generation=lib.generation, took_ms=round(took, 3), tastes=int(out.attrs["tastes"]),

@@ -12,16 +12,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.exceptions import HTTPException
 
 from .. import __version__
+from ..errors import AudioDecodeError
 from ..library import Library
 from ..library.ingest import TRACK_COLUMNS
-from ..search.filters import PRIVATE_TRACK_COLUMNS, parse_where, track_mask
+from ..search.filters import PRIVATE_TRACK_COLUMNS, parse_where, public_columns, track_mask
+from .contract import check_where, errors, vocabulary
 from .media import MEDIA_TYPES, parse_range
 from .models import AudioFormat, EmbeddingStats, Health, IndexStats, Stats, Track, TrackPage
 
 router = APIRouter()
-#: what a track's JSON leaves out: where the server keeps it, and what only the library needs
-_PRIVATE = ("uri", "content_hash")
-TrackId = Annotated[int, Path(ge=0, le=2**63 - 1, description="a track id (from /tracks or a search hit)")]
+TrackId = Annotated[int, Path(ge=0, le=2**53, description="a track id (from /tracks or a search hit)")]
 _STATS: dict = {}
 _POSITIONS: dict = {}
 
@@ -77,8 +77,18 @@ def track_row(lib: Library, track_id: int) -> pd.Series:
     return lib.tracks.iloc[track_position(lib, track_id)]
 
 
+def public_metadata(row: dict, drop: tuple = ()) -> dict:
+    """A row's cells a client may see: none of :data:`~audiorag.search.filters.PRIVATE_TRACK_COLUMNS`
+    (the file's path, its hash, decoding facts), none of ``drop``.
+
+    >>> public_metadata({"uri": "/music/a.wav", "content_hash": "ab", "genre": "rock", "rank": 1}, ("rank",))
+    {'genre': 'rock'}
+    """
+    return {k: v for k, v in row.items() if k not in PRIVATE_TRACK_COLUMNS and k not in drop}
+
+
 def to_track(row) -> Track:
-    meta = {k: plain(v) for k, v in row.items() if k not in (*_PRIVATE, "track_id", "duration")}
+    meta = {k: plain(v) for k, v in public_metadata(dict(row), ("track_id", "duration")).items()}
     return Track(track_id=int(row["track_id"]), duration=plain(row["duration"]),
                  file=os.path.basename(str(row["uri"])), metadata=meta, audio=audio_url(int(row["track_id"])))
 
@@ -91,13 +101,13 @@ class ApiError(HTTPException):
         self.code = code
 
 
-def filters(where: list[str]) -> dict | None:
-    """``where`` conditions (``COLUMN=VALUE``, ``!=``, ``>=``...) → the filters of :func:`audiorag.search.search`;
-    the server's file paths are not a column clients may probe."""
-    conditions = parse_where(where, option="where")
-    if any(c in PRIVATE_TRACK_COLUMNS for c in conditions):
-        raise HTTPException(422, f"where: cannot filter on {', '.join(PRIVATE_TRACK_COLUMNS)}")
-    return conditions or None
+def filters(lib: Library, where: list[str], *, search: bool) -> dict | None:
+    """``where`` conditions (``COLUMN=VALUE``, ``!=``, ``>=``...) → the filters of :func:`audiorag.search.search`
+    (``search``: the segments' descriptors too); each must match the schema's pattern of public columns
+    and values of their kind (the server's file paths are not a column clients may probe)."""
+    vocab = vocabulary(lib)
+    check_where(where, vocab.search_where if search else vocab.track_where)
+    return parse_where(where, option="where") or None
 
 
 @router.get("/health", response_model=Health, tags=["library"])
@@ -123,10 +133,10 @@ def _stats(lib: Library, columns: list[str]) -> Stats:
     info = lib.info()
     tracks = lib.tracks
     if columns:
-        unknown = [c for c in columns if c not in tracks.columns or c in _PRIVATE]
+        unknown = [c for c in columns if c not in public_columns(tracks)]
         if unknown:
             raise HTTPException(422, f"column: no track column {unknown[0]!r}; columns: "
-                                     f"{', '.join(c for c in tracks.columns if c not in _PRIVATE)}")
+                                     f"{', '.join(public_columns(tracks))}")
     else:
         columns = [c for c in tracks.columns if c not in TRACK_COLUMNS and not pd.api.types.is_numeric_dtype(
             tracks[c]) and tracks[c].astype(str).nunique() <= 200]
@@ -155,7 +165,7 @@ async def list_tracks(lib: Lib, offset: Annotated[int, Query(ge=0, le=2**31)] = 
                     "numeric columns compare as numbers"))] = []) -> TrackPage:  # noqa: B006
     """The tracks passing every filter, in track id order, a page at a time (search by filters)."""
     tracks = lib.tracks
-    conditions = filters(where)
+    conditions = filters(lib, where, search=False)
     if conditions:
         tracks = tracks[track_mask(tracks, conditions, what="where")]
     tracks = tracks.sort_values("track_id", kind="stable")
@@ -163,7 +173,7 @@ async def list_tracks(lib: Lib, offset: Annotated[int, Query(ge=0, le=2**31)] = 
     return TrackPage(total=len(tracks), offset=offset, limit=limit, tracks=[to_track(r) for _, r in page.iterrows()])
 
 
-@router.get("/tracks/{track_id}", response_model=Track, tags=["library"])
+@router.get("/tracks/{track_id}", response_model=Track, tags=["library"], responses=errors(404))
 async def get_track(lib: Lib, track_id: TrackId) -> Track:
     """One track's metadata."""
     return to_track(track_row(lib, track_id))
@@ -171,25 +181,29 @@ async def get_track(lib: Lib, track_id: TrackId) -> Track:
 
 @router.get("/tracks/{track_id}/audio", tags=["library"], response_class=Response,
             responses={200: {"content": {t: {} for t in MEDIA_TYPES.values()}}, 206: {"description": "a byte range"},
-                       409: {"description": "the file changed since it was indexed"},
-                       410: {"description": "the file is gone"}, 416: {"description": "range not satisfiable"}})
+                       **errors(404, 409, 410, 416)})
 async def track_audio(request: Request, lib: Lib, track_id: TrackId,
                       start: Annotated[float, Query(ge=0, allow_inf_nan=False)] = 0.0,
                       end: Annotated[float | None, Query(gt=0, allow_inf_nan=False,
                                                          description="default: the track's end")] = None,
                       format: Annotated[AudioFormat, Query(description="wav, ogg or mp3")] = "wav",
                       range: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
-    """The moment ``[start, end)`` of a track as a file for a player (``Range`` requests answered with 206).
+    """The moment ``[start, end)`` of a track as a file for a player (``Range`` requests answered with 206;
+    416 for a byte range or a time span outside the audio).
 
     Read only from the file the library indexed, and only while it still holds the indexed content."""
     settings = request.app.state.settings
     row = track_row(lib, track_id)
     duration = float(row["duration"])
     end = duration if end is None else min(end, duration)
-    if start >= duration:
-        raise HTTPException(422, f"start: {start:g} s is beyond the end of track {track_id} ({duration:g} s)")
+    rate = int(row["sample_rate"])
+    # the decoder counts samples: 29.99999 s is the end of 30 s (and 1e307 s is past it before any rounding)
+    if start >= duration or round(start * rate) >= round(duration * rate):
+        raise HTTPException(416, f"start: {start:g} s is beyond the end of track {track_id} ({duration:g} s)")
     if end <= start:
-        raise HTTPException(422, f"end: must be after start ({start:g} s), got {end:g}")
+        raise HTTPException(416, f"end: must be after start ({start:g} s), got {end:g}")
+    if round((end - start) * rate) < 1:
+        raise HTTPException(416, f"end: the span {start:g}-{end:g} s holds no sample at {rate} Hz")
     if end - start > settings.max_span:
         raise HTTPException(422, f"end: at most {settings.max_span:g} s of audio per request, asked {end - start:g}")
     try:
@@ -197,6 +211,9 @@ async def track_audio(request: Request, lib: Lib, track_id: TrackId,
                                                 str(row["content_hash"]), start, end, format)
     except FileNotFoundError:
         raise HTTPException(410, f"the file of track {track_id} is gone from the server") from None
+    except AudioDecodeError as exc:  # the track's own file: its name, never where the server keeps it
+        raise HTTPException(409, f"the file of track {track_id} ({os.path.basename(str(row['uri']))}) "
+                                 f"no longer decodes: {exc.reason}") from None
     span = parse_range(range, len(data))
     headers = {"Accept-Ranges": "bytes", "Cache-Control": "private, max-age=3600",
                "Content-Disposition": f'inline; filename="track{track_id}-{start:g}-{end:g}.{format}"'}

@@ -28,6 +28,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from ..search.filters import public_columns
 from ..serve.tracks import Lib, audio_url, plain
 
 STATIC = Path(str(resources.files(__package__) / "static"))
@@ -66,7 +67,7 @@ async def plotly_js() -> FileResponse:
 def library_map(lib: Lib, embedder: Annotated[str | None, Query(max_length=200)] = None,
                 method: Annotated[str, Query(pattern="^(pca|tsne|umap)$")] = "pca",
                 colour: Annotated[str | None, Query(max_length=200, description="a track column")] = None,
-                outliers: Annotated[float, Query(ge=0, le=0.5, description="share ringed as outliers")] = 0.05):
+                outliers: Annotated[float, Query(ge=0, lt=0.5, description="share ringed as outliers")] = 0.05):
     """Every live moment of one embedding on a 2-D map (at most ``MAX_POINTS``, a seeded sample beyond),
     coloured by a track column, the strongest ``outliers`` share flagged (isolation forest), each with the
     URL of its audio. Columns of equal length under ``points``."""
@@ -75,7 +76,7 @@ def library_map(lib: Lib, embedder: Annotated[str | None, Query(max_length=200)]
     key = (str(lib.data), emb.key, method, colour, outliers)
     if key not in _MAPS:
         items, vectors = explore.map_items(lib, emb.key)
-        if colour is not None and colour not in items.columns:
+        if colour is not None and colour not in public_columns(lib.tracks):  # never a file's path or hash
             raise HTTPException(422, f"colour: no track column {colour!r}")
         if len(items) > MAX_POINTS:
             rows = np.sort(np.random.default_rng(0).choice(len(items), MAX_POINTS, replace=False))

@@ -1,0 +1,81 @@
+"""The request forms routes share, as FastAPI dependencies: a search's options (from the query
+string or from a multipart form) and an uploaded clip with its span. A route names what it takes
+(``options: SearchForm``, ``clip: Upload``) instead of repeating the fields.
+
+(No ``from __future__ import annotations`` here: FastAPI reads these signatures, built per source.)
+"""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, File, Form, Query, Request
+
+from .contract import check_where, vocabulary
+from .models import RERANK_HELP, RERANK_PATTERN, By, SearchBase, SearchOptions
+
+_WHERE = ("filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers; the schema's pattern lists "
+          "the columns)")
+_EMBEDDER = "embedding name or key (default: the only one)"
+_INDEX = "index name (default: flat or the only one)"
+
+
+def _options(source):
+    """The dependencies reading a search's options from ``source`` (``Query`` or ``Form``)."""
+
+    def base(request: Request, k: Annotated[int, source(ge=1, le=1000, description="number of hits")] = 10,
+             embedder: Annotated[str | None, source(max_length=200, description=_EMBEDDER)] = None,
+             index: Annotated[str | None, source(max_length=200, description=_INDEX)] = None,
+             by: Annotated[By, source(description="segment, or track: one hit per track at its best moment")]
+             = "segment",
+             where: Annotated[list[str], source(max_length=32, description=_WHERE)] = []  # noqa: B006
+             ) -> SearchBase:
+        # the where grammar is checked here, before any upload is decoded: a request the schema refuses is
+        # refused as such (422), whatever its clip
+        check_where(where, vocabulary(request.app.state.libraries.current()).search_where)
+        return SearchBase(k=k, embedder=embedder, index=index, by=by, where=where)
+
+    def reranked(options: Annotated[SearchBase, Depends(base)],
+                 rerank: Annotated[str | None, source(max_length=300, pattern=RERANK_PATTERN,
+                                                      description=RERANK_HELP)] = None) -> SearchOptions:
+        return SearchOptions(**options.model_dump(), rerank=rerank)
+    return base, reranked
+
+
+_query_base, _query_reranked = _options(Query)
+_form_base, _form_reranked = _options(Form)
+#: a search's options in the query string (k, embedder, index, by, where, rerank)
+SearchParams = Annotated[SearchOptions, Depends(_query_reranked)]
+#: a search's options as multipart form fields, re-ranking included
+SearchForm = Annotated[SearchOptions, Depends(_form_reranked)]
+#: a search's options as multipart form fields, without re-ranking (hum queries)
+PlainSearchForm = Annotated[SearchBase, Depends(_form_base)]
+
+
+@dataclass(frozen=True)
+class Clip:
+    """An uploaded file's bytes (``None``: no upload) and the span ``[start, end)`` of it to use."""
+
+    data: bytes | None
+    start: float | None
+    end: float | None
+
+
+_Start = Annotated[float | None, Form(ge=0, allow_inf_nan=False, description="seconds into the upload")]
+_End = Annotated[float | None, Form(gt=0, allow_inf_nan=False, description="seconds into the upload")]
+
+
+def upload(file: Annotated[bytes, File(description="an audio file (WAV, FLAC, OGG, MP3); its content decides, "
+                                                   "not its declared type")],
+           start: _Start = None, end: _End = None) -> Clip:
+    return Clip(file, start, end)
+
+
+def optional_upload(file: Annotated[bytes, File(description="an audio clip, or give track and at")] = None,
+                    start: _Start = None, end: _End = None) -> Clip:
+    return Clip(file, start, end)
+
+
+#: a required upload (``file``) with its ``start`` and ``end`` form fields
+Upload = Annotated[Clip, Depends(upload)]
+#: an optional upload (``file``) with its ``start`` and ``end`` form fields
+OptionalUpload = Annotated[Clip, Depends(optional_upload)]
