@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioDecodeError, ParameterError
+from .errors import AudioDecodeError, ParameterError, UnusableClipError
 from .io import encode_path, open_regular
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
@@ -453,13 +453,13 @@ def load_clip(source, *, sr: int | None = None, start: float | None = None, end:
     span in seconds, decoded once and checked once.
 
     Raises :class:`ParameterError` for a bad span or missing ``sr``, :class:`AudioDecodeError` naming the
-    clip for unreadable, empty, too short (under :data:`MIN_CLIP_SECONDS`), non-finite samples, or samples
-    beyond :data:`MAX_AMPLITUDE`.
+    clip for unreadable audio or non-finite samples, and its subclass :class:`UnusableClipError` for a clip
+    that decodes but is empty, too short (under :data:`MIN_CLIP_SECONDS`) or beyond :data:`MAX_AMPLITUDE`.
 
     >>> load_clip(np.full(800, 1e30, np.float32), sr=8000)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    audiorag.errors.AudioDecodeError: <array>: samples reach 1e+30: not audio (float samples are about ±1; ...)
+    audiorag.errors.UnusableClipError: <array>: samples reach 1e+30: not audio (float samples are about ±1; ...)
     """
     check_span(start, end, what="clip")
     offset = start or 0.0
@@ -473,13 +473,13 @@ def load_clip(source, *, sr: int | None = None, start: float | None = None, end:
         item = item or display_name(source)
         y, sr = load(source, offset=offset, duration=None if end is None else end - offset)
     if len(y) == 0:
-        raise AudioDecodeError(item, "empty audio (no samples in the requested span)")
+        raise UnusableClipError(item, "empty audio (no samples in the requested span)")
     if len(y) < MIN_CLIP_SECONDS * sr:
-        raise AudioDecodeError(item, f"too short ({len(y) / sr:.3f} s; a query clip needs at least "
-                                     f"{MIN_CLIP_SECONDS:g} s)")
+        raise UnusableClipError(item, f"too short ({len(y) / sr:.3f} s; a query clip needs at least "
+                                      f"{MIN_CLIP_SECONDS:g} s)")
     valid_audio(y, item=item)
     peak = float(np.abs(y).max())
     if peak > MAX_AMPLITUDE:
-        raise AudioDecodeError(item, f"samples reach {peak:.3g}: not audio (float samples are "
-                                     f"about ±1; at most ±{MAX_AMPLITUDE:.0e})")
+        raise UnusableClipError(item, f"samples reach {peak:.3g}: not audio (float samples are "
+                                      f"about ±1; at most ±{MAX_AMPLITUDE:.0e})")
     return Clip(np.ascontiguousarray(y), int(sr), item, offset)

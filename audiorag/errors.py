@@ -30,6 +30,10 @@ class AudioDecodeError(AudioragError):
         super().__init__(f"{self.item}: {reason}")
 
 
+class UnusableClipError(AudioDecodeError):
+    """A query clip that decodes but cannot be searched with: empty, too short, or samples far beyond ±1."""
+
+
 class IncompatibleLibraryError(AudioragError):
     """A library, its vectors or an index were made with a different configuration."""
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Form, Query, Request
 from starlette.exceptions import HTTPException
 
 from ..audio import load_clip
-from ..errors import AudioDecodeError
+from ..errors import AudioDecodeError, UnusableClipError
 from ..library import Library
 from ..rerank import Rerank
 from ..search import Query as SearchQuery
@@ -119,7 +119,9 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
     named.name = "upload"  # how the decoder's messages name it
     try:  # the query side's one loader: its checks, its errors
         clip = load_clip(named, start=start, end=end)
-    except AudioDecodeError as exc:  # the content is not audio this server can search with (RFC 9110: 415)
+    except UnusableClipError as exc:  # audio, but not a clip one can search with
+        raise HTTPException(422, f"file: {exc.reason}") from None
+    except AudioDecodeError as exc:  # the content is not audio this server decodes (RFC 9110: 415)
         raise ApiError(415, "undecodable_audio", str(exc)) from None
     if clip.duration > max_clip + 1e-6:  # a header may understate what decodes
         raise HTTPException(413, f"file: the clip is longer than the {max_clip:g} s limit (--max-clip)")
