@@ -377,7 +377,8 @@ def test_text_and_hybrid_routes_on_a_library_with_a_text_tower(tmp_path, lib):
         assert [h["segment_id"] for h in r.json()["hits"]] == expected["segment_id"].tolist()
         for name, data in _audio_corpus().items():  # the uploads reach the decoder here (not a 409 first)
             r = c.post("/search/hybrid", data={"text": "drums"}, files={"file": ("a.wav", data)})
-            assert r.status_code == (200 if name in ("one sample", "rate 1 Hz") else 415), (name, r.text)
+            # audio too short to search with is refused as such (422); what does not decode is 415
+            assert r.status_code == {"one sample": 422, "rate 1 Hz": 200}.get(name, 415), (name, r.text)
     with TestClient(create_app(Settings(str(lib.path)))) as c:  # features45 alone: no text tower, no tagger
         r = c.post("/search/text", json={"text": "slow piano"})
         assert r.status_code == 409 and r.json()["error"] == "no_text_embedding" and "features45" in r.json()["detail"]
