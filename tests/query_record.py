@@ -20,6 +20,8 @@ RECORD = Path(__file__).parent / "data" / "query_record.json"
 def _table(df) -> dict:
     """Every column, as exact Python scalars (floats round-trip through JSON bit for bit)."""
     out = {c: [v.tolist() if isinstance(v, np.ndarray) else v for v in df[c].tolist()] for c in df.columns}
+    if "uri" in out:  # file names, not where the corpus was generated: the record holds on any machine
+        out["uri"] = [Path(v).name for v in out["uri"]]
     return json.loads(json.dumps(out, default=str))
 
 
