@@ -15,6 +15,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -26,7 +27,7 @@ import soundfile as sf
 import soxr
 
 from .errors import AudioDecodeError, ParameterError, UnusableClipError
-from .io import encode_path, open_regular
+from .io import encode_path, native_stderr_held, open_regular
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au")
 NORMALISATIONS = (None, "peak", "rms")
@@ -69,7 +70,7 @@ def info(path: str | os.PathLike) -> AudioInfo:
     with _open_file(path, item) as fh:
         _check_not_empty(fh, item)
         try:
-            with sf.SoundFile(fh) as f:
+            with _held_stderr(fh), sf.SoundFile(fh) as f:
                 return AudioInfo(f.frames / f.samplerate if f.samplerate else 0.0, int(f.samplerate),
                                  int(f.channels), int(f.frames), f.format)
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / OSError
@@ -111,6 +112,15 @@ def _peek(fh, n: int) -> bytes:
         return bytes(head)
     except (OSError, ValueError, AttributeError):
         return b""
+
+
+#: containers libsndfile parses itself (quiet); anything else may reach libmpg123, which prints to stderr
+_QUIET_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"FORM", b"fLaC", b"OggS", b".snd", b"caff")
+
+
+def _held_stderr(fh):
+    """A context holding back libmpg123's stderr chatter while ``fh`` is decoded (MP3 and unknown contents)."""
+    return contextlib.nullcontext() if _peek(fh, 4) in _QUIET_MAGIC else native_stderr_held()
 
 
 def _check_not_empty(fh, item: str) -> None:
@@ -232,7 +242,7 @@ def _load(fh, item, sr, mono, offset, duration, normalize) -> tuple[np.ndarray, 
         _check_ogg_end(fh, item)
     start = 0
     try:
-        with sf.SoundFile(fh) as f:
+        with _held_stderr(fh), sf.SoundFile(fh) as f:
             native_sr, expected = f.samplerate, f.frames
             if f.channels < 1:
                 raise AudioDecodeError(item, "zero channels")
@@ -322,7 +332,7 @@ def load_with_hash(path: str | os.PathLike, *, sr: int | None = None,
         raise AudioDecodeError(item, "empty file (0 bytes)")
     buf = io.BytesIO(data)
     try:
-        with sf.SoundFile(buf) as f:
+        with _held_stderr(buf), sf.SoundFile(buf) as f:
             header = AudioInfo(f.frames / f.samplerate if f.samplerate else 0.0, int(f.samplerate),
                                int(f.channels), int(f.frames), f.format)
     except Exception as exc:

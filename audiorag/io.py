@@ -19,15 +19,22 @@ Every change audiorag makes to a library goes through the functions here, so tha
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import shutil
 import stat
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from .errors import StorageError
+
+log = logging.getLogger(__name__)
 
 _FAULT = {"count": 0}
 
@@ -259,3 +266,48 @@ def decode_path(text: str) -> str:
         pos = m.end()
     raw += text[pos:].encode("utf-8")
     return os.fsdecode(bytes(raw))
+
+
+#: lines a native decoder writes straight to the process's stderr (libmpg123 inside libsndfile: "Note: Trying to
+#: resync...", "[src/libmpg123/layer3.c:...] error: ..."): reports on the stream that the decode's own result says
+_DECODER_CHATTER = re.compile(r"^(?:\[src/libmpg123/|Note: |Warning: |Big trouble)")
+_held = {"depth": 0, "saved": -1, "file": None}
+_held_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_held():
+    """Hold back what native code writes to file descriptor 2 while the block runs: decoder chatter goes to the
+    debug log; anything else (another thread's messages) is written to stderr afterwards, so nothing is lost.
+    Nested and concurrent blocks share one capture (the first one in redirects, the last one out restores).
+
+    >>> with native_stderr_held():
+    ...     _ = os.write(2, b"Note: Trying to resync...\\n")  # held back: chatter
+    """
+    with _held_lock:
+        if _held["depth"] == 0:
+            sys.stderr.flush()
+            _held["file"] = tempfile.TemporaryFile()
+            _held["saved"] = os.dup(2)
+            os.dup2(_held["file"].fileno(), 2)
+        _held["depth"] += 1
+    try:
+        yield
+    finally:
+        with _held_lock:
+            _held["depth"] -= 1
+            if _held["depth"] == 0:
+                os.dup2(_held["saved"], 2)
+                os.close(_held["saved"])
+                captured, _held["file"] = _held["file"], None
+                captured.seek(0)
+                text = captured.read().decode("utf-8", "replace")
+                captured.close()
+                kept = []
+                for line in text.splitlines(keepends=True):
+                    if _DECODER_CHATTER.match(line):
+                        log.debug("decoder: %s", line.rstrip())
+                    else:
+                        kept.append(line)
+                if kept:
+                    os.write(2, "".join(kept).encode())

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -300,3 +303,25 @@ def test_real_distribution_samples_all_decode_with_their_full_duration():
     # lmms ships five WAV files holding an Ogg stream (format tag 0x674f) under .ogg names: libsndfile
     # has no decoder for it, and says so; no real file is ever called truncated
     assert len(files) > 100 and all("Malformed 'fmt ' chunk" in r for r in refused) and len(refused) <= 5, refused
+
+
+def test_libmpg123_chatter_is_held_back_and_other_stderr_is_kept(tmp_path):
+    """libmpg123 writes to file descriptor 2 itself ("Note: Trying to resync...", "[src/libmpg123/...] error: ...")
+    while libsndfile decodes an MP3: none of it reaches the user (`identify --json` printed it); the decode's own
+    result still says what is wrong, and what other code writes meanwhile is not lost."""
+    good, cut = tmp_path / "good.mp3", tmp_path / "cut.mp3"
+    write_tone(good, seconds=3.0, format="MP3")
+    data = good.read_bytes()
+    cut.write_bytes(data[: len(data) // 2] + b"\0" * 100)  # garbage after a cut: libmpg123 resyncs and says so
+    script = ("import os, sys\nfrom audiorag.audio import load\nfrom audiorag.io import native_stderr_held\n"
+              f"load({str(good)!r})\n"
+              f"try:\n    load({str(cut)!r})\nexcept Exception as e:\n    print(e)\n"
+              "with native_stderr_held():\n    os.write(2, b'Note: chatter\\n'); os.write(2, b'a real message\\n')\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "truncated" in run.stdout and "cut.mp3" in run.stdout
+    assert run.stderr == "a real message\n"
+    # without the hold, the same decode does print: the test can fail
+    bare = subprocess.run([sys.executable, "-c", f"import soundfile as sf\nsf.read({str(cut)!r})"],
+                          capture_output=True, text=True, timeout=120)
+    assert "Note:" in bare.stderr or "libmpg123" in bare.stderr

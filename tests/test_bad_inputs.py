@@ -244,6 +244,7 @@ def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
         (["build", new, "--dataset", "nosuch:thing"], "unknown dataset"), (["build", a_file], "not a folder"),
         (["build", new, "--dataset", f"folder:{a_dir}", "--label-regex", "(["], "label_regex"),
         (["remove", missing, "0"], "no audiorag library"), (["remove", L, "abc"], "track_id"),
+        (["default", missing], "no audiorag library"), (["default", L, "nosuch"], "no embedding 'nosuch'"),
         (["search", L], "give --audio"), (["search", L, "--track", "0", "--at", "99999"], "beyond the end"),
         (["search", L, "--track", "0", "--at", "nan"], "--at"), (["search", L, "--track", "0", "--at", "-1"], "--at"),
         (["search", L, "--track", "999"], "--track 999"), (["search", L, "--track", "0", "-k", "0"], "-k"),

@@ -250,12 +250,17 @@ def test_every_file_of_a_bad_corpus_is_indexed_or_recorded_once_and_errors_follo
     assert report.added == len(contents) and report.failed == len(c["bad"]) + len(c["problems"])
     assert set(lib.tracks["uri"]) <= {encode_path(u) for u in c["good"]}  # links to one file: added once
     assert set(lib.tracks["content_hash"]) == contents
-    failing = lib.errors()
+    recorded = lib.errors()
+    failing = recorded[recorded["stage"] != "duplicate"]
     assert sorted(failing["uri"]) == sorted(encode_path(u) for u in list(c["bad"]) + list(c["problems"]))
+    # the link to a good file inside the corpus holds the same bytes: recorded as a duplicate of it, not lost
+    duplicate = recorded[recorded["stage"] == "duplicate"]
+    assert list(duplicate["uri"]) == [encode_path(str(c["root"] / "links" / "in.wav"))]
+    assert duplicate["message"].iloc[0] == f"duplicate of {encode_path(str(c['root'] / 'good' / 'tone.wav'))}"
     assert len(Library.open(lib.path).vectors("features45")) == len(lib.segments)
 
     again = Library.open(lib.path).add(c["root"], workers=2, progress=False)  # nothing new: nothing doubles
-    assert (again.added, again.failed) == (0, report.failed) and len(Library.open(lib.path).errors()) == len(failing)
+    assert (again.added, again.failed) == (0, report.failed) and len(Library.open(lib.path).errors()) == len(recorded)
 
     fixed = next(u for u in c["bad"] if u.endswith("cut.wav"))
     Path(fixed).write_bytes(encoded("WAV", "PCM_16", freq=1234))
@@ -484,6 +489,12 @@ def test_a_writer_killed_between_its_manifest_and_the_switch_is_made_current(thr
     shutil.copytree(src / f"gen-{gens[-1]:06d}", root / f"gen-{gens[1] + 1:06d}")  # complete, just after CURRENT
     m = root / f"gen-{gens[1] + 1:06d}" / "manifest.json"
     m.write_text(json.dumps({**json.loads(m.read_text()), "generation": gens[1] + 1, "parent": f"gen-{gens[1]:06d}"}))
+    # a reader sees what the next change will work on: the dead writer's generation (a user who re-runs the
+    # command after `info` must not be told the track it shows is "not in this library")
+    from audiorag.library.store import Store
+    with Store(root).lock(recover=False):  # a live writer holds the lock: readers do not touch its work
+        assert Library.open(root).generation == gens[1]
+    assert len(Library.open(root).tracks) == 3 and Library.open(root).generation == gens[1] + 1
     Library.open(root).add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)
     assert len(Library.open(root).tracks) == 4  # the three of the rolled-forward generation and the new one
 
@@ -492,10 +503,10 @@ def test_a_build_never_locks_itself_out_through_its_worker_processes(tmp_path):
     """Issue #29 item 3: a pool's workers forked while the build held the writers' lock shared its open
     file (a flock belongs to the open file): a worker still alive when the build took the lock again
     made the build "being changed by" its own pid. Forked children now let go of the lock."""
-    from audiorag.library import build
+    from audiorag.engines.local import map_pool
     lib = Library.create(tmp_path / "lib", window=2, hop=1)
     with lib.store.lock():
-        results = build.run_pool(abs, [-1, -2, -3, -4], {}, workers=2, desc="x", progress=False)
+        results = map_pool(abs, [-1, -2, -3, -4], workers=2, desc="x", progress=False)
         assert next(results) == 1  # the workers are forked, and stay until the generator is closed
     try:
         with lib.store.transaction() as gen:

@@ -22,6 +22,7 @@ from audiorag import Library, Query
 from audiorag.audio import load
 from audiorag.search import search
 from audiorag.serve import Settings, create_app
+from audiorag.serve.warm import queries
 
 SR = 22050
 GENRES = ["drone", "drone", "pulse", "pulse", "noise"]
@@ -64,8 +65,28 @@ def lib(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(lib):
-    with TestClient(create_app(Settings(str(lib.path), max_clip=20)), raise_server_exceptions=False) as c:
+    with TestClient(create_app(Settings(str(lib.path), max_clip=20, warm=False)), raise_server_exceptions=False) as c:
         yield c
+
+
+def test_a_server_warms_every_query_kind_before_health_says_ok(lib, tmp_path):
+    """At start a server runs one query of each kind the library offers (/health: "warming" meanwhile), on
+    the library's own audio; a library with a melody embedding warms hums too."""
+    with TestClient(create_app(Settings(str(lib.path)))) as c:
+        assert c.get("/health").json()["status"] in ("warming", "ok")
+        assert c.app.state.warmer.ready.wait(120)
+        assert c.get("/health").json()["status"] == "ok"
+        took = c.app.state.warmer.took
+    key = lib.embedding("features45").key
+    assert set(took) == {f"{key} moment", f"{key} audio", f"{key} audio+rerank"}
+    assert all(0 < t < 120 for t in took.values())
+    # a melody embedding adds a hum; an empty library has nothing to warm (and says ready)
+    copy = Library.open(shutil.copytree(lib.path, tmp_path / "lib"))
+    copy.embed("melody", progress=False)
+    assert {kind for _, kind, _, _ in queries(copy)} == {"moment", "audio", "audio+rerank", "hum"}
+    empty = Library.create(tmp_path / "empty", window=4, hop=2)
+    with TestClient(create_app(Settings(str(empty.path)))) as c:
+        assert c.app.state.warmer.ready.wait(30) and c.app.state.warmer.took == {}
 
 
 def _by_uri(lib, name: str) -> int:
@@ -755,3 +776,15 @@ def test_a_kept_alive_connection_goes_on_after_every_kind_of_error(lib):
     r = subprocess.run([sys.executable, "-m", "audiorag", "serve", str(lib.path), "--host", "no-such-host.invalid",
                         "--token", "t"], env=os.environ, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "ERROR:" not in r.stderr and "cannot listen there" in r.stderr, r.stderr
+
+
+def test_a_moment_beyond_the_end_of_its_track_is_a_time_outside_the_audio(lib, client):
+    """Schema-valid times past a track's end (found by schemathesis: `at=1e16`, `liked: ["3@901468327"]`)
+    answer 416 like any time outside the audio, naming the field and the track's length — not 422."""
+    tid = _by_uri(lib, "t1.wav")
+    for r, field in ((client.get(f"/search/moment?track={tid}&at=1e16"), "at"),
+                     (client.post("/recommend", json={"liked": [f"{tid}@901468327.0262"]}), "liked[0]")):
+        assert r.status_code == 416, r.text
+        assert r.json()["error"] == "range_not_satisfiable" and r.json()["detail"].startswith(f"{field}: ")
+        assert f"beyond the end of track {tid} (12 s)" in r.json()["detail"]
+    assert client.get(f"/search/moment?track={tid}&at=12").status_code == 200  # the end itself is a moment

@@ -109,7 +109,7 @@ def fuzz(url: str, *, examples: int, max_time: int, folders: list[str]) -> dict:
                 counts["checks"] += len(checks)
                 for check in checks:
                     if check.status.name == "FAILURE":
-                        failures.append(f"{check.name}: {recorder.label}: {check.failure_info}"[:600])
+                        failures.append(f"{check.name}: {recorder.label}: {check.failure_info}"[:4000])
             for interaction in recorder.interactions.values():
                 response = interaction.response
                 if response is None:

@@ -26,7 +26,9 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
           max_clip: str = typer.Option("60s", help="longest decoded upload (422 beyond)"),
           timeout: str = typer.Option("30s", help="longest a request may take (504 beyond)"),
           threads: int | None = typer.Option(None, help="threads decoding and embedding uploads per process "
-                                                        "(default: the cores)")):
+                                                        "(default: the cores)"),
+          warm: bool = typer.Option(True, help="run one query of each kind at start, so the first client's does "
+                                               "not load models or code (/health says 'warming' meanwhile)")):
     """Serve LIBRARY over HTTP (FastAPI + uvicorn; OpenAPI at /docs). Safe by default: loopback only,
     uploads limited, CORS off."""
     # one native thread per search or embedding: concurrency comes from requests, and idle OpenMP threads
@@ -51,12 +53,12 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
         except ParameterError as exc:
             raise ParameterError(f"{option}: {exc}") from None
     settings = Settings(str(Path(library).resolve()), token=token or None, cors_origins=tuple(cors_origin),
-                        **limits, **({"threads": threads} if threads else {}))
+                        warm=warm, **limits, **({"threads": threads} if threads else {}))
     Library.open(library)  # a missing or damaged library is one line here, not an error in each worker
     os.environ[SETTINGS_ENV] = settings.to_json()
     sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything
-    typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}",
-               err=True)
+    typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}"
+               f"{'; warming up' if warm else ''}", err=True)
     config = uvicorn.Config("audiorag.serve.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                             log_level="warning", timeout_graceful_shutdown=5)
     from uvicorn.supervisors import Multiprocess

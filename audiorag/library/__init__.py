@@ -65,6 +65,7 @@ class Library:
         self.meta = meta
         self.segmentation = Segmentation(**meta["segmentation"])
         self.store = Store(self.path, wait=wait)
+        self.store.settle()  # a writer that died just before its switch: see what the next change will see
         self._pinned, self._pin_fd = self.store.pin()
         try:
             read_manifest(self._pinned)  # a manifest of another shape is named here, not deep inside a command

@@ -23,8 +23,9 @@ see a half-written state: each pins its generation with a shared lock on its dir
 Nothing automatic deletes a *complete* generation (its manifest valid, every file there with its
 recorded size) unless it is older than CURRENT: a generation newer than CURRENT is deleted only when
 it is incomplete (a dead writer's), and one complete generation just after CURRENT, built on it, is
-a writer that died between its manifest and the switch: the next writer makes it current. Anything
-else (CURRENT damaged, older than complete generations) stops writers until ``audiorag check
+a writer that died between its manifest and the switch: the next writer makes it current (so does
+the next reader to open the library when no writer holds the lock and it may write: :meth:`Store.settle`).
+Anything else (CURRENT damaged, older than complete generations) stops writers until ``audiorag check
 --repair`` chooses (:func:`audiorag.library.check.check_path`).
 
 >>> import tempfile
@@ -211,6 +212,28 @@ class Store:
     def open_change(self) -> Path | None:
         """The directory of the change (transaction) in progress, if any."""
         return self._txn
+
+    def settle(self) -> bool:
+        """For a reader: when a writer died between its manifest and the switch (a complete generation just
+        after CURRENT, built on it), make that generation current as the next writer would (:meth:`recover`),
+        so what a reader sees and what the next change works on agree. Nothing happens while a writer holds
+        the lock (it switches itself) or when the library is read-only (readers keep reading CURRENT).
+        Returns True when CURRENT moved on."""
+        try:
+            gen = self.generation
+        except LibraryDamagedError:
+            return False
+        if not (self.root / _gen_name(gen + 1)).is_dir():
+            return False
+        wait, self.wait = self.wait, False
+        try:
+            with self.lock():  # recover() decides: complete and built on CURRENT, or nothing
+                pass
+        except (LibraryLockedError, StorageError):
+            return False
+        finally:
+            self.wait = wait
+        return self.generation == gen + 1
 
     # -- the one writer ---------------------------------------------------------------------
     @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +26,7 @@ from .guards import Deadline, LimitBody, RequireToken
 from .media import ChangedFile, Moments
 from .settings import SETTINGS_ENV, Settings
 from .state import Busy, Libraries, Pool
+from .warm import Warmer
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Range"],
                            expose_headers=["Content-Range", "Accept-Ranges", "Content-Length"])
+    app.state.warmer = Warmer(app.state.libraries)
+    if settings.warm:  # at start-up (not at creation: a TestClient used without `with` never warms)
+        app.router.on_startup.append(app.state.warmer.start)
+    else:
+        app.state.warmer.ready.set()
     app.router.on_shutdown.append(app.state.pool.close)
     return app
 
@@ -120,7 +127,9 @@ _FOLDERS: dict = {}
 
 def app_from_env() -> FastAPI:
     """The app of a uvicorn worker process started by ``audiorag serve`` (settings in the environment)."""
-    return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+    app = create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+    app.state.warmer.announce = lambda line: print(f"[{os.getpid()}] {line}", file=sys.stderr, flush=True)
+    return app
 
 
 def _handle_errors(app: FastAPI) -> None:

@@ -43,7 +43,7 @@ _ROUTE_ERRORS = {"/map": {409: "too few moments to draw a map"}}
 _ERRORS_DOC = {401: "a token is required and was not given or is wrong", 404: "no such track (or moment)",
                409: "the library cannot answer this (no such kind of embedding, a file changed)",
                410: "the track's file is gone from the server", 415: "the upload is not audio the server decodes",
-               416: "the byte range cannot be satisfied"}
+               416: "a byte range or a time (start, end, at, TRACK@SECONDS) outside the audio"}
 
 
 def errors(*statuses: int) -> dict:

@@ -30,7 +30,8 @@ class ErrorBody(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "warming"] = Field("ok", description="warming: the process is still running one query of "
+                                                             "each kind (answers come, the first may be slower)")
     version: str
     library: str = Field(description="the library folder's name")
     generation: int = Field(description="the committed generation being served")

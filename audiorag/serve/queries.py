@@ -23,7 +23,7 @@ from ..search import search
 from .contract import errors
 from .forms import OptionalUpload, PlainSearchForm, SearchForm, SearchParams, Upload
 from .models import RERANK, SearchBase, SearchResult, TextQuery
-from .tracks import ApiError, Lib, audio_url, filters, library, plain, public_metadata, track_position
+from .tracks import ApiError, Lib, audio_url, filters, library, moment_position, plain, public_metadata
 
 router = APIRouter(tags=["search"])
 _KEYS: dict = {}
@@ -128,7 +128,7 @@ def decode_upload(data: bytes, start: float | None, end: float | None, max_clip:
     return clip.y, clip.sr
 
 
-_SEARCH_ERRORS = errors(404, 409)
+_SEARCH_ERRORS = errors(404, 409, 416)
 _UPLOAD_ERRORS = errors(409, 415, 416)
 
 
@@ -139,7 +139,7 @@ async def moment(lib: Lib, options: SearchParams,
                  exclude_same_track: bool = False) -> SearchResult:
     """Moments like ``at`` seconds into ``track`` (the library's own segment there: no decoding; about
     a millisecond, so it runs on the event loop, never queued behind uploads)."""
-    track_position(lib, track)
+    moment_position(lib, track, at)
     return run_search(lib, SearchQuery.moment(track, at), options, exclude_same_track=exclude_same_track,
                       described={"kind": "moment", "track": track, "at": at})
 
@@ -193,7 +193,7 @@ async def hybrid(request: Request, text: Annotated[str, Form(min_length=1, max_l
     if (clip.data is None) == (track is None):
         raise HTTPException(422, "file: give an audio file or a track (with at), not both")
     if track is not None:
-        track_position(lib, track)
+        moment_position(lib, track, at)
 
     def work():
         if clip.data is None:

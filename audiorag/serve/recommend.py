@@ -16,7 +16,7 @@ from ..recommend import parse_moment
 from ..recommend import recommend as run_recommend
 from .contract import errors
 from .models import Hit
-from .tracks import audio_url, library, plain, public_metadata, track_position
+from .tracks import audio_url, library, moment_position, plain, public_metadata, track_position
 
 router = APIRouter(tags=["search"])
 _FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score")
@@ -56,7 +56,7 @@ class Recommended(BaseModel):
     hits: list[Hit]
 
 
-@router.post("/recommend", response_model=Recommended, responses=errors(404, 409))
+@router.post("/recommend", response_model=Recommended, responses=errors(404, 409, 416))
 async def recommend(request: Request, body: RecommendQuery) -> Recommended:
     """``k`` moments for this listener; each hit's ``metadata`` holds its factors (``contrib:*`` sum to
     ``score``), its taste and whether its artist is new."""
@@ -65,7 +65,9 @@ async def recommend(request: Request, body: RecommendQuery) -> Recommended:
         liked = [parse_moment(m) for m in body.liked]
     except ParameterError as exc:
         raise HTTPException(422, f"liked: {exc}") from None
-    for track_id in [t for t, _ in liked] + body.history:
+    for i, (track_id, at) in enumerate(liked):
+        moment_position(lib, track_id, at, f"liked[{i}]")
+    for track_id in body.history:
         track_position(lib, track_id)
     if isinstance(body.time_of_day, int) and not 0 <= body.time_of_day <= 23:
         raise HTTPException(422, f"time_of_day: an hour is 0-23, got {body.time_of_day}")

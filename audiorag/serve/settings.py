@@ -34,7 +34,8 @@ class Settings:
     ``max_clip``: seconds of decoded upload audio (422 beyond); ``max_span``: seconds of audio
     one ``/tracks/{id}/audio`` response may hold; ``timeout``: seconds a request may take
     (upload included) before 504; ``threads``: the pool decoding and embedding uploads (default:
-    the cores); ``queue``: requests that may wait for that pool before 503.
+    the cores); ``queue``: requests that may wait for that pool before 503; ``warm``: run one query of
+    each kind at start (:mod:`audiorag.serve.warm`; ``/health`` says ``warming`` meanwhile).
     """
 
     library: str
@@ -46,6 +47,7 @@ class Settings:
     timeout: float = 30.0
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     queue: int = 64
+    warm: bool = True
 
     def __post_init__(self):
         if self.token is not None and not self.token.strip():

@@ -72,6 +72,16 @@ def track_position(lib: Library, track_id: int) -> int:
     return positions[track_id]
 
 
+def moment_position(lib: Library, track_id: int, at: float, field: str = "at") -> int:
+    """:func:`track_position`, and 416 when ``at`` seconds lie beyond the track's end (no moment there: a time
+    outside the audio, as for uploads and audio spans)."""
+    position = track_position(lib, track_id)
+    duration = float(lib.tracks["duration"].iloc[position])
+    if at > duration:
+        raise HTTPException(416, f"{field}: {at:g} s is beyond the end of track {track_id} ({duration:g} s)")
+    return position
+
+
 def track_row(lib: Library, track_id: int) -> pd.Series:
     """The track's row, else 404."""
     return lib.tracks.iloc[track_position(lib, track_id)]
@@ -111,9 +121,11 @@ def filters(lib: Library, where: list[str], *, search: bool) -> dict | None:
 
 
 @router.get("/health", response_model=Health, tags=["library"])
-async def health(lib: Lib) -> Health:
-    """Liveness and the generation served (never needs a token)."""
-    return Health(version=__version__, library=lib.path.name, generation=lib.generation)
+async def health(request: Request, lib: Lib) -> Health:
+    """Liveness, warm-up (``warming`` until one query of each kind ran) and the generation served (never needs
+    a token)."""
+    return Health(status="ok" if request.app.state.warmer.ready.is_set() else "warming", version=__version__,
+                  library=lib.path.name, generation=lib.generation)
 
 
 @router.get("/stats", response_model=Stats, tags=["library"])

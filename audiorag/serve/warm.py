@@ -1,0 +1,106 @@
+"""Warm-up: one query of every kind a library offers, run when a server process starts, so the first
+client does not pay for imports, model loading or compiled-code caches.
+
+``/health`` answers ``"status": "warming"`` until it is done, then ``"ok"``; each query runs on the
+library's own data (a moment of its first track, that moment's audio as an uploaded clip, a hum of
+it, a text query where the embedding has a text tower or tags), so nothing is generated that the
+library does not already hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+
+from ..errors import AudioragError
+from ..rerank import Rerank
+from ..search import Query, search
+
+log = logging.getLogger(__name__)
+
+
+def queries(lib) -> list[tuple[str, str, Query, dict]]:
+    """``(embedding key, query kind, query, search options)`` for each kind of query the library can answer.
+
+    >>> import tempfile
+    >>> from audiorag import Library
+    >>> queries(Library.create(tempfile.mkdtemp(), window=2, hop=1))  # no tracks: nothing to warm
+    []
+    """
+    if len(lib.tracks) == 0:
+        return []
+    track = int(lib.tracks["track_id"].iloc[0])
+    clip = _clip(lib, track)
+    rerank = {"rerank": Rerank(harmonic=0.2, tempo=0.2)}
+    out = []
+    for emb in lib.embeddings():
+        if not emb.n_segments:
+            continue
+        if emb.kind == "melody":
+            if clip is not None:
+                out.append((emb.key, "hum", Query.hum(clip[0], sr=clip[1]), {}))
+            continue
+        out.append((emb.key, "moment", Query.moment(track, 0.0), {}))
+        if clip is not None:
+            out.append((emb.key, "audio", Query.audio(clip[0], sr=clip[1]), {}))
+            # re-ranking estimates the clip's key and tempo (the descriptors' code path)
+            out.append((emb.key, "audio+rerank", Query.audio(clip[0], sr=clip[1]), rerank))
+        if emb.has_text or emb.is_tagger:
+            out.append((emb.key, "text", Query.text("music"), {}))
+    return out
+
+
+def warm(lib) -> dict[str, float]:
+    """Run :func:`queries` once; ``{"EMBEDDING kind": seconds}`` of each that answered (one that cannot,
+    e.g. re-ranking in a library without descriptors, is skipped with a debug line)."""
+    took = {}
+    for key, kind, query, options in queries(lib):
+        t0 = time.perf_counter()
+        try:
+            search(lib, query, embedder=key, k=1, **options)
+        except AudioragError as exc:
+            log.debug("warm-up: %s %s skipped: %s", key, kind, exc)
+            continue
+        took[f"{key} {kind}"] = round(time.perf_counter() - t0, 3)
+    return took
+
+
+class Warmer:
+    """Runs :func:`warm` in a background thread; :attr:`ready` is set when it ends (even by an error:
+    a failed warm-up only means the first client waits as it would have). ``announce`` receives one line
+    saying what was warmed and how long it took (the ``serve`` command prints it)."""
+
+    def __init__(self, libraries, announce=None):
+        self.libraries = libraries
+        self.announce = announce or log.info
+        self.ready = threading.Event()
+        self.took: dict[str, float] = {}
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="audiorag-warm", daemon=True).start()
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.took = warm(self.libraries.current())
+        except Exception:  # noqa: BLE001 - never take the server down; the log keeps the cause
+            log.exception("warm-up failed")
+        finally:
+            self.ready.set()
+        kinds = ", ".join(sorted({key.split()[-1] for key in self.took}))
+        self.announce(f"ready: warmed {len(self.took)} queries ({kinds}) in {time.perf_counter() - t0:.1f} s")
+
+
+def _clip(lib, track: int) -> tuple[np.ndarray, int] | None:
+    """The first window of ``track`` as a clip (samples, rate), or None when its file does not decode."""
+    from ..audio import load_clip
+    row = lib.tracks[lib.tracks["track_id"] == track].iloc[0]
+    try:
+        clip = load_clip(str(row["uri"]), start=0.0, end=lib.segmentation.window)
+    except AudioragError as exc:
+        log.debug("warm-up: no clip from track %d: %s", track, exc)
+        return None
+    return clip.y, clip.sr
