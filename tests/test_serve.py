@@ -788,3 +788,17 @@ def test_a_moment_beyond_the_end_of_its_track_is_a_time_outside_the_audio(lib, c
         assert r.json()["error"] == "range_not_satisfiable" and r.json()["detail"].startswith(f"{field}: ")
         assert f"beyond the end of track {tid} (12 s)" in r.json()["detail"]
     assert client.get(f"/search/moment?track={tid}&at=12").status_code == 200  # the end itself is a moment
+
+
+def test_names_outside_the_schemas_enums_are_refused_before_the_upload_is_looked_at(lib, client):
+    """Found by schemathesis: an upload with `embedder=__not_in_enum__` and an empty span answered 416 (the span,
+    checked first) where a request the schema refuses must be refused as such (422), whatever its clip."""
+    wav = _wav(_track(1, 3.0))
+    for field in ("embedder", "index"):
+        r = client.post("/search/audio", files={"file": ("q.wav", wav)},
+                        data={field: "__not_in_enum__", "start": "0.99999", "end": "1e-72"})
+        assert r.status_code == 422 and r.json()["detail"].startswith(f"{field}: '__not_in_enum__' is not one of")
+    r = client.get(f"/search/moment?track={_by_uri(lib, 't1.wav')}&embedder=__not_in_enum__")
+    assert r.status_code == 422 and "features45" in r.json()["detail"]
+    ok = client.post("/search/audio", files={"file": ("q.wav", wav)}, data={"embedder": "features45", "index": "flat"})
+    assert ok.status_code == 200, ok.text

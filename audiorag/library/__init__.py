@@ -17,6 +17,7 @@ writers' lock in :mod:`.store`; :meth:`Library.check` / :meth:`Library.info` in 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -153,7 +154,8 @@ class Library:
         self._pin_fd = None
 
     def __del__(self):
-        unpin(getattr(self, "_pin_fd", None))
+        with contextlib.suppress(Exception):  # at interpreter exit the os module may already be gone
+            unpin(getattr(self, "_pin_fd", None))
 
     def _tables(self) -> dict:
         """Tables read from :attr:`data`; forgotten when it changes or a change begins (what was read

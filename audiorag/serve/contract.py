@@ -115,6 +115,22 @@ def vocabulary(lib: Library) -> Vocabulary:
     return _VOCABULARIES[key]
 
 
+def route_embedders(vocab: Vocabulary, path: str) -> tuple[str, ...]:
+    """The embedding names a route takes (the schema's enum): text and hybrid queries need a text side, hums the
+    melody embedding, the others any embedding."""
+    return {"/search/text": vocab.text, "/search/hybrid": vocab.tower, "/search/hum": vocab.melody}.get(path) \
+        or vocab.embedders
+
+
+def check_names(path: str, vocab: Vocabulary, *, embedder: str | None, index: str | None) -> None:
+    """422 for an ``embedder`` or ``index`` outside the schema's enum of the route at ``path``: checked with the
+    form, before an upload is decoded, so a request the schema refuses is refused as such."""
+    for field, value, allowed in (("embedder", embedder, route_embedders(vocab, path)),
+                                  ("index", index, vocab.indexes)):
+        if value is not None and allowed and value not in allowed:
+            raise HTTPException(422, f"{field}: {value[:80]!r} is not one of {', '.join(allowed)}")
+
+
 def check_where(items: list[str], pattern: str) -> None:
     """422 naming the first ``where`` item that does not match ``pattern`` (the schema's)."""
     for item in items:
@@ -147,10 +163,9 @@ def _describe(schema: dict, vocab: Vocabulary, *, token: bool) -> None:
             for status, answer in op["responses"].items():
                 if status[0] in "45":
                     answer["content"] = {"application/json": {"schema": ref}}
-            embedders = {"/search/text": vocab.text, "/search/hybrid": vocab.tower,
-                         "/search/hum": vocab.melody}.get(path) or vocab.embedders
             where = vocab.track_where if path == "/tracks" else vocab.search_where
-            names = {"embedder": embedders, "index": vocab.indexes, "colour": vocab.columns, "column": vocab.columns}
+            names = {"embedder": route_embedders(vocab, path), "index": vocab.indexes, "colour": vocab.columns,
+                     "column": vocab.columns}
             fields = [(p["name"], p["schema"]) for p in op.get("parameters", [])]
             for media, content in op.get("requestBody", {}).get("content", {}).items():
                 body = content["schema"]

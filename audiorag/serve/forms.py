@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, File, Form, Query, Request
 
-from .contract import check_where, vocabulary
+from .contract import check_names, check_where, vocabulary
 from .models import RERANK_HELP, RERANK_PATTERN, By, SearchBase, SearchOptions
 
 _WHERE = ("filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers; the schema's pattern lists "
@@ -29,9 +29,11 @@ def _options(source):
              = "segment",
              where: Annotated[list[str], source(max_length=32, description=_WHERE)] = []  # noqa: B006
              ) -> SearchBase:
-        # the where grammar is checked here, before any upload is decoded: a request the schema refuses is
-        # refused as such (422), whatever its clip
-        check_where(where, vocabulary(request.app.state.libraries.current()).search_where)
+        # the where grammar and the names are checked here, before any upload is decoded: a request the schema
+        # refuses is refused as such (422), whatever its clip
+        vocab = vocabulary(request.app.state.libraries.current())
+        check_where(where, vocab.search_where)
+        check_names(request.url.path, vocab, embedder=embedder, index=index)
         return SearchBase(k=k, embedder=embedder, index=index, by=by, where=where)
 
     def reranked(options: Annotated[SearchBase, Depends(base)],
