@@ -623,3 +623,46 @@ def test_any_start_and_end_on_the_command_line_is_an_answer_or_exit_2(tiny):
                                 "--start", start, "--end", end, "-k", "2", "--json"])
         assert r.exit_code in (0, 2) and (r.exit_code == 0 or len(r.output.strip().splitlines()) == 1), r.output
     clear()
+
+
+def test_any_where_expression_parses_or_is_one_clear_error_and_what_the_schema_allows_evaluates():
+    """The `where` parser (CLI, server, `eval --only`, the map) on random expressions: a mapping or a ParameterError,
+    never another exception; every item the server's schema pattern accepts evaluates to a mask without error
+    (the schema's promise: what it allows is answered, not refused)."""
+    import re
+
+    import pandas as pd
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from audiorag.errors import ParameterError
+    from audiorag.search.filters import parse_where, track_mask
+    from audiorag.serve.contract import where_pattern
+    tracks = pd.DataFrame({"track_id": [0, 1, 2], "uri": ["/a", "/b", "/c"], "genre": ["rock", "jazz", None],
+                           "year": [1999.0, 2001.0, None], "live": [True, False, True], "bpm": [120, 90, 100]})
+    pattern = where_pattern(tracks)
+    spaces = st.text(" \t\n\r\x0b\x0c", max_size=3)
+    numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr), st.integers(-10**20, 10**20).map(str),
+                        st.from_regex(r"[+-]?[0-9]{1,15}(\.[0-9]{0,15})?([eE][+-]?[0-9]{1,2})?", fullmatch=True))
+    values = st.one_of(numbers, st.text(max_size=12), st.sampled_from(["true", "No", "rock", "", "1e999"]))
+    columns = st.one_of(st.sampled_from(["genre", "year", "live", "bpm", "uri", "track_id", "nope", ""]),
+                        st.text(max_size=8))
+    ops = st.sampled_from(["=", "==", "!=", ">=", "<=", ">", "<", "=>", "", "~"])
+    items = st.one_of(st.tuples(spaces, columns, spaces, ops, spaces, values, spaces).map("".join),
+                      st.text(max_size=30))
+
+    @_property(300)
+    @given(st.lists(items, min_size=1, max_size=3))
+    def check(where):
+        try:
+            filters = parse_where(where)
+        except ParameterError:
+            assert not all(re.search(pattern, w) for w in where), where  # the schema allowed what parsing refused
+            return
+        try:
+            mask = track_mask(tracks, filters)
+        except ParameterError:
+            assert not all(re.search(pattern, w) for w in where), where  # allowed by the schema, refused here
+            return
+        assert mask.dtype == bool and len(mask) == len(tracks)
+    check()

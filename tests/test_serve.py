@@ -802,3 +802,15 @@ def test_names_outside_the_schemas_enums_are_refused_before_the_upload_is_looked
     assert r.status_code == 422 and "features45" in r.json()["detail"]
     ok = client.post("/search/audio", files={"file": ("q.wav", wav)}, data={"embedder": "features45", "index": "flat"})
     assert ok.status_code == 200, ok.text
+
+
+def test_json_bodies_are_read_as_strictly_as_the_schema_states(lib, client):
+    """Found by schemathesis: `"discovery": false` was read as 0.0 (pydantic's lax mode); a boolean is not a number
+    nor a count, while an integer is still a number."""
+    liked = [f"{_by_uri(lib, 't1.wav')}@5"]
+    for body, field in (({"liked": liked, "discovery": False}, "discovery"), ({"liked": liked, "k": True}, "k"),
+                        ({"liked": liked, "k": 2.0}, "k"), ({"liked": liked, "history": ["1"]}, "history")):
+        r = client.post("/recommend", json=body)
+        assert r.status_code == 422 and r.json()["detail"].startswith(field), (body, r.text)
+    assert client.post("/recommend", json={"liked": liked, "diversity": 1, "k": 3}).status_code == 200
+    assert client.post("/search/text", json={"text": "drone", "k": True}).status_code == 422

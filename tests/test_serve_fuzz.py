@@ -109,7 +109,9 @@ def fuzz(url: str, *, examples: int, max_time: int, folders: list[str]) -> dict:
                 counts["checks"] += len(checks)
                 for check in checks:
                     if check.status.name == "FAILURE":
-                        failures.append(f"{check.name}: {recorder.label}: {check.failure_info}"[:4000])
+                        info = check.failure_info  # what failed first, then the request (bodies can be long)
+                        failures.append(f"{check.name}: {recorder.label}: {getattr(info.failure, 'message', '')} | "
+                                        f"{info.code_sample[:2000]}")
             for interaction in recorder.interactions.values():
                 response = interaction.response
                 if response is None:

@@ -17,7 +17,6 @@ writers' lock in :mod:`.store`; :meth:`Library.check` / :meth:`Library.info` in 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -154,8 +153,10 @@ class Library:
         self._pin_fd = None
 
     def __del__(self):
-        with contextlib.suppress(Exception):  # at interpreter exit the os module may already be gone
+        try:
             unpin(getattr(self, "_pin_fd", None))
+        except Exception:  # noqa: BLE001, S110 - at interpreter exit the modules it needs may be gone
+            pass
 
     def _tables(self) -> dict:
         """Tables read from :attr:`data`; forgotten when it changes or a change begins (what was read

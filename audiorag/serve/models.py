@@ -127,6 +127,8 @@ class SearchOptions(SearchBase):
 
 
 class TextQuery(SearchBase):
-    """A description (text queries are not re-ranked)."""
+    """A description (text queries are not re-ranked). Strict, as JSON bodies are: ``"k": true`` is not 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(min_length=1, max_length=1000, examples=["slow piano ballad"])

@@ -25,7 +25,8 @@ MOMENT_PATTERN = r"^[0-9]{1,18}(@(?:[0-9]{1,9}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}))?$
 
 
 class RecommendQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict, as the schema reads: `"discovery": false` is not a share (schemathesis), `"k": 2.0` not a count
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     liked: list[Annotated[str, StringConstraints(pattern=MOMENT_PATTERN)]] = Field(
         min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
