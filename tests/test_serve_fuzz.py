@@ -94,7 +94,8 @@ def fuzz(url: str, *, examples: int, max_time: int, folders: list[str]) -> dict:
 
     @schema.hook("flatmap_body")
     def real_audio(context, body):  # random bytes never decode: half the uploads are real audio
-        if isinstance(body, dict) and "file" in body:
+        # only where the generated file is a file: a negative case whose file is of another type stays negative
+        if isinstance(body, dict) and isinstance(body.get("file"), (str, bytes)):
             return st.sampled_from([body, *({**body, "file": a} for a in audio)])
         return st.just(body)
 
