@@ -805,12 +805,16 @@ def test_names_outside_the_schemas_enums_are_refused_before_the_upload_is_looked
 
 
 def test_json_bodies_are_read_as_strictly_as_the_schema_states(lib, client):
-    """Found by schemathesis: `"discovery": false` was read as 0.0 (pydantic's lax mode); a boolean is not a number
-    nor a count, while an integer is still a number."""
+    """Found by schemathesis: `"discovery": false` was read as 0.0 (pydantic's lax mode); a boolean or a text is
+    not a number, while 3.0 is the integer 3 and 1 the number 1.0 (as JSON Schema reads them)."""
     liked = [f"{_by_uri(lib, 't1.wav')}@5"]
     for body, field in (({"liked": liked, "discovery": False}, "discovery"), ({"liked": liked, "k": True}, "k"),
-                        ({"liked": liked, "k": 2.0}, "k"), ({"liked": liked, "history": ["1"]}, "history")):
+                        ({"liked": liked, "k": 2.5}, "k"), ({"liked": liked, "history": ["1"]}, "history"),
+                        ({"liked": liked, "history": [False]}, "history"), ({"liked": liked, "k": "3"}, "k"),
+                        ({"liked": liked, "time_of_day": -112537}, "time_of_day")):
         r = client.post("/recommend", json=body)
         assert r.status_code == 422 and r.json()["detail"].startswith(field), (body, r.text)
-    assert client.post("/recommend", json={"liked": liked, "diversity": 1, "k": 3}).status_code == 200
+    for body in ({"liked": liked, "diversity": 1, "k": 3.0, "max_per_track": 2.0}, {"liked": liked, "time_of_day": 7},
+                 {"liked": liked, "time_of_day": "night", "mood": "calm"}):
+        assert client.post("/recommend", json=body).status_code == 200, body
     assert client.post("/search/text", json={"text": "drone", "k": True}).status_code == 422

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..rerank import MOODS
 
@@ -126,9 +128,48 @@ class SearchOptions(SearchBase):
                                examples=["diversity=0.3,max_per_artist=2,mood=calm"])
 
 
-class TextQuery(SearchBase):
-    """A description (text queries are not re-ranked). Strict, as JSON bodies are: ``"k": true`` is not 1."""
+class JsonBody(BaseModel):
+    """A JSON request body read as its schema states: a boolean or a text is not a number (pydantic's lax mode
+    reads ``"discovery": false`` as 0.0 and ``"k": "3"`` as 3), while ``181.0`` is the integer 181, as in JSON
+    Schema.
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    >>> class B(JsonBody):
+    ...     k: int = 1
+    >>> B.model_validate({"k": 3.0}).k
+    3
+    >>> B.model_validate({"k": True})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    pydantic_core._pydantic_core.ValidationError: 1 validation error for B
+    k
+      a boolean is not a number ...
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_json_types(cls, value, info: ValidationInfo):
+        types = _types(cls.model_fields[info.field_name].annotation)
+        values = value if isinstance(value, list) else [value]
+        if bool not in types and any(isinstance(v, bool) for v in values):
+            raise PydanticCustomError("json_type", "a boolean is not a number")
+        if str not in types and Literal not in types and any(isinstance(v, str) for v in values):
+            raise PydanticCustomError("json_type", "a text is not a number")
+        return value
+
+
+def _types(annotation) -> set:
+    """Every type named in an annotation (``int | None`` → {int, NoneType}; ``list[int]`` → {list, int})."""
+    out, todo = set(), [annotation]
+    while todo:
+        a = todo.pop()
+        out.add(typing.get_origin(a) or a)
+        todo += list(typing.get_args(a))
+    return out
+
+
+class TextQuery(SearchBase, JsonBody):
+    """A description (text queries are not re-ranked)."""
 
     text: str = Field(min_length=1, max_length=1000, examples=["slow piano ballad"])

@@ -8,14 +8,14 @@ import time
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException
 
 from ..errors import ParameterError
 from ..recommend import parse_moment
 from ..recommend import recommend as run_recommend
 from .contract import errors
-from .models import Hit
+from .models import Hit, JsonBody
 from .tracks import audio_url, library, moment_position, plain, public_metadata, track_position
 
 router = APIRouter(tags=["search"])
@@ -24,9 +24,12 @@ _FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score")
 MOMENT_PATTERN = r"^[0-9]{1,18}(@(?:[0-9]{1,9}(?:\.[0-9]{0,6})?|\.[0-9]{1,6}))?$"
 
 
-class RecommendQuery(BaseModel):
-    # strict, as the schema reads: `"discovery": false` is not a share (schemathesis), `"k": 2.0` not a count
-    model_config = ConfigDict(extra="forbid", strict=True)
+#: an hour of the day
+Hour = Annotated[int, Field(ge=0, le=23)]
+
+
+class RecommendQuery(JsonBody):
+    # `"discovery": false` is not a share (schemathesis); `"k": 2.0` is the count 2, as in JSON Schema
 
     liked: list[Annotated[str, StringConstraints(pattern=MOMENT_PATTERN)]] = Field(
         min_length=1, max_length=100, examples=[["3@12", "7@4.5"]],
@@ -41,7 +44,7 @@ class RecommendQuery(BaseModel):
     tempo: float = Field(0.1, ge=0, le=10)
     key: float = Field(0.1, ge=0, le=10)
     mood: Literal["calm", "energetic", "dark", "bright", "happy", "sad"] | None = None
-    time_of_day: Literal["morning", "afternoon", "evening", "night"] | int | None = Field(
+    time_of_day: Literal["morning", "afternoon", "evening", "night"] | Hour | None = Field(
         None, description="a mood prior when mood is not given (or an hour 0-23)")
     discovery: float | None = Field(None, ge=0, le=1, description="at least this share of moments by new artists")
     embedder: str | None = Field(None, max_length=200)
@@ -70,8 +73,6 @@ async def recommend(request: Request, body: RecommendQuery) -> Recommended:
         moment_position(lib, track_id, at, f"liked[{i}]")
     for track_id in body.history:
         track_position(lib, track_id)
-    if isinstance(body.time_of_day, int) and not 0 <= body.time_of_day <= 23:
-        raise HTTPException(422, f"time_of_day: an hour is 0-23, got {body.time_of_day}")
 
     def work():
         t0 = time.perf_counter()
