@@ -118,3 +118,26 @@ def test_evaluation_with_unlabelled_tracks_equals_leaving_them_out(library, tmp_
     assert partial.timings["n_queries"] == subset.timings["n_queries"] < len(lib.segments)
     quality = [k for k in subset.metrics if k.startswith(("segment/", "track/", "chance/", "cluster/"))]
     assert quality and {k: partial.metrics[k] for k in quality} == {k: subset.metrics[k] for k in quality}
+
+
+def test_the_deployment_size_is_the_committed_generation_not_the_older_ones_a_reader_pins(tmp_path):
+    """S2's "deployment size": a reader that still pins an older generation keeps it on disk, sharing most files
+    with the current one by hard links; the size counted is what a deployment copies (14.0 MB on the default
+    corpus, where walking every folder said 25.9 MB)."""
+    from conftest import write_tone
+
+    from audiorag import Library
+    from audiorag.evaluate.reported import library_sizes
+    for i in range(3):
+        write_tone(tmp_path / f"t{i}.wav", seconds=4, freq=220 * (i + 1))
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    lib.add([tmp_path / "t0.wav", tmp_path / "t1.wav"], embedders=["features45"], workers=1, progress=False)
+    reader = Library.open(tmp_path / "lib")  # pins this generation
+    lib.add([tmp_path / "t2.wav"], workers=1, progress=False)
+    lib = Library.open(tmp_path / "lib")
+    assert len([p for p in (tmp_path / "lib").iterdir() if p.name.startswith("gen-")]) >= 2
+    current = sum(p.stat().st_size for p in lib.data.rglob("*") if p.is_file()) \
+        + sum(p.stat().st_size for p in lib.path.iterdir() if p.is_file())
+    everything = sum(p.stat().st_size for p in lib.path.rglob("*") if p.is_file())
+    assert library_sizes(lib, lib.embedding("features45"), None)["library/disk_mb"] == current / 1e6 < everything / 1e6
+    reader.close()

@@ -294,7 +294,10 @@ def library_sizes(lib, emb, index: dict | None) -> dict:
     n_vectors = int(emb.valid_rows(lib.segments["track_id"].to_numpy()).sum())
     floats = n_vectors * emb.dim
     samples = float((tracks["duration"] * tracks["sample_rate"]).sum())
-    disk = sum(p.stat().st_size for p in Path(lib.path).rglob("*") if p.is_file())
+    # what a deployment copies: the committed generation and the library's own files (an older generation a
+    # reader still pins shares most files with it by hard links, and is not part of it)
+    disk = sum(p.stat().st_size for p in Path(lib.data).rglob("*") if p.is_file()) \
+        + sum(p.stat().st_size for p in Path(lib.path).iterdir() if p.is_file())
     seg = lib.segmentation
     out = {"library/tracks": float(len(tracks)), "library/segments": float(n_vectors),
            "library/hours": float(tracks["duration"].sum() / 3600), "library/window_s": seg.window,
