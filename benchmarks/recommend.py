@@ -59,13 +59,10 @@ def build_cost(source, *, window: float, hop: float, rounds: int) -> dict:
     without, with_ = [], []
     if hasattr(source, "generate"):  # a generated corpus is made (and cached) before the clock starts
         source.generate()
-    try:
-        for r in range(rounds):
-            without.append(_build(source, tmp / f"off{r}", window=window, hop=hop, describe=False))
-            with_.append(_build(source, tmp / f"on{r}", window=window, hop=hop, describe=True))
-        lib = Library.open(tmp / "on0")
-    finally:
-        pass
+    for r in range(rounds):
+        without.append(_build(source, tmp / f"off{r}", window=window, hop=hop, describe=False))
+        with_.append(_build(source, tmp / f"on{r}", window=window, hop=hop, describe=True))
+    lib = Library.open(tmp / "on0")
     seg = Segmentation(window, hop)
     e = get_embedder("features45")
     files = lib.tracks["uri"].head(20).tolist()
