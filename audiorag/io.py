@@ -272,42 +272,74 @@ def decode_path(text: str) -> str:
 #: resync...", "[src/libmpg123/layer3.c:...] error: ..."): reports on the stream that the decode's own result says
 _DECODER_CHATTER = re.compile(r"^(?:\[src/libmpg123/|Note: |Warning: |Big trouble)")
 _held = {"depth": 0, "saved": -1, "file": None}
-_held_lock = threading.Lock()
 
 
 @contextlib.contextmanager
 def native_stderr_held():
     """Hold back what native code writes to file descriptor 2 while the block runs: decoder chatter goes to the
-    debug log; anything else (another thread's messages) is written to stderr afterwards, so nothing is lost.
-    Nested and concurrent blocks share one capture (the first one in redirects, the last one out restores).
+    debug log; anything else written meanwhile is passed on to stderr when the block ends, so nothing is lost.
+
+    Only in the main thread: the descriptor belongs to the whole process, so a server decoding uploads in its
+    threads keeps its stderr as it is (the chatter then shows, the server's own lines are never held back).
+    When stderr cannot be held (closed, no temporary file), the block runs without it.
 
     >>> with native_stderr_held():
     ...     _ = os.write(2, b"Note: Trying to resync...\\n")  # held back: chatter
     """
-    with _held_lock:
-        if _held["depth"] == 0:
-            sys.stderr.flush()
-            _held["file"] = tempfile.TemporaryFile()
-            _held["saved"] = os.dup(2)
-            os.dup2(_held["file"].fileno(), 2)
-        _held["depth"] += 1
+    if threading.current_thread() is not threading.main_thread() or _held["depth"] or not _hold():
+        yield  # another thread, inside a hold already (it covers this one), or stderr cannot be held
+        return
     try:
         yield
     finally:
-        with _held_lock:
-            _held["depth"] -= 1
-            if _held["depth"] == 0:
-                os.dup2(_held["saved"], 2)
-                os.close(_held["saved"])
-                captured, _held["file"] = _held["file"], None
-                captured.seek(0)
-                text = captured.read().decode("utf-8", "replace")
-                captured.close()
-                kept = []
-                for line in text.splitlines(keepends=True):
-                    if _DECODER_CHATTER.match(line):
-                        log.debug("decoder: %s", line.rstrip())
-                    else:
-                        kept.append(line)
-                if kept:
-                    os.write(2, "".join(kept).encode())
+        _release()
+
+
+def _hold() -> bool:
+    """Point file descriptor 2 at a temporary file; False (nothing changed) when that cannot be done."""
+    try:  # a process started with stderr closed may hold any file at descriptor 2: leave it alone
+        if sys.stderr is None or sys.stderr.fileno() != 2:
+            return False
+        sys.stderr.flush()
+        captured = tempfile.TemporaryFile()
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is an OSError and a ValueError
+        return False
+    try:
+        saved = os.dup(2)
+    except OSError:
+        captured.close()
+        return False
+    os.dup2(captured.fileno(), 2)
+    _held.update(depth=1, saved=saved, file=captured)
+    return True
+
+
+def _release() -> None:
+    """Give file descriptor 2 back; pass on what was written meanwhile, chatter aside."""
+    os.dup2(_held["saved"], 2)
+    os.close(_held["saved"])
+    captured = _held["file"]
+    _held.update(depth=0, saved=-1, file=None)
+    captured.seek(0)
+    text = captured.read().decode("utf-8", "replace")
+    captured.close()
+    kept = []
+    for line in text.splitlines(keepends=True):
+        if _DECODER_CHATTER.match(line):
+            log.debug("decoder: %s", line.rstrip())
+        else:
+            kept.append(line)
+    if kept:
+        os.write(2, "".join(kept).encode())
+
+
+def _forget_hold_in_child() -> None:
+    """A child forked while the parent held stderr gets its real stderr back and no hold of its own."""
+    if _held["depth"]:
+        os.dup2(_held["saved"], 2)
+        os.close(_held["saved"])
+        _held["file"].close()
+        _held.update(depth=0, saved=-1, file=None)
+
+
+os.register_at_fork(after_in_child=_forget_hold_in_child)

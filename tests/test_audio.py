@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -321,6 +322,10 @@ def test_libmpg123_chatter_is_held_back_and_other_stderr_is_kept(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "truncated" in run.stdout and "cut.mp3" in run.stdout
     assert run.stderr == "a real message\n"
+    # a process started with stderr closed (any file may then sit at descriptor 2) decodes all the same
+    script = f"from audiorag.audio import load; print(len(load({json.dumps(str(good))})[0]))"
+    closed = subprocess.run(["bash", "-c", f"{sys.executable} -c '{script}' 2>&-"], capture_output=True, text=True)
+    assert closed.returncode == 0 and closed.stdout.strip() == "66150", closed
     # without the hold, the same decode does print: the test can fail
     bare = subprocess.run([sys.executable, "-c", f"import soundfile as sf\nsf.read({str(cut)!r})"],
                           capture_output=True, text=True, timeout=120)

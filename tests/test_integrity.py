@@ -491,10 +491,15 @@ def test_a_writer_killed_between_its_manifest_and_the_switch_is_made_current(thr
     m.write_text(json.dumps({**json.loads(m.read_text()), "generation": gens[1] + 1, "parent": f"gen-{gens[1]:06d}"}))
     # a reader sees what the next change will work on: the dead writer's generation (a user who re-runs the
     # command after `info` must not be told the track it shows is "not in this library")
+    before = sorted(p.name for p in root.iterdir())
+    code, out = _cli("check", root)  # check changes nothing, not even this: it reports it
+    assert sorted(p.name for p in root.iterdir()) == before and (root / "CURRENT").read_text().strip() == \
+        f"gen-{gens[1]:06d}" and code in (0, 1), out
     from audiorag.library.store import Store
     with Store(root).lock(recover=False):  # a live writer holds the lock: readers do not touch its work
         assert Library.open(root).generation == gens[1]
     assert len(Library.open(root).tracks) == 3 and Library.open(root).generation == gens[1] + 1
+    assert (root / f"gen-{gens[1]:06d}").is_dir()  # a reader only moved CURRENT: the older generation stays
     Library.open(root).add([src.parent / "audio" / "t3.wav"], workers=1, progress=False)
     assert len(Library.open(root).tracks) == 4  # the three of the rolled-forward generation and the new one
 

@@ -76,3 +76,18 @@ def test_long_query_is_matched_as_a_sequence(cache, tmp_path):
         # other hits never overlap the top hit on the same track
         same = hits[(hits["track_id"] == tid) & (hits["rank"] > 1)]
         assert ((same["start"] >= top["end"]) | (same["end"] <= top["start"])).all()
+
+
+def test_one_search_context_per_embedding_however_a_query_names_it(library):
+    """The default (None), the embedder's name and its key share one context, so a model embedder is loaded
+    once per process: a server's warm-up (which names keys) warms the queries of clients that name none."""
+    import importlib
+
+    from audiorag import Query
+    from audiorag.search import search
+    contexts = importlib.import_module("audiorag.search.context")
+    contexts._CONTEXTS.clear()
+    key = library.embedding("features45").key
+    hits = [search(library, Query.moment(1, 3.0), embedder=e, k=3) for e in (key, None, "features45")]
+    assert len(contexts._CONTEXTS) == 1
+    assert all(h[["track_id", "segment_id"]].equals(hits[0][["track_id", "segment_id"]]) for h in hits)

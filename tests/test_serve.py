@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -811,10 +812,24 @@ def test_json_bodies_are_read_as_strictly_as_the_schema_states(lib, client):
     for body, field in (({"liked": liked, "discovery": False}, "discovery"), ({"liked": liked, "k": True}, "k"),
                         ({"liked": liked, "k": 2.5}, "k"), ({"liked": liked, "history": ["1"]}, "history"),
                         ({"liked": liked, "history": [False]}, "history"), ({"liked": liked, "k": "3"}, "k"),
-                        ({"liked": liked, "time_of_day": -112537}, "time_of_day")):
+                        ({"liked": liked, "time_of_day": -112537}, "time_of_day"),
+                        ({"liked": liked, "time_of_day": "7"}, "time_of_day"), ({"liked": [True]}, "liked")):
         r = client.post("/recommend", json=body)
         assert r.status_code == 422 and r.json()["detail"].startswith(field), (body, r.text)
     for body in ({"liked": liked, "diversity": 1, "k": 3.0, "max_per_track": 2.0}, {"liked": liked, "time_of_day": 7},
                  {"liked": liked, "time_of_day": "night", "mood": "calm"}):
         assert client.post("/recommend", json=body).status_code == 200, body
     assert client.post("/search/text", json={"text": "drone", "k": True}).status_code == 422
+
+
+def test_warm_up_takes_its_clip_from_the_first_track_whose_file_still_decodes(tmp_path):
+    from audiorag.serve.warm import queries
+    for i in range(2):
+        sf.write(tmp_path / f"w{i}.wav", _track(i, 6.0), SR)
+    lib = Library.create(tmp_path / "lib", window=4, hop=2)
+    lib.add([tmp_path / "w0.wav", tmp_path / "w1.wav"], embedders=["features45"], workers=1, progress=False)
+    first = lib.tracks.sort_values("track_id")
+    Path(first["uri"].iloc[0]).unlink()
+    warmed = queries(Library.open(tmp_path / "lib"))
+    assert [k for _, k, _, _ in warmed] == ["moment", "audio", "audio+rerank"]
+    assert warmed[0][2].track_id == int(first["track_id"].iloc[1])  # the moment of the track that decodes

@@ -296,8 +296,12 @@ def library_sizes(lib, emb, index: dict | None) -> dict:
     samples = float((tracks["duration"] * tracks["sample_rate"]).sum())
     # what a deployment copies: the committed generation and the library's own files (an older generation a
     # reader still pins shares most files with it by hard links, and is not part of it)
-    disk = sum(p.stat().st_size for p in Path(lib.data).rglob("*") if p.is_file()) \
-        + sum(p.stat().st_size for p in Path(lib.path).iterdir() if p.is_file())
+    committed, root = Path(lib.data), Path(lib.path)
+    if committed.is_dir():
+        disk = sum(p.stat().st_size for p in committed.rglob("*") if p.is_file()) \
+            + sum(p.stat().st_size for p in root.iterdir() if p.is_file())
+    else:  # a sharded library: every shard's folder
+        disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     seg = lib.segmentation
     out = {"library/tracks": float(len(tracks)), "library/segments": float(n_vectors),
            "library/hours": float(tracks["duration"].sum() / 3600), "library/window_s": seg.window,

@@ -60,12 +60,13 @@ class Library:
     or wait with ``wait=True``); a reader sees one committed generation (:meth:`reload` moves on).
     """
 
-    def __init__(self, path: Path, meta: dict, *, wait: bool | float = False):
+    def __init__(self, path: Path, meta: dict, *, wait: bool | float = False, settle: bool = True):
         self.path = Path(path)
         self.meta = meta
         self.segmentation = Segmentation(**meta["segmentation"])
         self.store = Store(self.path, wait=wait)
-        self.store.settle()  # a writer that died just before its switch: see what the next change will see
+        if settle:  # a writer that died just before its switch: see what the next change will see
+            self.store.settle()
         self._pinned, self._pin_fd = self.store.pin()
         try:
             read_manifest(self._pinned)  # a manifest of another shape is named here, not deep inside a command
@@ -102,11 +103,13 @@ class Library:
         return cls(path, meta, wait=wait)
 
     @classmethod
-    def open(cls, path, *, wait: bool | float = False) -> Library:
+    def open(cls, path, *, wait: bool | float = False, settle: bool = True) -> Library:
         """Open an existing library at its committed generation.
 
         ``wait``: when another process is changing the library, this one's changes wait for it
         (``True``, or at most that many seconds) instead of failing with ``LibraryLockedError``.
+        ``settle``: make current a complete generation a dead writer left just before its switch
+        (:meth:`~audiorag.library.store.Store.settle`); ``audiorag check`` opens with ``False``: it changes nothing.
         """
         path = Path(path)
         if (path / "shards.json").exists():  # a sharded library (.shards) is opened as one by a few commands
@@ -120,7 +123,7 @@ class Library:
         elif meta["format_version"] != FORMAT_VERSION:
             raise IncompatibleLibraryError(f"{path}: library format {meta['format_version']}, "
                                            f"this audiorag reads format {FORMAT_VERSION}")
-        return cls(path, meta, wait=wait)
+        return cls(path, meta, wait=wait, settle=settle)
 
     @property
     def data(self) -> Path:

@@ -128,7 +128,7 @@ def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool
     store = Store(path, wait=wait)
     if to is not None:
         return _point(store, _target(store, to), to_chosen=True) + \
-            check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+            check(Library.open(path, wait=wait, settle=False), repair=repair, checksums=checksums)
     head = _current_problems(store)
     moved = False
     if head and repair:
@@ -145,7 +145,7 @@ def check_path(path, *, repair: bool = False, checksums: bool = True, wait: bool
         with store.lock(recover=False):
             head += [_problem(name, why, ("removed",)) | {"repaired": True} for name, why in _collect(store)]
     return [{k: v for k, v in p.items() if k != "opens"} for p in head] + \
-        check(Library.open(path, wait=wait), repair=repair, checksums=checksums)
+        check(Library.open(path, wait=wait, settle=False), repair=repair, checksums=checksums)
 
 
 def _current_problems(store: Store) -> list[dict]:

@@ -232,13 +232,14 @@ class ShardedLibrary:
                                            "shard": s, "local": seg["segment_id"].to_numpy()}))
             rows = pd.concat(parts, ignore_index=True).sort_values(["track_id", "local"], kind="stable")
             rows = rows.reset_index(drop=True)
-            self._cache["rows"] = (rows["shard"].to_numpy(), rows["local"].to_numpy())
-            self._cache["to_global"] = []
+            to_global = []  # built whole, then published: threads of a server may ask at the same time
             for s, lib in enumerate(self.shards):
                 m = np.full(len(lib.segments), -1, np.int64)
                 mine = np.flatnonzero(rows["shard"].to_numpy() == s)
                 m[rows["local"].to_numpy()[mine]] = mine
-                self._cache["to_global"].append(m)
+                to_global.append(m)
+            self._cache["rows"] = (rows["shard"].to_numpy(), rows["local"].to_numpy())
+            self._cache["to_global"] = to_global
             self._cache["segments"] = pd.DataFrame({"segment_id": np.arange(len(rows), dtype=np.int64),
                                                     "track_id": rows["track_id"].to_numpy(np.int64),
                                                     "start": rows["start"].to_numpy(), "end": rows["end"].to_numpy()})

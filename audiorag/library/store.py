@@ -215,10 +215,10 @@ class Store:
 
     def settle(self) -> bool:
         """For a reader: when a writer died between its manifest and the switch (a complete generation just
-        after CURRENT, built on it), make that generation current as the next writer would (:meth:`recover`),
-        so what a reader sees and what the next change works on agree. Nothing happens while a writer holds
-        the lock (it switches itself) or when the library is read-only (readers keep reading CURRENT).
-        Returns True when CURRENT moved on."""
+        after CURRENT, built on it), make that generation current as the next writer would, so what a reader
+        sees and what the next change works on agree. Only CURRENT moves: nothing is deleted (that is the next
+        writer's :meth:`recover`). Nothing happens while a writer holds the lock (it switches itself) or when
+        the library is read-only (readers keep reading CURRENT). Returns True when CURRENT moved on."""
         try:
             gen = self.generation
         except LibraryDamagedError:
@@ -227,13 +227,24 @@ class Store:
             return False
         wait, self.wait = self.wait, False
         try:
-            with self.lock():  # recover() decides: complete and built on CURRENT, or nothing
-                pass
+            with self.lock(recover=False):
+                gen = self.generation
+                return incomplete(self.current) is None and self._roll_forward(gen)
         except (LibraryLockedError, StorageError):
             return False
         finally:
             self.wait = wait
-        return self.generation == gen + 1
+
+    def _roll_forward(self, gen: int) -> bool:
+        """Make the one complete generation after ``gen``, built on it, current (a writer that died just before
+        its switch); True when it did. Incomplete newer generations are not looked at here."""
+        newer = [(n, p) for n, p in generations(self.root) if n > gen and incomplete(p) is None]
+        if [n for n, _ in newer] != [gen + 1] or read_manifest(newer[0][1])["parent"] not in (None, _gen_name(gen)):
+            return False
+        log.info("%s: %s was complete but not yet current (its writer stopped); now current", self.root,
+                 newer[0][1].name)
+        _switch(self.root, gen + 1)
+        return True
 
     # -- the one writer ---------------------------------------------------------------------
     @contextlib.contextmanager
@@ -431,11 +442,7 @@ class Store:
             if incomplete(p) is not None:
                 io.remove(p)
                 removed.append(p.name)
-        newer = [(n, p) for n, p in newer if p.exists()]
-        if [n for n, _ in newer] == [gen + 1] and read_manifest(newer[0][1])["parent"] in (None, _gen_name(gen)):
-            log.info("%s: %s was complete but not yet current (its writer stopped); now current",
-                     self.root, newer[0][1].name)
-            _switch(self.root, gen + 1)
+        if self._roll_forward(gen):
             gen += 1
         for p in self.root.iterdir():
             if ".tmp-" in p.name:

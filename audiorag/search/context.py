@@ -85,6 +85,7 @@ class Context:
 
 
 _CONTEXTS: dict = {}
+_RESOLVED: dict = {}  # (generation, embedder as asked, text, stamps) → the embedding key it names
 
 
 def mtime(path) -> int:
@@ -99,15 +100,24 @@ def context(lib, embedder=None, index: str | None = None, *, text: bool = False)
     """The cached search context; rebuilt when the library's tables, embeddings or indexes change
     (checked by file modification times, a few ``stat`` calls per query)."""
     root = str(lib.data)  # the generation read: a commit changes it
-    key = (root, str(embedder), index, text, *(mtime(os.path.join(root, f)) for f in
-                                               ("tracks.parquet", "segments.parquet", "embeddings")))
+    stamps = tuple(mtime(os.path.join(root, f)) for f in ("tracks.parquet", "segments.parquet", "embeddings"))
+    asked = (root, str(embedder), text, stamps)
+    # one context per embedding, however it was named (None for the default, its name or its key): a model
+    # embedder is loaded once per process whichever way queries name it
+    resolved = _RESOLVED.get(asked)
+    emb = None
+    if resolved is None:
+        emb = text_embedding(lib, embedder) if text else lib.embedding(embedder)
+        resolved = _RESOLVED[asked] = emb.key
+    key = (root, resolved, index, text, stamps)
     ctx = _CONTEXTS.get(key)
     if ctx is not None and ctx.stamp == (mtime(ctx.emb.path), mtime(ctx.emb.path / "embedder.json")):
         return ctx
-    emb = text_embedding(lib, embedder) if text else lib.embedding(embedder)
+    emb = emb or (text_embedding(lib, embedder) if text else lib.embedding(embedder))
     ctx = Context(lib, emb, index, with_index=emb.has_text or not text)
     if len(_CONTEXTS) > 16:
         _CONTEXTS.clear()
+        _RESOLVED.clear()
     _CONTEXTS[key] = ctx
     return ctx
 

@@ -151,11 +151,13 @@ class JsonBody(BaseModel):
     @classmethod
     def _as_json_types(cls, value, info: ValidationInfo):
         types = _types(cls.model_fields[info.field_name].annotation)
+        words = {t for t in types if isinstance(t, str)}  # the values of a Literal
         values = value if isinstance(value, list) else [value]
         if bool not in types and any(isinstance(v, bool) for v in values):
-            raise PydanticCustomError("json_type", "a boolean is not a number")
-        if str not in types and Literal not in types and any(isinstance(v, str) for v in values):
-            raise PydanticCustomError("json_type", "a text is not a number")
+            raise PydanticCustomError("json_type", f"a boolean is not a {'text' if str in types else 'number'}")
+        if str not in types and any(isinstance(v, str) and v not in words for v in values):
+            raise PydanticCustomError("json_type", f"expected a number{' or one of ' if words else ''}"
+                                                   f"{', '.join(sorted(words))}, got a text")
         return value
 
 

@@ -32,8 +32,12 @@ def queries(lib) -> list[tuple[str, str, Query, dict]]:
     """
     if len(lib.tracks) == 0:
         return []
-    track = int(lib.tracks["track_id"].iloc[0])
-    clip = _clip(lib, track)
+    track, clip = int(lib.tracks["track_id"].iloc[0]), None
+    for row in lib.tracks.head(5).itertuples():  # the first track whose file still decodes
+        clip = _clip(str(row.uri), lib.segmentation.window)
+        if clip is not None:
+            track = int(row.track_id)
+            break
     rerank = {"rerank": Rerank(harmonic=0.2, tempo=0.2)}
     out = []
     for emb in lib.embeddings():
@@ -94,13 +98,13 @@ class Warmer:
         self.announce(f"ready: warmed {len(self.took)} queries ({kinds}) in {time.perf_counter() - t0:.1f} s")
 
 
-def _clip(lib, track: int) -> tuple[np.ndarray, int] | None:
-    """The first window of ``track`` as a clip (samples, rate), or None when its file does not decode."""
+def _clip(uri: str, seconds: float) -> tuple[np.ndarray, int] | None:
+    """The first ``seconds`` of a track's file as a clip (samples, rate), or None when it does not decode."""
     from ..audio import load_clip
-    row = lib.tracks[lib.tracks["track_id"] == track].iloc[0]
+    from ..io import decode_path
     try:
-        clip = load_clip(str(row["uri"]), start=0.0, end=lib.segmentation.window)
+        clip = load_clip(decode_path(uri), start=0.0, end=seconds)
     except AudioragError as exc:
-        log.debug("warm-up: no clip from track %d: %s", track, exc)
+        log.debug("warm-up: no clip from %s: %s", uri, exc)
         return None
     return clip.y, clip.sr
