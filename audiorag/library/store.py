@@ -215,10 +215,11 @@ class Store:
 
     def settle(self) -> bool:
         """For a reader: when a writer died between its manifest and the switch (a complete generation just
-        after CURRENT, built on it), make that generation current as the next writer would, so what a reader
-        sees and what the next change works on agree. Only CURRENT moves: nothing is deleted (that is the next
-        writer's :meth:`recover`). Nothing happens while a writer holds the lock (it switches itself) or when
-        the library is read-only (readers keep reading CURRENT). Returns True when CURRENT moved on."""
+        after CURRENT, built on it), do what the next writer would (:meth:`recover`: make that generation
+        current, remove the dead writer's leftovers), so what a reader sees and what the next change works on
+        agree. Nothing happens while a writer holds the lock (it switches itself) or when the library is
+        read-only (readers keep reading CURRENT); ``audiorag check`` never settles (it changes nothing).
+        Returns True when CURRENT moved on."""
         try:
             gen = self.generation
         except LibraryDamagedError:
@@ -227,13 +228,13 @@ class Store:
             return False
         wait, self.wait = self.wait, False
         try:
-            with self.lock(recover=False):
-                gen = self.generation
-                return incomplete(self.current) is None and self._roll_forward(gen)
+            with self.lock():  # recover() decides: complete and built on CURRENT, or nothing
+                pass
         except (LibraryLockedError, StorageError):
             return False
         finally:
             self.wait = wait
+        return self.generation == gen + 1
 
     def _roll_forward(self, gen: int) -> bool:
         """Make the one complete generation after ``gen``, built on it, current (a writer that died just before
