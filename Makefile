@@ -19,15 +19,15 @@ $(BIN)/python:
 	$(PIP) --upgrade pip $(QUIET)
 
 # torch first, pinned to the CPU build, so nothing later pulls a CUDA torch
-$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile
+$(VENV)/.installed: $(BIN)/python pyproject.toml Makefile notebooks/ipython_kernel_config.py
 	$(PIP) torch==2.13.0 $(QUIET)
 	# setuptools explains editable installs in a boxed warning at every install: not for us to act on
 	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,scale,stems,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
-	# kernels (JupyterLab, papermill) keep their warnings to errors: ipykernel warns at every start that
-	# its loopback TCP is unencrypted, which is noise on a workstation
-	mkdir -p $(VENV)/etc/ipython && echo '{"IPKernelApp": {"log_level": "ERROR"}}' > $(VENV)/etc/ipython/ipython_kernel_config.json
+	# the kernels' configuration (notebooks/ipython_kernel_config.py): errors only, without the noise it lists
+	mkdir -p $(VENV)/etc/ipython && rm -f $(VENV)/etc/ipython/ipython_kernel_config.json
+	cp notebooks/ipython_kernel_config.py $(VENV)/etc/ipython/
 	touch $@
 
 install: $(VENV)/.installed

@@ -5,6 +5,7 @@ text cannot drift from what works) in a fresh clone: the notebook step as Jupyte
 import json
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -47,9 +48,9 @@ def kernel_config(clone: Path, ipython_dir: Path) -> Path:
     """The kernel configuration `make install` writes into .venv/etc/ipython (this test's environment was
     not made by `make install`): the same file, in an IPython profile of its own."""
     make = (clone / "Makefile").read_text()
-    content = re.search(r"echo '(.*)' > \$\(VENV\)/etc/ipython/ipython_kernel_config.json", make).group(1)
+    assert "cp notebooks/ipython_kernel_config.py $(VENV)/etc/ipython/" in make  # what `make install` does
     (ipython_dir / "profile_default").mkdir(parents=True)
-    (ipython_dir / "profile_default" / "ipython_kernel_config.json").write_text(content)
+    shutil.copy(clone / "notebooks" / "ipython_kernel_config.py", ipython_dir / "profile_default")
     return ipython_dir
 
 
