@@ -113,4 +113,8 @@ def _free_port() -> int:
 
 
 if __name__ == "__main__":
-    main()
+    from audiorag.errors import AudioragError
+    try:
+        main()
+    except AudioragError as exc:  # a library that is not there or cannot be read: one line
+        raise SystemExit(f"error: {exc}") from None
