@@ -5,8 +5,8 @@
 # "KeyboardInterrupt caught in kernel." at ERROR level (a race: some runs print it, most do not).
 import logging
 
-c = get_config()  # noqa: F821 - traitlets defines get_config() while it reads this file
-c.IPKernelApp.log_level = "ERROR"
+if "get_config" in globals():  # traitlets defines get_config() while it reads this file (not on import)
+    get_config().IPKernelApp.log_level = "ERROR"  # noqa: F821
 
 
 class _StoppedByTheClient(logging.Filter):
