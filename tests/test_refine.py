@@ -117,3 +117,59 @@ def test_refined_index_follows_add_and_remove(corpus, tmp_path, monkeypatch):
 def test_max_resident_option_is_checked(tmp_path):
     r = CliRunner().invoke(app, ["build", str(tmp_path / "lib"), "--max-resident", "lots"])
     assert r.exit_code == 2 and "--max-resident" in r.output and "Traceback" not in r.output
+
+
+def _near_ties(rng, n=6_000, dim=64, centres=20, spread=2e-2):
+    """Vectors so close around a few centres that half precision (rounding error ≈ 5e-4) cannot order their
+    neighbours while single precision can (their scores differ by ≈ 1e-5, not 1e-7)."""
+    c = rng.standard_normal((centres, dim))
+    x = c[rng.integers(0, centres, n)] + spread * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("k_factor", [1, 2, 8])
+def test_half_precision_codes_re_ranked_give_exactly_the_exact_neighbours(rng, k_factor):
+    x = _near_ties(rng)
+    ids = np.arange(len(x))
+    base, _ = build("SQfp16", x, [(ids, x)])
+    q = x[rng.integers(0, len(x), 200)] + 1e-2 * rng.standard_normal((200, x.shape[1])).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    sims = q.astype(np.float64) @ x.T.astype(np.float64)
+    best = -np.sort(-sims, axis=1)[:, :10]
+
+    def true_scores(found):  # the neighbours' scores in double precision: equal to `best` up to float32 ties
+        return np.take_along_axis(sims, found, axis=1)
+
+    codes_alone = base.search(q, 10)[1]
+    assert (np.abs(true_scores(codes_alone) - best) > 1e-5).any(axis=1).mean() > 0.5  # the codes alone misorder
+    refined = R.RefinedIndex(base, x, "SQfp16,Refine", k_factor=k_factor)
+    scores, found = refined.search(q, 10)
+    np.testing.assert_allclose(true_scores(found), best, rtol=0, atol=3e-7)  # widened until none left out can win
+    np.testing.assert_allclose(scores, true_scores(found), rtol=0, atol=3e-7)
+    # other re-ranked codes are not certified: with too few candidates they miss neighbours
+    pq, _ = build("PQ8", x, [(ids, x)])
+    assert (np.abs(true_scores(R.RefinedIndex(pq, x, "PQ8,Refine", k_factor=1).search(q, 10)[1]) - best) > 1e-5).any()
+
+
+def test_half_precision_error_bounds_the_codes_error(rng):
+    x = rng.standard_normal((2_000, 512)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[:10, :256] *= 1e-6  # components below half precision's smallest normal
+    x[:10] /= np.linalg.norm(x[:10], axis=1, keepdims=True)
+    base, _ = build("SQfp16", x, [(np.arange(len(x)), x)])
+    for q in x[::97]:
+        approx, ids = base.search(q[None, :], len(x))
+        err = np.abs(approx[0] - x[ids[0]] @ q).max()
+        assert 0 < err <= R.half_precision_error(q)
+
+
+def test_a_library_searched_through_half_precision_codes_answers_as_flat(small_lib):
+    lib = small_lib
+    flat = lib.build_index("features45", "Flat", name="flat")
+    half = lib.build_index("features45", "SQfp16,Refine", name="half")
+    assert half["quality"]["recall@10"] == 1.0 and half["bytes_per_segment"] < 0.6 * flat["bytes_per_segment"]
+    for at in (1.0, 7.5, 20.0):
+        a = search(lib, Query.moment(3, at=at), k=10, index="flat", embedder="features45")
+        b = search(lib, Query.moment(3, at=at), k=10, index="half", embedder="features45")
+        assert a["segment_id"].tolist() == b["segment_id"].tolist()
+        np.testing.assert_allclose(a["score"], b["score"], atol=1e-5)

@@ -10,6 +10,12 @@ chosen by :func:`candidates` under ``max_resident`` bytes, and its search parame
 (``nprobe`` and ``k_factor``) are tuned by :func:`tune`. Removed segments are not in the
 codes, so they are never candidates; added ones are read from the current vectors.
 
+``SQfp16,Refine`` is exact: half-precision codes move a unit vector's score by at most
+:func:`half_precision_error`, so after re-ranking a search widens its candidates (doubling them)
+until the last candidate's code score plus that margin is below the k-th exact score — no vector
+left out can then be a neighbour. It answers as ``Flat`` (up to float32 ties) from half the bytes,
+which is what a single query's scan is bound by (``benchmarks/exact.py``).
+
 >>> import numpy as np
 >>> from audiorag.index.factory import build
 >>> rng = np.random.default_rng(0)
@@ -39,6 +45,7 @@ from . import quality as Q
 REFINE = "Refine"
 DEFAULT_K_FACTOR = 32
 K_FACTORS = (2, 4, 8, 16, 32, 64, 128)
+CERTIFIED = "SQfp16"  # its re-ranked search is exact: candidates are widened until no vector left out can win
 EXTRA_PQ = (48, 24)  # code sizes between the plain candidates' 56, 32, 16: a resident budget is used closely
 
 
@@ -63,6 +70,7 @@ class RefinedIndex:
     def __init__(self, base: faiss.Index, vectors: np.ndarray, factory: str, *, k_factor: int = DEFAULT_K_FACTOR):
         self.base, self.vectors, self.k_factor = base, vectors, int(k_factor)
         self._l2 = F.metric(factory) == "l2"
+        self._error = half_precision_error if base_factory(factory) == CERTIFIED else None
         raw = getattr(vectors, "_mmap", None)
         if raw is not None and hasattr(raw, "madvise"):
             raw.madvise(mmap.MADV_RANDOM)  # a candidate row is one or two pages: no read-ahead
@@ -80,18 +88,42 @@ class RefinedIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries, dtype=np.float32)
-        _, found = self.base.search(q, k * self.k_factor)
         dist = np.full((len(q), k), np.inf if self._l2 else -np.inf, np.float32)
         ids = np.full((len(q), k), -1, np.int64)
-        for i, row in enumerate(found):
-            rows = np.unique(row[row >= 0])  # sorted: the file is read front to back
-            if not len(rows):
-                continue
-            scores = np.asarray(self.vectors[rows], dtype=np.float32) @ q[i]
-            top = np.argsort(-scores, kind="stable")[:k]
-            dist[i, :len(top)] = 2.0 - 2.0 * scores[top] if self._l2 else scores[top]
-            ids[i, :len(top)] = rows[top]
+        todo, width = np.arange(len(q)), k * self.k_factor
+        while len(todo):
+            approx, found = self.base.search(q[todo], min(width, max(self.ntotal, 1)))
+            widen = []
+            for j, i in enumerate(todo):
+                rows = np.unique(found[j][found[j] >= 0])  # sorted: the file is read front to back
+                if not len(rows):
+                    continue
+                scores = np.asarray(self.vectors[rows], dtype=np.float32) @ q[i]
+                top = np.argsort(-scores, kind="stable")[:k]
+                dist[i, :len(top)] = 2.0 - 2.0 * scores[top] if self._l2 else scores[top]
+                ids[i, :len(top)] = rows[top]
+                # certified: a vector left out scores at most the last candidate's code score + the codes' error
+                if self._error is not None and (found[j] >= 0).all() and len(top) == k \
+                        and approx[j, -1] + self._error(q[i]) >= scores[top[-1]]:
+                    widen.append(i)
+            todo, width = np.asarray(widen, dtype=np.int64), 2 * width
         return dist, ids
+
+
+def half_precision_error(query: np.ndarray) -> float:
+    """A bound on ``|q·x − q·fp16(x)|`` plus float32 summation error, for a unit vector ``x``.
+
+    Rounding to half precision changes a normal component by at most 2⁻¹¹ of itself and one below
+    its smallest normal (6.1e-5) by at most 2⁻²⁵, so by Cauchy–Schwarz the product moves by at most
+    ``2⁻¹¹·‖q‖ + d·2⁻²⁵·max|q|``; summing ``d`` float32 products adds at most ``d·2⁻²⁴·‖q‖``. Doubled
+    for safety, this is the margin that makes ``SQfp16,Refine`` exact (:class:`RefinedIndex`).
+
+    >>> round(half_precision_error(np.full(512, 512 ** -0.5, np.float32)), 5)
+    0.00104
+    """
+    q = np.asarray(query, dtype=np.float64)
+    d, norm = len(q), float(np.linalg.norm(q))
+    return 2.0 * (norm * (2.0 ** -11 + d * 2.0 ** -24) + d * 2.0 ** -25 * float(np.abs(q).max(initial=0.0)))
 
 
 def faiss_index(index) -> faiss.Index:
@@ -197,4 +229,4 @@ def sidecar_fields(factory: str, dim: int, n_rows: int) -> dict:
     if not is_refined(factory):
         return {}
     return {"refine": {"source": "vectors.npy", "dtype": "float32", "disk_bytes_per_segment": 4 * dim,
-                       "disk_bytes": 4 * dim * n_rows}}
+                       "disk_bytes": 4 * dim * n_rows, "exact": base_factory(factory) == CERTIFIED}}
