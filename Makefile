@@ -25,6 +25,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml Makefile notebooks/ipython_kern
 	PYTHONWARNINGS=ignore::UserWarning $(PIP) -e ".[workbench,models,analysis,scale,stems,test]" $(QUIET)
 	# pretrained weights ship in these wheels; their own pins cannot resolve, and audiorag reads only their weights
 	$(PIP) --no-deps musicnn==0.1.0 aisfx==0.1.2 $(QUIET)
+	# numba's compiled-code cache (librosa's filters: 17 s of CPU once) is filled here, where the user already
+	# waits, not by the first features45 query or build
+	$(BIN)/python -c "from audiorag.embedders import get_embedder; from audiorag.engines.job import warm_up; warm_up([get_embedder('features45')])"
 	# the kernels' configuration (notebooks/ipython_kernel_config.py): errors only, without the noise it lists
 	mkdir -p $(VENV)/etc/ipython && rm -f $(VENV)/etc/ipython/ipython_kernel_config.json
 	cp notebooks/ipython_kernel_config.py $(VENV)/etc/ipython/

@@ -136,6 +136,28 @@ def index_bench(root: Path) -> str:
                                                         command="python benchmarks/index.py --n N")
 
 
+def exact_bench(root: Path) -> str:
+    """Exact search of one query: Flat against certified half-precision codes (``benchmarks/exact.py``)."""
+    recs = _records(root, "index-bench/exact-n*.json")
+    if not recs:
+        return _missing("exact search", "python benchmarks/exact.py")
+    rows = []
+    for _, rec in sorted(recs, key=lambda r: (r[1]["n"], r[1]["dim"])):
+        flat = next(r for r in rec["results"] if r["index"] == "Flat")
+        for r in rec["results"]:
+            rows.append([f"{rec['n']:,} × {rec['dim']}", f"`{r['index']}`", f"{r['bytes_per_segment']:,}",
+                         f"{r['exact_queries']:,} / {rec['queries']:,}", f"{r['latency_p50_ms']:.2f}",
+                         f"{r['latency_p99_ms']:.2f}", f"{r['cpu_p50_ms']:.2f}",
+                         f"{flat['latency_p50_ms'] / r['latency_p50_ms']:.2f}×"])
+    last = recs[-1][1]
+    return (_table(["n × dim", "index", "B/vector", "exact top-10", "p50 ms", "p99 ms", "CPU p50 ms", "vs Flat (p50)"],
+                   rows)
+            + f"\n\nOne query at a time, FAISS on one thread, {last['queries']:,} queries × {last['rounds']} "
+              f"interleaved passes; `SQfp16,Refine` at `k_factor` {last['k_factor']} widened "
+              f"{last['widened_queries']} of {last['queries']:,} queries; load {last['load_1min']:.1f} at the end."
+            + _source("experiments/results/index-bench/exact-n*.json", command="python benchmarks/exact.py"))
+
+
 def refine_bench(root: Path) -> str:
     """Refined indexes: codes in RAM re-ranked from vectors on disk (``benchmarks/index.py --refine``)."""
     recs = _records(root, "index-bench/index-refine-n*.json")
@@ -341,7 +363,7 @@ def scale_plan(root: Path) -> str:
 
 
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
-            "refine-bench": refine_bench, "fanout-bench": fanout_bench,
+            "refine-bench": refine_bench, "exact-bench": exact_bench, "fanout-bench": fanout_bench,
             "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
             "serve-load": serve_load,
             "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,
