@@ -165,7 +165,8 @@ def index_line(i: dict) -> str:
     if q:
         line += f", recall@10 {q['recall@10']:.3f} at {i['search_params'] or 'exact'}, p99 {q['latency_p99_ms']:.2f} ms"
     if i.get("refine"):
-        line += f", re-ranked from {i['refine']['source']} ({i['refine']['disk_bytes'] / 1e6:.1f} MB on disk)"
+        exact = "exactly " if i["refine"].get("exact") else ""
+        line += f", re-ranked {exact}from {i['refine']['source']} ({i['refine']['disk_bytes'] / 1e6:.1f} MB on disk)"
     if "resident_bytes" in i:
         line += f"; mapped {i['mapped_bytes'] / 1e6:.1f} MB, resident {i['resident_bytes'] / 1e6:.1f} MB"
     if i.get("error"):
