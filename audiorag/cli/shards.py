@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import typer
+
 from ..errors import AudioragError
 from . import options
+
+
+def warn_missing(hits) -> None:
+    """One warning line on stderr when shards of a sharded library did not answer the query."""
+    missing = hits.attrs.get("missing_shards")
+    if missing:
+        typer.echo(f"warning: shard(s) {', '.join(map(str, missing))} did not answer: these hits come from the "
+                   "other shards only (see the log for the reason)", err=True)
 
 
 def build_sharded(library: Path, n: int | None, source, embedders: list, indexes: list[str], *, window: float,

@@ -17,13 +17,16 @@ tag-space text queries.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import ParameterError
+from ..index import choose
+from .cluster import watch
 from .descriptors import COLUMNS as DESCRIPTORS
-from .indexes import load_index
+from .indexes import list_indexes, load_index
 from .shards import ShardedLibrary
 
 
@@ -32,8 +35,24 @@ def open_index(lib, emb, name: str | None = None):
     shards, else the library's own (:func:`audiorag.library.indexes.load_index`)."""
     if not isinstance(lib, ShardedLibrary):
         return load_index(lib, emb, name)
+    if lib.cluster is not None:  # shard actors on Ray (audiorag.library.cluster)
+        return RayFanoutIndex(lib.cluster, emb, name, [lib.to_global(s) for s in emb._shards])
     return FanoutIndex([load_index(lib.shards[s], e, name) for s, e in zip(emb._shards, emb.parts)],
                        [lib.to_global(s) for s in emb._shards], lib.n)
+
+
+def reports_missing(fn):
+    """Decorate a query function ``fn(lib, ...)`` returning a DataFrame: on a sharded library its result
+    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered)."""
+    @functools.wraps(fn)
+    def answer(lib, *args, **kwargs):
+        if not isinstance(lib, ShardedLibrary):
+            return fn(lib, *args, **kwargs)
+        with watch() as missing:
+            out = fn(lib, *args, **kwargs)
+        out.attrs["missing_shards"] = sorted(missing)
+        return out
+    return answer
 
 
 def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict | None = None) -> None:
@@ -75,6 +94,37 @@ class FanoutIndex:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+class RayFanoutIndex:
+    """The shards' indexes searched by their Ray actors (:mod:`audiorag.library.cluster`) and merged as
+    :class:`FanoutIndex` merges them; quacks like an :class:`~audiorag.index.Index`
+    (``search``, ``ntotal``, ``sidecar``)."""
+
+    def __init__(self, cluster, emb, name: str | None, maps: list[np.ndarray]):
+        self.cluster, self.key, self.maps = cluster, emb.key, maps
+        self.shards = list(emb._shards)
+        sidecars = [choose(list_indexes(e), name, what=f"embeddings/{e.key}") for e in emb.parts]
+        self.name = sidecars[0]["name"]
+        self.sizes = [int(c.get("n") or 0) for c in sidecars]
+        self.sidecar = {**sidecars[0], "n": self.ntotal, "shards": cluster.lib.n, "ray": True,
+                        "factories": sorted({c["factory"] for c in sidecars})}
+
+    @property
+    def ntotal(self) -> int:
+        return sum(self.sizes)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, global ids)``, each ``[n_queries, k]``, merged from every answering shard's top-``k``."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        live = [s for s, n in zip(self.shards, self.sizes) if n]
+        found = self.cluster.search(live, self.key, self.name, queries, k)
+        pos = {s: i for i, s in enumerate(self.shards)}
+        got = [s for s in live if s in found]
+        if not got:  # no shard answered: no hits (the missing shards are named by the caller)
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return merge([found[s][0] for s in got], [found[s][1] for s in got],
+                           [self.maps[pos[s]] for s in got], k)
 
 
 def merge(scores: list, ids: list, maps: list, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -62,9 +62,15 @@ def refuse(path: Path) -> None:
         f"{dirs[0]} … {dirs[-1]} (build, search, info, eval and serve take the sharded library itself)")
 
 
-def open_library(path, **kw):
-    """A :class:`ShardedLibrary` or a :class:`~audiorag.Library`, whichever is at ``path``."""
-    return ShardedLibrary.open(path) if is_sharded(path) else Library.open(path, **kw)
+def open_library(path, *, ray_address: str | None = None, **kw):
+    """A :class:`ShardedLibrary` or a :class:`~audiorag.Library`, whichever is at ``path``; ``ray_address``
+    (a sharded library only): search it through shard actors on that Ray cluster (docs/cluster.md)."""
+    if is_sharded(path):
+        return ShardedLibrary.open(path, ray_address=ray_address)
+    if ray_address is not None:
+        raise ParameterError(f"--ray-address: {path} is a library without shards; Ray serves sharded libraries "
+                             "(build --shards N)")
+    return Library.open(path, **kw)
 
 
 def check_embedders(embedders: list) -> None:
@@ -106,6 +112,7 @@ class ShardedLibrary:
         self.segmentation = self.shards[0].segmentation
         self.store = _Generation(self.shards)
         self._cache: dict = {}
+        self.cluster = None  # the shard actors answering its searches (open with ray_address)
 
     @classmethod
     def create(cls, path, n: int, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
@@ -134,7 +141,10 @@ class ShardedLibrary:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path) -> ShardedLibrary:
+    def open(cls, path, *, ray_address: str | None = None, timeout: float | None = None) -> ShardedLibrary:
+        """Open the sharded library at ``path``. With ``ray_address`` (``"auto"``, ``"HOST:PORT"``, or
+        ``"local"``: a Ray on this machine, or the one this process already joined) its searches go to one
+        Ray actor per shard (:mod:`audiorag.library.cluster`; ``timeout``: seconds to wait for a shard)."""
         path = Path(path)
         if not is_sharded(path):
             raise LibraryNotFoundError(f"{path}: no sharded library here ({SHARDS_FILE} missing)")
@@ -143,7 +153,36 @@ class ShardedLibrary:
             raise IncompatibleLibraryError(f"{path / SHARDS_FILE}: format {meta.get('format_version')} with "
                                            f"{len(meta.get('shards', []))} shard directories for n={meta.get('n')}; "
                                            f"this audiorag reads format {FORMAT_VERSION}")
-        return cls(path, meta)
+        lib = cls(path, meta)
+        if ray_address is not None:
+            from .cluster import ShardCluster
+            lib.cluster = ShardCluster(lib, None if ray_address == "local" else ray_address,
+                                       **({"timeout": timeout} if timeout else {}))
+        return lib
+
+    # -- where each shard is served ---------------------------------------------------------
+    def placement(self, shard: int) -> dict:
+        """Where ``shard``'s actor runs and what it opens: ``{"node": Ray node id or address, or None (any
+        node: the shard is on shared storage), "path": the shard directory as that node sees it}``."""
+        place = self.meta.get("placement", {}).get(self.meta["shards"][shard], {})
+        return {"node": place.get("node"), "path": place.get("path") or str(self.paths[shard].resolve())}
+
+    def place(self, shard: int, *, node: str | None = None, path: str | None = None) -> dict:
+        """Record in ``shards.json`` where ``shard`` is served: on ``node`` (a Ray node id or address; None:
+        any node) from ``path`` (that node's copy of the shard; None: the shard directory itself). Returns
+        the placement; the shard's actor is made there on the next query (stop the old one first:
+        :meth:`audiorag.library.cluster.ShardCluster.stop`)."""
+        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < self.n:
+            raise ParameterError(f"--shard must be 0..{self.n - 1}, got {shard!r}")
+        placement = dict(self.meta.get("placement", {}))
+        entry = {k: v for k, v in (("node", node), ("path", str(path) if path else None)) if v}
+        if entry:
+            placement[self.meta["shards"][shard]] = entry
+        else:
+            placement.pop(self.meta["shards"][shard], None)
+        self.meta = {**self.meta, "placement": placement}
+        write_json(self.path / SHARDS_FILE, self.meta)
+        return self.placement(shard)
 
     # -- building ---------------------------------------------------------------------------
     def route(self, sources) -> list[list]:
@@ -190,7 +229,9 @@ class ShardedLibrary:
     @property
     def data(self) -> Path:
         """A name for what this object reads (the shards' generations); the search cache keys on it."""
-        return self.path / ("@" + "-".join(str(s.generation) for s in self.shards))
+        # served by Ray: another index (bound to this object's actors and placement), so another cache entry
+        ray = f"@ray{id(self.cluster)}" if self.cluster is not None else ""
+        return self.path / ("@" + "-".join(str(s.generation) for s in self.shards) + ray)
 
     @property
     def generation(self) -> int:
