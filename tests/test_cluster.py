@@ -159,3 +159,28 @@ def test_a_shard_that_stays_down_is_named_never_silently_dropped(cluster):
     hits = search(ShardedLibrary.open(cluster["path"], ray_address=cluster["address"]), query, k=10)
     assert hits.attrs["missing_shards"] == []  # placed back: answers again
     assert hits["segment_id"].tolist() == search(local, query, k=10)["segment_id"].tolist()
+
+
+def test_rerank_and_recommend_on_shards_equal_one_library_locally_and_through_ray(cluster):
+    """Over-fetch rule: every shard is asked for the whole candidate depth (k × fan_out), so the merged
+    candidates are one library's and diversity / caps re-rank them to the same moments."""
+    from audiorag.recommend import recommend
+    from audiorag.rerank import Rerank
+    single = cluster["single"]
+    local = ShardedLibrary.open(cluster["path"])
+    ray_lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"])
+    ids = _ids(single, local)
+    plain = {"harmonic": 0.0, "tempo": 0.0, "key": 0.0}
+    for options in (Rerank(diversity=0.5, max_per_track=2, **plain), Rerank(max_per_track=1, fan_out=3, **plain)):
+        want = search(single, Query.moment(4, 5.0), k=6, rerank=options)
+        for lib in (local, ray_lib):
+            got = search(lib, Query.moment(ids[4], 5.0), k=6, rerank=options)
+            assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
+            np.testing.assert_allclose(got["score"], want["score"], rtol=0, atol=1e-6)
+            np.testing.assert_allclose(got["start"], want["start"])
+    want = recommend(single, ["0@5", "4@2.5"], history=[8], k=5, diversity=0.3, **plain)
+    for lib in (local, ray_lib):
+        got = recommend(lib, [f"{ids[0]}@5", f"{ids[4]}@2.5"], history=[ids[8]], k=5, diversity=0.3, **plain)
+        assert got.attrs["missing_shards"] == [] or lib is local
+        assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
+        np.testing.assert_allclose(got["score"], want["score"], rtol=0, atol=1e-6)

@@ -5,9 +5,11 @@ by global segment id. Flat shards therefore give the top-k of one Flat index ove
 everything :func:`audiorag.search.search` builds on candidates (filters, exclusion, ``by="track"``,
 sequence matching of long clips) runs unchanged on the merged candidates, with global ids.
 
-Refused on a sharded library, with one line: re-ranking (``rerank=``, whose descriptors and
-neighbourhoods are per shard), late fusion, hum queries, filters on the moments' descriptors and
-tag-space text queries.
+Re-ranking (diversity, caps) and ``recommend`` run on the merged candidates: every shard is asked for
+the whole candidate depth (``k × fan_out``, deepened as one index would be), never ``depth / N``, so
+the merged list is one library's and the re-ranked hits are too (:func:`check_rerank`).
+Refused on a sharded library, with one line: re-ranking by the moments' descriptors, late fusion,
+hum queries, filters on the moments' descriptors and tag-space text queries.
 
 >>> import numpy as np
 >>> maps = [np.array([0, 2]), np.array([1, 3, 4])]  # shard 0's segments are global 0 and 2, ...
@@ -26,6 +28,7 @@ from ..errors import ParameterError
 from ..index import choose
 from .cluster import watch
 from .descriptors import COLUMNS as DESCRIPTORS
+from .descriptors import present
 from .indexes import list_indexes, load_index
 from .shards import ShardedLibrary
 
@@ -60,12 +63,28 @@ def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict
     if not isinstance(lib, ShardedLibrary):
         return
     described = [c for c in filters or {} if c in DESCRIPTORS and c not in lib.tracks.columns]
-    what = ("re-ranking" if rerank is not None else "late fusion" if fusion != "early"
-            else "a hum query" if query.kind == "hum" else
+    what = ("late fusion" if fusion != "early" else "a hum query" if query.kind == "hum" else
             f"a filter on the moments' {described[0]!r}" if described else None)
     if what:
         raise ParameterError(f"{lib.path} is a sharded library: {what} is not merged across shards; "
                              f"search one shard ({lib.paths[0]} …) for it")
+    if rerank is not None:
+        check_rerank(lib, rerank)
+
+
+def check_rerank(lib, options) -> None:
+    """Re-ranking a sharded library's candidates is exact (each shard is asked for the whole candidate
+    depth, so the merged candidates are one library's) for the factors that need no descriptors:
+    similarity, MMR diversity, caps on track and metadata columns. The moments' descriptors (harmony,
+    tempo, key, mood) are not merged across shards: re-ranking with them is refused in one line when the
+    shards have descriptors (without descriptors those factors are 0, on shards as on one library)."""
+    if not isinstance(lib, ShardedLibrary):
+        return
+    used = [f for f, w in options.weights().items() if f != "similarity" and w]
+    if used and any(present(s) for s in lib.shards):
+        raise ParameterError(f"{lib.path} is a sharded library: re-ranking by the moments' descriptors "
+                             f"({', '.join(used)}) is not merged across shards; set their weights to 0 "
+                             f"(diversity and caps are exact), or search one shard ({lib.paths[0]} …)")
 
 
 class FanoutIndex:
