@@ -4,6 +4,7 @@ searches give exactly the local fan-out's hits and those of one library holding 
 shard's actor is named, reused and placed on the node ``shards.json`` names; an actor killed mid-query
 is restarted and the query retried; a shard that stays down is named, never silently dropped."""
 
+import json
 import os
 
 import numpy as np
@@ -184,3 +185,17 @@ def test_rerank_and_recommend_on_shards_equal_one_library_locally_and_through_ra
         assert got.attrs["missing_shards"] == [] or lib is local
         assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
         np.testing.assert_allclose(got["score"], want["score"], rtol=0, atol=1e-6)
+
+
+def test_the_cli_places_shards_and_says_where_their_actors_run(cluster):
+    path, nodes = str(cluster["path"]), cluster["nodes"]
+    r = CliRunner().invoke(app, ["shards", "place", path, "--shard", "2", "--node", nodes[0], "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"node": "' + nodes[0] in r.stdout
+    r = CliRunner().invoke(app, ["shards", "where", path, "--ray-address", cluster["address"], "--json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout)
+    assert [row["node"] for row in rows] == [nodes[s % 2] for s in range(N)]
+    assert all(row["placed"]["node"] == row["node"] for row in rows)
+    r = CliRunner().invoke(app, ["shards", "place", path, "--shard", "7"])
+    assert r.exit_code == 2 and r.output.strip() == "error: --shard must be 0..2, got 7", r.output
