@@ -184,7 +184,8 @@ def layout(segments: int, m: dict) -> dict:
     4·d bytes each, + the codes + tables). Machines = ⌈shards / shards per machine⌉, shards per machine
     limited by 75 % of RAM and of disk. A query's latency on one machine ≈ ⌈shards on it / cores⌉ × the
     shard's p99 + the fan-out's cost per shard × shards on it; with shards on several machines, + one Ray hop
-    (p99, measured on one machine: the network's round trip comes on top). Ingest = segments / (windows per core-second × Ray's efficiency) core-seconds.
+    (p99, measured on one machine: the network's round trip comes on top).
+    Ingest = segments / (windows per core-second × Ray's efficiency) core-seconds.
     """
     mach = m["machine"]
     shards = -(-segments // m["shard_segments"])
