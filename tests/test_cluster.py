@@ -199,3 +199,19 @@ def test_the_cli_places_shards_and_says_where_their_actors_run(cluster):
     assert all(row["placed"]["node"] == row["node"] for row in rows)
     r = CliRunner().invoke(app, ["shards", "place", path, "--shard", "7"])
     assert r.exit_code == 2 and r.output.strip() == "error: --shard must be 0..2, got 7", r.output
+
+
+def test_serve_answers_through_the_shard_actors(cluster):
+    from fastapi.testclient import TestClient
+
+    from audiorag.serve import Settings, create_app
+    local = ShardedLibrary.open(cluster["path"])
+    ids = _ids(cluster["single"], local)
+    settings = Settings(str(cluster["path"]), ray_address=cluster["address"], warm=False)
+    with TestClient(create_app(settings)) as c:
+        r = c.get("/search/moment", params={"track": ids[2], "at": 5.0, "k": 10})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["missing_shards"] == []
+        want = search(local, Query.moment(ids[2], 5.0), k=10)
+        assert [h["segment_id"] for h in body["hits"]] == want["segment_id"].tolist()
