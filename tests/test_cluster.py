@@ -215,3 +215,12 @@ def test_serve_answers_through_the_shard_actors(cluster):
         assert body["missing_shards"] == []
         want = search(local, Query.moment(ids[2], 5.0), k=10)
         assert [h["segment_id"] for h in body["hits"]] == want["segment_id"].tolist()
+
+
+def test_eval_through_the_shard_actors_equals_the_local_fanout(cluster):
+    from audiorag.evaluate import Protocol, evaluate
+    protocol = Protocol(label="label", ks=[1, 5], moment_queries=0)
+    a = evaluate(ShardedLibrary.open(cluster["path"]), protocol=protocol).record.metrics
+    b = evaluate(ShardedLibrary.open(cluster["path"], ray_address=cluster["address"]), protocol=protocol).record.metrics
+    quality = [m for m in a if m.split("/")[0] in ("segment", "track")]
+    assert quality and all(a[m] == b[m] for m in quality), {m: (a[m], b[m]) for m in quality if a[m] != b[m]}
