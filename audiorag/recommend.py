@@ -36,6 +36,7 @@ import pandas as pd
 
 from .embedders import l2_normalise
 from .errors import ParameterError
+from .library.fanout import check_rerank, reports_missing
 from .rerank import MOODS, Rerank, score, select
 from .search import Query, check_k, context, query_vectors
 from .search.factors import candidate_table
@@ -116,6 +117,7 @@ def tastes(vectors: np.ndarray, weights: np.ndarray, *, threshold: float = 0.6,
     return np.argsort(order)[labels]
 
 
+@reports_missing  # a sharded library served by Ray: attrs['missing_shards']
 def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str | None = None,
               diversity: float = 0.3, max_per_track: int | None = 1, max_per_artist: int | None = 2,
               caps: dict | None = None, harmonic: float = 0.2, tempo: float = 0.1, key: float = 0.1,
@@ -163,6 +165,7 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
     options = Rerank(harmonic=harmonic, tempo=tempo, key=key, mood=mood, mood_weight=mood_weight * factor,
                      diversity=diversity, max_per_track=max_per_track, max_per_artist=max_per_artist,
                      caps=dict(caps or {}), fan_out=fan_out)
+    check_rerank(lib, options)  # a sharded library: exact without the moments' descriptors
     n_taste = int(taste.max()) + 1
     totals = np.bincount(taste, weights=weights)
     quota = np.maximum(1, np.ceil(k * totals / totals.sum())).astype(int)

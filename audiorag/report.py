@@ -198,6 +198,25 @@ def fanout_bench(root: Path) -> str:
     return text + _source("experiments/results/shards-bench/fanout.json", command="python benchmarks/shards.py")
 
 
+def cluster_bench(root: Path) -> str:
+    """Fan-out through Ray shard actors vs local threads, 1, 2, 4 shards (``benchmarks/cluster.py``)."""
+    rec = _read(root, "shards-bench/cluster.json")
+    if rec is None:
+        return _missing("Ray shard actors", "python benchmarks/cluster.py")
+    qps = f"throughput_qps_{rec['threads']}_threads"
+    rows = [[r["shards"], how, f"{r[how]['index_p50_ms']:.2f} / {r[how]['index_p99_ms']:.2f}",
+             f"{r[how]['search_p50_ms']:.2f} / {r[how]['search_p99_ms']:.2f}", f"{r[how][qps]:,.0f}",
+             f"{r['first_ray_query_s']:.1f} s" if how == "ray" else "–"]
+            for r in rec["rows"] for how in ("local", "ray")]
+    text = _table(["shards", "fan-out", "index p50 / p99 ms", "`search()` p50 / p99 ms",
+                   f"queries/s ({rec['threads']} threads)", "first query (actors start)"], rows)
+    text += (f"\n\n{rec['rows'][0]['segments']:,} moments ({rec['tracks']} generated tracks), {rec['queries']} moment "
+             f"queries, k = {rec['k']}, {rec['cores']} cores; Ray started once ({rec['ray_start_s']:.0f} s); load "
+             f"average (1, 5, 15 min) before {_f(rec['loadavg_before'][0], 1)}, {_f(rec['loadavg_before'][1], 1)}, "
+             f"{_f(rec['loadavg_before'][2], 1)}, after {_f(rec['loadavg_after'][0], 1)}.")
+    return text + _source("experiments/results/shards-bench/cluster.json", command="python benchmarks/cluster.py")
+
+
 def serve_load(root: Path) -> str:
     """Throughput and latency of ``audiorag serve`` per query and clients (``benchmarks/serve.py``)."""
     rec = _read(root, "serve-bench/serve.json")
@@ -344,6 +363,8 @@ def scale_plan(root: Path) -> str:
                       f"({m['cold_read_b'] / 1e3:,.0f} kB read per cold query)", f"`{m['index_record']}`"],
         ["fan-out", f"{m['fanout_ms_per_shard']:.3f} ms per extra shard (p50 growth, Flat shards of the same vectors)",
          f"`{m['fanout_record']}`"],
+        ["Ray hop", f"{m['ray_hop_p50_ms']:.2f} ms p50, {m['ray_hop_p99_ms']:.2f} ms p99 per query to a shard actor "
+                    "(paid once, in parallel, when the shards span machines)", f"`{m['cluster_record']}`"],
         ["tables", f"{m['tables']['ram_b']:.0f} B/segment in RAM, {m['tables']['disk_b']:.0f} B/segment on disk",
          f"`{m['tables']['library']}`"],
         ["machine", f"{mach['cores']} cores, {mach['ram_b'] / 2**30:.0f} GiB RAM, {mach['disk_b'] / 1e9:.0f} GB disk; "
@@ -364,6 +385,7 @@ def scale_plan(root: Path) -> str:
 
 SECTIONS = {"sweep": sweep, "eval-example": eval_example, "index-bench": index_bench,
             "refine-bench": refine_bench, "exact-bench": exact_bench, "fanout-bench": fanout_bench,
+            "cluster-bench": cluster_bench,
             "search-overhead": search_overhead, "ingest-bench": ingest_bench, "embed-bench": embed_bench,
             "serve-load": serve_load,
             "sonic-pi": sonic_pi, "sonic-pi-analysis": sonic_pi_analysis, "sonic-pi-tags": sonic_pi_tags,

@@ -16,7 +16,8 @@ of ``benchmarks/shards.py`` (docs/shards.md), e.g. ``python benchmarks/scale.py 
 ``plan``: the layouts of docs/scale.md (FMA full, 10⁸ and 10⁹ segments), computed from the measured
 records only — ingest rate per core (``embed-bench``), Ray's efficiency (``scale/ingest-*.json``), the refined
 index at 10⁷ (``index-bench/index-refine-n10000000.json``: resident and disk bytes, warm and cold p99),
-the fan-out's cost per shard (``shards-bench/fanout.json``) and a library's table bytes per segment:
+the fan-out's cost per shard (``shards-bench/fanout.json``), one Ray hop to a shard actor
+(``shards-bench/cluster.json``) and a library's table bytes per segment:
 
     python benchmarks/scale.py plan --out experiments/results/scale/plan.json
 """
@@ -160,10 +161,19 @@ def inputs(args) -> dict:
         "warm_p99_ms": refined["warm"]["latency_p99_ms"], "cold_p99_ms": refined["cold"]["latency_p99_ms"],
         "cold_read_b": refined["cold"]["read_bytes_per_query"], "index_record": str(args.index),
         "fanout_ms_per_shard": per_shard_ms, "fanout_record": str(args.fanout),
+        **ray_hop(_json(args.cluster)), "cluster_record": str(args.cluster),
         "tables": _table_bytes(args.library),
         "machine": {"cores": os.cpu_count(), "ram_b": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
                     "disk_b": shutil.disk_usage(args.tmp or tempfile.gettempdir()).total},
     }
+
+
+def ray_hop(cluster: dict) -> dict:
+    """One Ray hop (a query to a shard actor and its answer): the 1-shard index latency through the actor
+    minus that of the local thread (``benchmarks/cluster.py``), at p50 and p99."""
+    one = next(r for r in cluster["rows"] if r["shards"] == 1)
+    return {f"ray_hop_{q}_ms": max(0.0, one["ray"][f"index_{q}_ms"] - one["local"][f"index_{q}_ms"])
+            for q in ("p50", "p99")}
 
 
 def layout(segments: int, m: dict) -> dict:
@@ -173,8 +183,9 @@ def layout(segments: int, m: dict) -> dict:
     RAM per shard = n × (resident index bytes + table bytes); disk per shard = n × (vectors.npy and raw.npy,
     4·d bytes each, + the codes + tables). Machines = ⌈shards / shards per machine⌉, shards per machine
     limited by 75 % of RAM and of disk. A query's latency on one machine ≈ ⌈shards on it / cores⌉ × the
-    shard's p99 + the fan-out's cost per shard × shards on it (the network hop between machines is not
-    measured). Ingest = segments / (windows per core-second × Ray's efficiency) core-seconds.
+    shard's p99 + the fan-out's cost per shard × shards on it; with shards on several machines, + one Ray hop
+    (p99, measured on one machine: the network's round trip comes on top).
+    Ingest = segments / (windows per core-second × Ray's efficiency) core-seconds.
     """
     mach = m["machine"]
     shards = -(-segments // m["shard_segments"])
@@ -184,13 +195,14 @@ def layout(segments: int, m: dict) -> dict:
     per_machine = max(1, min(int(USABLE * mach["ram_b"] // ram), int(USABLE * mach["disk_b"] // disk)))
     machines = -(-shards // per_machine)
     on_one = min(per_machine, shards)
+    hop = m["ray_hop_p99_ms"] if machines > 1 else 0.0  # the shards of other machines answer through their actors
     core_s = segments / (m["windows_per_core_s"] * m["ray_efficiency"])
     days = INGEST_DAYS * 86400
     return {"segments": segments, "shards": shards, "segments_per_shard": n, "ram_per_shard_b": ram,
             "disk_per_shard_b": disk, "shards_per_machine": on_one, "machines": machines,
             "limit": "RAM" if USABLE * mach["ram_b"] // ram <= USABLE * mach["disk_b"] // disk else "disk",
-            "warm_p99_ms": -(-on_one // mach["cores"]) * m["warm_p99_ms"] + m["fanout_ms_per_shard"] * on_one,
-            "cold_p99_ms": -(-on_one // mach["cores"]) * m["cold_p99_ms"] + m["fanout_ms_per_shard"] * on_one,
+            "warm_p99_ms": -(-on_one // mach["cores"]) * m["warm_p99_ms"] + m["fanout_ms_per_shard"] * on_one + hop,
+            "cold_p99_ms": -(-on_one // mach["cores"]) * m["cold_p99_ms"] + m["fanout_ms_per_shard"] * on_one + hop,
             "ingest_core_hours": core_s / 3600,
             "ingest_days_on_serving_machines": core_s / (machines * mach["cores"]) / 86400,
             f"ingest_machines_for_{INGEST_DAYS}_days": -(-int(core_s) // (days * mach["cores"]))}
@@ -233,6 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ingest", type=Path, default=RESULTS / "scale/ingest-aisfx.json")
     p.add_argument("--index", type=Path, default=RESULTS / "index-bench/index-refine-n10000000-1thread.json")
     p.add_argument("--fanout", type=Path, default=RESULTS / "shards-bench/fanout.json")
+    p.add_argument("--cluster", type=Path, default=RESULTS / "shards-bench/cluster.json")
     p.add_argument("--library", type=Path, default=Path("experiments/results/default/libraries/synthetic-96-w10-h2"),
                    help="a built library (make demo) for the tables' bytes per segment")
     p.add_argument("--tmp", type=Path, help="a folder on the disk whose size the plan assumes")

@@ -46,6 +46,8 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
           cv_group: str | None = typer.Option(None, help="with --projection: track column of the folds' groups "
                                                          "(default: the track)"),
           folds: int = typer.Option(5, help="with --projection: group k-fold splits (0: leave one group out)"),
+          ray_address: str | None = typer.Option(None, help="a sharded library: its queries go to one Ray actor per "
+                                                            "shard on this cluster (docs/cluster.md)"),
           as_json: bool = typer.Option(False, "--json", help="print the record as JSON only")):
     """Measure retrieval on LIBRARY: P@k, R@k, nDCG@k, mAP, MRR (segment and track level), moment accuracy, latency."""
     from ..evaluate import Protocol, evaluate
@@ -78,7 +80,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
                        folds=folds, out=out, as_json=as_json)
         return
-    ev = evaluate(open_library(library), embedder=embedder, index=index, protocol=protocol,  # or a sharded one
+    ev = evaluate(open_library(library, ray_address=ray_address), embedder=embedder, index=index, protocol=protocol,
                   progress=not as_json and sys.stderr.isatty())
     if out:
         ev.record.write(out)

@@ -11,6 +11,7 @@ from ..errors import ParameterError
 from ..search.filters import parse_where
 from . import options
 from ._app import app
+from .shards import warn_missing
 from .tables import COMMON, text_table
 
 
@@ -49,6 +50,9 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            weights: str | None = typer.Option(None, help="--fusion late: comma-separated weights (default equal)"),
            identify: bool = typer.Option(False, "--identify", help="with --audio: identify the clip's track and "
                                          "moment by its fingerprints, then search from that moment (docs/identify.md)"),
+           ray_address: str | None = typer.Option(None, help="a sharded library: search it through one Ray actor "
+                                                        "per shard on this cluster (auto | HOST:PORT | local; "
+                                                        "docs/cluster.md)"),
            as_json: bool = typer.Option(False, "--json", help="print hits as JSON only")):
     """Search LIBRARY with an audio clip (--audio), a moment of an indexed track (--track --at),
     a description (--text) or a hummed phrase (--hum)."""
@@ -72,7 +76,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     options.number("--alpha", alpha, minimum=0, maximum=1)
     options.choice("--by", by, ("segment", "track"))
     filters = parse_where(where, option="--where")
-    lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
+    lib = open_library(library, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
     if stem is not None:
         from ..embedders.stems import stem_ref
         embedder = stem_ref(embedder, stem, [e.name for e in lib.embeddings()])
@@ -109,6 +113,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     matched = hits.attrs.get("matched_tags")
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""
     out = {"matched_tags": matched, "hits": hits.to_dict("records")} if matched else hits.to_dict("records")
+    warn_missing(hits)
     options.show(out, as_json, header + (text_table(hits, columns, legend=says) if len(hits) else "(no hits)"))
 
 

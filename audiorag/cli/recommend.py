@@ -42,7 +42,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
               index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
               as_json: bool = typer.Option(False, "--json", help="print the moments as JSON only")):
     """Recommend moments of LIBRARY for a listener who liked --liked moments and played --history tracks."""
-    from ..library import Library
+    from ..library.shards import open_library
     from ..recommend import parse_moment, read_history
     from ..recommend import recommend as run
     from ..rerank import MOODS
@@ -57,7 +57,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
     hour = int(time_of_day) if time_of_day is not None and time_of_day.isdigit() else time_of_day
     moments = [parse_moment(m) for m in liked]
     played = read_history(history) if history is not None else []
-    lib = Library.open(library)
+    lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
     ids = set(lib.tracks["track_id"].tolist())
     for option, tracks in (("--liked", [t for t, _ in moments]), ("--history", played)):
         unknown = sorted(set(tracks) - ids)

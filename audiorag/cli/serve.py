@@ -28,7 +28,10 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
           threads: int | None = typer.Option(None, help="threads decoding and embedding uploads per process "
                                                         "(default: the cores)"),
           warm: bool = typer.Option(True, help="run one query of each kind at start, so the first client's does "
-                                               "not load models or code (/health says 'warming' meanwhile)")):
+                                               "not load models or code (/health says 'warming' meanwhile)"),
+          ray_address: str | None = typer.Option(None, help="a sharded library: serve it through one Ray actor per "
+                                                            "shard on this cluster (auto | HOST:PORT; "
+                                                            "docs/cluster.md)")):
     """Serve LIBRARY over HTTP (FastAPI + uvicorn; OpenAPI at /docs). Safe by default: loopback only,
     uploads limited, CORS off."""
     # one native thread per search or embedding: concurrency comes from requests, and idle OpenMP threads
@@ -37,7 +40,7 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
         os.environ.setdefault(var, "1")
     import uvicorn
 
-    from ..library import Library
+    from ..library.shards import open_library
     from ..serve import Settings, check_bind, parse_seconds, parse_size
     from ..serve.settings import SETTINGS_ENV
     options.number("--port", port, minimum=0, maximum=65535)
@@ -53,8 +56,8 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
         except ParameterError as exc:
             raise ParameterError(f"{option}: {exc}") from None
     settings = Settings(str(Path(library).resolve()), token=token or None, cors_origins=tuple(cors_origin),
-                        warm=warm, **limits, **({"threads": threads} if threads else {}))
-    Library.open(library)  # a missing or damaged library is one line here, not an error in each worker
+                        warm=warm, ray_address=ray_address, **limits, **({"threads": threads} if threads else {}))
+    open_library(library, ray_address=ray_address)  # a missing or damaged library (or cluster): one line here
     os.environ[SETTINGS_ENV] = settings.to_json()
     sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything
     typer.echo(f"serving {library} on http://{host}:{port} (OpenAPI: /docs){' with a token' if token else ''}"

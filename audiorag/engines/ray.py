@@ -184,7 +184,7 @@ class _Worker:
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict) -> dict:
-        _fault_hook()
+        fault_hook()
         results = [process_file(self.job, pickle.loads(t)) for t in batch["task"]]
         if self.models:
             forward(self.models, results)
@@ -192,7 +192,9 @@ class _Worker:
                 "node": np.array([self.node] * len(results), dtype=object)}
 
 
-def _fault_hook() -> None:
+def fault_hook() -> None:
+    """Exit this process (as under ``kill -9``) the first time it runs while the file named by
+    ``AUDIORAG_RAY_FAULT`` does not exist (then create it): the tests' way to kill an actor mid-call."""
     path = os.environ.get(FAULT_ENV)
     if not path:
         return

@@ -138,12 +138,13 @@ class Embedding:
             raw = (raw - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
         return l2_normalise(raw)
 
-    def write(self, raw: np.ndarray, meta: dict, valid: np.ndarray) -> None:
+    def write(self, raw: np.ndarray, meta: dict, valid: np.ndarray, *, fit: bool = True) -> None:
         """Store raw rows, fit standardisation on valid rows (until frozen, see
-        :data:`STANDARDISATION_FROZEN_AFTER`), and write vectors + description (in that order)."""
+        :data:`STANDARDISATION_FROZEN_AFTER`; ``fit=False``: keep ``meta``'s, e.g. a sharded library's
+        statistics over every shard), and write vectors + description (in that order)."""
         raw = np.ascontiguousarray(raw, dtype=np.float32)
         fitted = (meta.get("standardisation") or {}).get("n_fitted", 0)
-        if meta.get("standardise") and valid.any() and fitted < STANDARDISATION_FROZEN_AFTER:
+        if fit and meta.get("standardise") and valid.any() and fitted < STANDARDISATION_FROZEN_AFTER:
             ref = raw[valid].astype(np.float64)
             std = ref.std(axis=0)
             meta["standardisation"] = {"mean": ref.mean(axis=0).tolist(),

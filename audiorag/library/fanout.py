@@ -5,9 +5,11 @@ by global segment id. Flat shards therefore give the top-k of one Flat index ove
 everything :func:`audiorag.search.search` builds on candidates (filters, exclusion, ``by="track"``,
 sequence matching of long clips) runs unchanged on the merged candidates, with global ids.
 
-Refused on a sharded library, with one line: re-ranking (``rerank=``, whose descriptors and
-neighbourhoods are per shard), late fusion, hum queries, filters on the moments' descriptors and
-tag-space text queries.
+Re-ranking (diversity, caps) and ``recommend`` run on the merged candidates: every shard is asked for
+the whole candidate depth (``k × fan_out``, deepened as one index would be), never ``depth / N``, so
+the merged list is one library's and the re-ranked hits are too (:func:`check_rerank`).
+Refused on a sharded library, with one line: re-ranking by the moments' descriptors, late fusion,
+hum queries, filters on the moments' descriptors and tag-space text queries.
 
 >>> import numpy as np
 >>> maps = [np.array([0, 2]), np.array([1, 3, 4])]  # shard 0's segments are global 0 and 2, ...
@@ -17,13 +19,17 @@ tag-space text queries.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from ..errors import ParameterError
+from ..index import choose
+from .cluster import watch
 from .descriptors import COLUMNS as DESCRIPTORS
-from .indexes import load_index
+from .descriptors import present
+from .indexes import list_indexes, load_index
 from .shards import ShardedLibrary
 
 
@@ -32,8 +38,24 @@ def open_index(lib, emb, name: str | None = None):
     shards, else the library's own (:func:`audiorag.library.indexes.load_index`)."""
     if not isinstance(lib, ShardedLibrary):
         return load_index(lib, emb, name)
+    if lib.cluster is not None:  # shard actors on Ray (audiorag.library.cluster)
+        return RayFanoutIndex(lib.cluster, emb, name, [lib.to_global(s) for s in emb._shards])
     return FanoutIndex([load_index(lib.shards[s], e, name) for s, e in zip(emb._shards, emb.parts)],
                        [lib.to_global(s) for s in emb._shards], lib.n)
+
+
+def reports_missing(fn):
+    """Decorate a query function ``fn(lib, ...)`` returning a DataFrame: on a sharded library its result
+    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered)."""
+    @functools.wraps(fn)
+    def answer(lib, *args, **kwargs):
+        if not isinstance(lib, ShardedLibrary):
+            return fn(lib, *args, **kwargs)
+        with watch() as missing:
+            out = fn(lib, *args, **kwargs)
+        out.attrs["missing_shards"] = sorted(missing)
+        return out
+    return answer
 
 
 def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict | None = None) -> None:
@@ -41,12 +63,28 @@ def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict
     if not isinstance(lib, ShardedLibrary):
         return
     described = [c for c in filters or {} if c in DESCRIPTORS and c not in lib.tracks.columns]
-    what = ("re-ranking" if rerank is not None else "late fusion" if fusion != "early"
-            else "a hum query" if query.kind == "hum" else
+    what = ("late fusion" if fusion != "early" else "a hum query" if query.kind == "hum" else
             f"a filter on the moments' {described[0]!r}" if described else None)
     if what:
         raise ParameterError(f"{lib.path} is a sharded library: {what} is not merged across shards; "
                              f"search one shard ({lib.paths[0]} …) for it")
+    if rerank is not None:
+        check_rerank(lib, rerank)
+
+
+def check_rerank(lib, options) -> None:
+    """Re-ranking a sharded library's candidates is exact (each shard is asked for the whole candidate
+    depth, so the merged candidates are one library's) for the factors that need no descriptors:
+    similarity, MMR diversity, caps on track and metadata columns. The moments' descriptors (harmony,
+    tempo, key, mood) are not merged across shards: re-ranking with them is refused in one line when the
+    shards have descriptors (without descriptors those factors are 0, on shards as on one library)."""
+    if not isinstance(lib, ShardedLibrary):
+        return
+    used = [f for f, w in options.weights().items() if f != "similarity" and w]
+    if used and any(present(s) for s in lib.shards):
+        raise ParameterError(f"{lib.path} is a sharded library: re-ranking by the moments' descriptors "
+                             f"({', '.join(used)}) is not merged across shards; set their weights to 0 "
+                             f"(diversity and caps are exact), or search one shard ({lib.paths[0]} …)")
 
 
 class FanoutIndex:
@@ -75,6 +113,37 @@ class FanoutIndex:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+class RayFanoutIndex:
+    """The shards' indexes searched by their Ray actors (:mod:`audiorag.library.cluster`) and merged as
+    :class:`FanoutIndex` merges them; quacks like an :class:`~audiorag.index.Index`
+    (``search``, ``ntotal``, ``sidecar``)."""
+
+    def __init__(self, cluster, emb, name: str | None, maps: list[np.ndarray]):
+        self.cluster, self.key, self.maps = cluster, emb.key, maps
+        self.shards = list(emb._shards)
+        sidecars = [choose(list_indexes(e), name, what=f"embeddings/{e.key}") for e in emb.parts]
+        self.name = sidecars[0]["name"]
+        self.sizes = [int(c.get("n") or 0) for c in sidecars]
+        self.sidecar = {**sidecars[0], "n": self.ntotal, "shards": cluster.lib.n, "ray": True,
+                        "factories": sorted({c["factory"] for c in sidecars})}
+
+    @property
+    def ntotal(self) -> int:
+        return sum(self.sizes)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, global ids)``, each ``[n_queries, k]``, merged from every answering shard's top-``k``."""
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        live = [s for s, n in zip(self.shards, self.sizes) if n]
+        found = self.cluster.search(live, self.key, self.name, queries, k)
+        pos = {s: i for i, s in enumerate(self.shards)}
+        got = [s for s in live if s in found]
+        if not got:  # no shard answered: no hits (the missing shards are named by the caller)
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return merge([found[s][0] for s in got], [found[s][1] for s in got],
+                           [self.maps[pos[s]] for s in got], k)
 
 
 def merge(scores: list, ids: list, maps: list, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,10 @@ they never change when a shard grows and ``global % N`` is the owning shard. Glo
 the rows of the view (segments ordered by global track id, then time). The read side of
 :class:`ShardedLibrary` shows the whole corpus with global ids (``tracks``, ``segments``,
 ``embedding``, ``vectors``), so search and evaluation run on it unchanged; the index is a fan-out
-over the shards' indexes (:mod:`audiorag.library.fanout`).
+over the shards' indexes (:mod:`audiorag.library.fanout`), searched in threads or, opened with a
+``ray_address``, by one Ray actor per shard (:mod:`audiorag.library.cluster`; ``shards.json`` records
+where each is placed). Standardised embeddings (``features45``) get one set of statistics over every
+shard (:meth:`ShardedLibrary.standardise`).
 
 >>> split_id(global_id(5, 3, 4), 4)
 (5, 3)
@@ -62,18 +65,15 @@ def refuse(path: Path) -> None:
         f"{dirs[0]} … {dirs[-1]} (build, search, info, eval and serve take the sharded library itself)")
 
 
-def open_library(path, **kw):
-    """A :class:`ShardedLibrary` or a :class:`~audiorag.Library`, whichever is at ``path``."""
-    return ShardedLibrary.open(path) if is_sharded(path) else Library.open(path, **kw)
-
-
-def check_embedders(embedders: list) -> None:
-    """Refuse embedders whose vectors depend on the library they are in (standardised with its statistics)."""
-    for e in embedders:
-        if getattr(e, "standardise", False):
-            raise ParameterError(f"{e.name} standardises its vectors with library statistics, which differ "
-                                 "from shard to shard; a sharded library takes embedders with a fixed space "
-                                 "(aisfx, clap, musicnn-mtt, mert, wav2vec2, ...)")
+def open_library(path, *, ray_address: str | None = None, **kw):
+    """A :class:`ShardedLibrary` or a :class:`~audiorag.Library`, whichever is at ``path``; ``ray_address``
+    (a sharded library only): search it through shard actors on that Ray cluster (docs/cluster.md)."""
+    if is_sharded(path):
+        return ShardedLibrary.open(path, ray_address=ray_address)
+    if ray_address is not None:
+        raise ParameterError(f"--ray-address: {path} is a library without shards; Ray serves sharded libraries "
+                             "(build --shards N)")
+    return Library.open(path, **kw)
 
 
 class _Generation:
@@ -106,6 +106,7 @@ class ShardedLibrary:
         self.segmentation = self.shards[0].segmentation
         self.store = _Generation(self.shards)
         self._cache: dict = {}
+        self.cluster = None  # the shard actors answering its searches (open with ray_address)
 
     @classmethod
     def create(cls, path, n: int, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
@@ -134,7 +135,10 @@ class ShardedLibrary:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path) -> ShardedLibrary:
+    def open(cls, path, *, ray_address: str | None = None, timeout: float | None = None) -> ShardedLibrary:
+        """Open the sharded library at ``path``. With ``ray_address`` (``"auto"``, ``"HOST:PORT"``, or
+        ``"local"``: a Ray on this machine, or the one this process already joined) its searches go to one
+        Ray actor per shard (:mod:`audiorag.library.cluster`; ``timeout``: seconds to wait for a shard)."""
         path = Path(path)
         if not is_sharded(path):
             raise LibraryNotFoundError(f"{path}: no sharded library here ({SHARDS_FILE} missing)")
@@ -143,7 +147,36 @@ class ShardedLibrary:
             raise IncompatibleLibraryError(f"{path / SHARDS_FILE}: format {meta.get('format_version')} with "
                                            f"{len(meta.get('shards', []))} shard directories for n={meta.get('n')}; "
                                            f"this audiorag reads format {FORMAT_VERSION}")
-        return cls(path, meta)
+        lib = cls(path, meta)
+        if ray_address is not None:
+            from .cluster import ShardCluster
+            lib.cluster = ShardCluster(lib, None if ray_address == "local" else ray_address,
+                                       **({"timeout": timeout} if timeout else {}))
+        return lib
+
+    # -- where each shard is served ---------------------------------------------------------
+    def placement(self, shard: int) -> dict:
+        """Where ``shard``'s actor runs and what it opens: ``{"node": Ray node id or address, or None (any
+        node: the shard is on shared storage), "path": the shard directory as that node sees it}``."""
+        place = self.meta.get("placement", {}).get(self.meta["shards"][shard], {})
+        return {"node": place.get("node"), "path": place.get("path") or str(self.paths[shard].resolve())}
+
+    def place(self, shard: int, *, node: str | None = None, path: str | None = None) -> dict:
+        """Record in ``shards.json`` where ``shard`` is served: on ``node`` (a Ray node id or address; None:
+        any node) from ``path`` (that node's copy of the shard; None: the shard directory itself). Returns
+        the placement; the shard's actor is made there on the next query (stop the old one first:
+        :meth:`audiorag.library.cluster.ShardCluster.stop`)."""
+        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < self.n:
+            raise ParameterError(f"--shard must be 0..{self.n - 1}, got {shard!r}")
+        placement = dict(self.meta.get("placement", {}))
+        entry = {k: v for k, v in (("node", node), ("path", str(path) if path else None)) if v}
+        if entry:
+            placement[self.meta["shards"][shard]] = entry
+        else:
+            placement.pop(self.meta["shards"][shard], None)
+        self.meta = {**self.meta, "placement": placement}
+        write_json(self.path / SHARDS_FILE, self.meta)
+        return self.placement(shard)
 
     # -- building ---------------------------------------------------------------------------
     def route(self, sources) -> list[list]:
@@ -171,7 +204,6 @@ class ShardedLibrary:
         from ..datasets import Dataset, resolve
         dataset = resolve(source) if isinstance(source, (str, os.PathLike)) else source
         sources = list(dataset.sources()) if isinstance(dataset, Dataset) else list(dataset)
-        check_embedders(embedders or [])
         parts = self.route(sources)
         specs = [(e.name, e.params) for e in embedders or []]  # a loaded model does not pickle: rebuilt there
         budget = {"max_memory": max_memory, "target_recall": target_recall,
@@ -182,15 +214,58 @@ class ShardedLibrary:
         procs = max(1, min(self.n, cores)) if parallel else 1
         each = max(1, cores // procs)
         if not parallel:
-            return [_build_shard(*job, each) for job in jobs]
-        with ProcessPoolExecutor(procs, mp_context=get_context("spawn")) as pool:
-            return list(pool.map(_build_shard, *zip(*jobs), [each] * len(jobs)))
+            reports = [_build_shard(*job, each) for job in jobs]
+        else:
+            with ProcessPoolExecutor(procs, mp_context=get_context("spawn")) as pool:
+                reports = list(pool.map(_build_shard, *zip(*jobs), [each] * len(jobs)))
+        self.standardise()
+        return reports
+
+    def standardise(self) -> list[str]:
+        """Give each standardised embedding (``features45``) one set of statistics over every shard, as one
+        library holding every track would fit: per-shard sums of the valid raw rows (n, Σx, Σx²) merged into
+        the mean and standard deviation, then each shard's vectors rewritten with them (``fit=False``) and its
+        indexes brought up to date, one commit per shard. As in a library, the statistics are refitted on
+        every growth until they rest on :data:`~audiorag.library.embedding.STANDARDISATION_FROZEN_AFTER`
+        vectors, then frozen (a shard's later adds use them unchanged). Runs after every :meth:`add`;
+        returns the keys re-standardised. The merged counts are kept in ``shards.json``."""
+        from .embedding import STANDARDISATION_FROZEN_AFTER
+        self.reload()  # what the builds committed
+        filled = self._filled()
+        keys = sorted({e.key for s in filled for e in self.shards[s].embeddings() if e.meta.get("standardise")})
+        done = []
+        for key in keys:
+            stats = [self.shards[s].embedding(key).meta.get("standardisation") or {} for s in filled]
+            if stats[0].get("shards") == self.n and stats[0].get("n_fitted", 0) >= STANDARDISATION_FROZEN_AFTER \
+                    and all(st == stats[0] for st in stats):
+                continue  # frozen over every shard
+            sums = [_sums(self.shards[s], key) for s in filled]
+            n = sum(x[0] for x in sums)
+            if not n:
+                continue
+            mean = sum(x[1] for x in sums) / n
+            std = np.sqrt(np.maximum(sum(x[2] for x in sums) / n - mean ** 2, 0.0))
+            merged = {"mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist(), "n_fitted": int(n),
+                      "shards": self.n}
+            if all(st == merged for st in stats):
+                continue  # nothing added since: already standardised over every shard
+            for s in filled:
+                _restandardise(self.paths[s], key, merged)
+            counts = {"n_fitted": int(n), "per_shard": [int(x[0]) for x in sums]}
+            self.meta = {**self.meta, "standardisation": {**self.meta.get("standardisation", {}), key: counts}}
+            write_json(self.path / SHARDS_FILE, self.meta)
+            done.append(key)
+        if done:
+            self.reload()
+        return done
 
     # -- the corpus as one library, global ids ----------------------------------------------
     @property
     def data(self) -> Path:
         """A name for what this object reads (the shards' generations); the search cache keys on it."""
-        return self.path / ("@" + "-".join(str(s.generation) for s in self.shards))
+        # served by Ray: another index (bound to this object's actors and placement), so another cache entry
+        ray = f"@ray{id(self.cluster)}" if self.cluster is not None else ""
+        return self.path / ("@" + "-".join(str(s.generation) for s in self.shards) + ray)
 
     @property
     def generation(self) -> int:
@@ -313,10 +388,9 @@ class ShardedEmbedding:
     def __init__(self, lib: ShardedLibrary, parts: list, shards: list[int]):
         self.lib, self.parts = lib, parts
         first = parts[0]
-        for e in parts:
-            if e.meta.get("standardisation"):
-                raise IncompatibleLibraryError(f"embeddings/{e.key} is standardised with each shard's statistics; "
-                                               "its vectors are not comparable across shards")
+        if any(e.meta.get("standardisation") != first.meta.get("standardisation") for e in parts):
+            raise IncompatibleLibraryError(f"embeddings/{first.key} is standardised with each shard's own statistics; "
+                                           f"run `audiorag build {lib.path}` again (it merges them over the shards)")
         self.key, self.name, self.dim, self.path = first.key, first.name, first.dim, first.path
         self.has_text, self.is_tagger, self.is_primary = first.has_text, first.is_tagger, first.is_primary
         self.kind = first.kind
@@ -371,6 +445,26 @@ class ShardVectors:
     def __array__(self, dtype=None, copy=None):
         out = self[np.arange(self.shape[0])]
         return out if dtype is None else out.astype(dtype)
+
+
+def _sums(lib: Library, key: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """``(n, Σx, Σx²)`` of the valid raw rows of ``lib``'s embedding ``key`` (float64)."""
+    emb = lib.embedding(key)
+    valid = emb.valid_rows(lib.segments["track_id"].to_numpy())
+    raw = np.asarray(emb.raw()[: len(valid)], np.float64)[valid]
+    return len(raw), raw.sum(axis=0), (raw ** 2).sum(axis=0)
+
+
+def _restandardise(path: Path, key: str, stats: dict) -> None:
+    """Rewrite one shard's vectors of ``key`` with ``stats`` and bring its indexes up to date (one commit)."""
+    from .indexes import refresh
+    lib = Library.open(path, wait=True)
+    with lib.store.transaction():
+        emb = lib.embedding(key)
+        emb.write(np.asarray(emb.raw()), {**emb.meta, "standardisation": stats},
+                  emb.valid_rows(lib.segments["track_id"].to_numpy()), fit=False)
+        refresh(lib, emb.reload())
+    lib.close()
 
 
 def _build_shard(path: str, sources: list, specs: list, indexes: list, budget: dict, fingerprint: bool,

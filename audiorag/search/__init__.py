@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..embedders import l2_normalise
 from ..errors import ParameterError
-from ..library.fanout import check_query
+from ..library.fanout import check_query, reports_missing
 from .context import Context, Layout, context
 from .factors import descriptor_filters, rerank_hits
 from .fusion import late_fusion
@@ -47,6 +47,7 @@ from .text import text_search
 from .vectors import query_vectors
 
 
+@reports_missing  # a sharded library served by Ray: attrs['missing_shards'] names shards that did not answer
 def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None = None,
            exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment",
            rerank=None, fusion: str = "early", weights=None) -> pd.DataFrame:

@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "`{error, detail}`; with a token, every route but /health needs "
                               "`Authorization: Bearer <token>`.")
     app.state.settings = settings
-    app.state.libraries = Libraries(settings.library)
+    app.state.libraries = Libraries(settings.library, ray_address=settings.ray_address)
     app.openapi = lambda: openapi(app, app.state.libraries.current())
     app.state.pool = Pool(settings.threads, settings.queue)
     app.state.moments = Moments()

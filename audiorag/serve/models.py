@@ -105,6 +105,8 @@ class SearchResult(BaseModel):
     generation: int
     took_ms: float
     matched_tags: dict[str, float] | None = None
+    missing_shards: list[int] = Field(default_factory=list, description="a sharded library: shards that did not "
+                                      "answer (the hits come from the others)")
     hits: list[Hit]
 
 

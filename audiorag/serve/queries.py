@@ -81,7 +81,8 @@ def run_search(lib: Library, query: SearchQuery, options: SearchBase, *, exclude
                     "metadata": meta, "tags": tags, "audio": audio_url(row["track_id"], row["start"], row["end"])})
     return SearchResult(query=described, embedding=_embedding_key(lib, options, query.kind),
                         generation=lib.generation, took_ms=round(took, 3),
-                        matched_tags={t: float(w) for t, w in matched.items()} if matched else None, hits=out)
+                        matched_tags={t: float(w) for t, w in matched.items()} if matched else None,
+                        missing_shards=hits.attrs.get("missing_shards", []), hits=out)
 
 
 def _embedding_key(lib: Library, options: SearchBase, kind: str) -> str:

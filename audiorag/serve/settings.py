@@ -48,6 +48,7 @@ class Settings:
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
     queue: int = 64
     warm: bool = True
+    ray_address: str | None = None  # a sharded library: served by its shard actors on this Ray cluster
 
     def __post_init__(self):
         if self.token is not None and not self.token.strip():

@@ -27,8 +27,9 @@ class Libraries:
     (False, True)
     """
 
-    def __init__(self, path):
-        self._lib = open_library(path)  # a library, or a sharded one (docs/shards.md)
+    def __init__(self, path, *, ray_address: str | None = None):
+        self._ray = ray_address  # a sharded library: its shard actors on Ray (docs/cluster.md)
+        self._lib = open_library(path, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
         self._lock = threading.Lock()
 
     def current(self) -> Library:
@@ -37,7 +38,7 @@ class Libraries:
         if lib.store.generation != lib.generation:  # reads the small CURRENT file: microseconds
             with self._lock:
                 if self._lib.store.generation != self._lib.generation:
-                    self._lib = open_library(lib.path)
+                    self._lib = open_library(lib.path, ray_address=self._ray)
                 lib = self._lib
         return lib
 
