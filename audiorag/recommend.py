@@ -120,10 +120,11 @@ def listener_mood(lib, liked_segments, liked_weights, history=(), *, moods: dict
         points.append(table.loc[seg, ["valence", "arousal"]].to_numpy(np.float64))
         weights.append(w)
     played_weight = 0.5 * (float(np.mean(weights)) if weights else 1.0)
-    seg_tracks = lib.segments["track_id"].to_numpy()
+    played = [int(t) for t in history]
+    means = table[["valence", "arousal"]].groupby(lib.segments["track_id"].to_numpy()).mean() if played else None
     n_played = 0
-    for t in history:
-        mean = table.loc[seg_tracks == int(t), ["valence", "arousal"]].mean().to_numpy(np.float64)
+    for t in played:
+        mean = means.loc[t].to_numpy(np.float64) if t in means.index else np.full(2, np.nan)
         if np.isfinite(mean).all():
             points.append(mean)
             weights.append(played_weight)

@@ -64,7 +64,7 @@ def test_the_estimate_follows_mode_tempo_and_level(grid):
             assert m["arousal"] < grid[minor, 150, level]["arousal"] - 0.05
         if level == -35:
             assert m["arousal"] < grid[minor, bpm, -15]["arousal"] - 0.1
-    # measured arousal: slow and quiet 0.24, fast and loud 0.55 (the tempo estimate reads 150 BPM as 100); corners' words
+    # measured arousal: slow and quiet 0.24, fast and loud 0.55 (150 BPM is read as 100); the corners' words
     assert [grid[k]["mood"] for k in [(False, 70, -35), (False, 150, -15), (True, 70, -35), (True, 150, -15)]] == \
         ["calm", "happy", "sad", "dark"]
     assert grid[False, 70, -35]["mood_confidence"] > 0.4 > grid[False, 70, -15]["mood_confidence"]   # 0.51, 0.18
