@@ -47,7 +47,7 @@ QUADRANTS = {(True, True): "happy", (True, False): "calm", (False, False): "sad"
 MOODS: dict[str, dict] = {
     "calm": {"arousal": 0.0, "tags": ["slow", "quiet", "soft", "ambient", "new age", "classical"]},
     "energetic": {"arousal": 1.0, "tags": ["fast", "loud", "techno", "dance", "metal", "rock", "beat"]},
-    "dark": {"valence": 0.0, "arousal": 0.35, "tags": ["weird", "metal", "techno"]},
+    "dark": {"valence": 0.0, "arousal": 0.75, "tags": ["weird", "metal", "techno"]},
     "bright": {"valence": 1.0, "tags": ["pop", "classical", "piano", "harp", "flute"]},
     "happy": {"valence": 1.0, "arousal": 0.75, "tags": ["pop", "dance", "beat", "fast"]},
     "sad": {"valence": 0.0, "arousal": 0.2, "tags": ["slow", "soft", "quiet", "strings", "violin", "cello"]},
