@@ -100,6 +100,12 @@ def test_mood_is_stored_filterable_and_described(mood_library):
                   filters={"arousal": {"op": "<", "value": "0.3"}})
     assert len(sure) and (desc.loc[sure["segment_id"], "arousal"] < 0.3).all()
 
+    import re
+
+    from audiorag.serve.contract import where_pattern
+    pattern = where_pattern(lib.tracks, desc.reset_index(drop=True))       # the REST API's `where` takes it too
+    assert re.match(pattern, "mood=calm") and re.match(pattern, "arousal<0.3") and not re.match(pattern, "arousal<x")
+
     d = describe_moment(lib, Query.moment(_track(lib, 2), 4.0))
     row = desc.iloc[d.query["segment_id"]]
     assert d.mood == row["mood"] == "sad" and d.valence == pytest.approx(row["valence"], abs=1e-4)
