@@ -10,6 +10,8 @@ and has no ``describe`` method. The query is a library moment (``Query.moment``)
 - **key, mode, confidence, tempo, loudness** — the segment's stored descriptors
   (:mod:`audiorag.library.descriptors`) for a moment of a library built with them; computed from the
   clip with the same function (:func:`audiorag.descriptors.tonal.describe`) otherwise;
+- **valence, arousal, mood, mood confidence** — :mod:`audiorag.descriptors.mood`'s model: the segment's
+  stored values (the library's taggers' tags included), or computed from the clip's descriptors and its tags;
 - **dynamics** — loudness range in dB (95th − 10th percentile of 400 ms RMS levels, frames above −70 dBFS);
 - **brightness** — spectral centroid in Hz (frames weighted by their energy);
 - **tags** — the probabilities of every tagging embedding (musicnn): the segment's stored row, or the
@@ -44,6 +46,7 @@ import pandas as pd
 
 from .analysis.tagging import votes
 from .audio import Clip, load_clip
+from .descriptors import mood as mood_model
 from .descriptors.tonal import describe as tonal
 from .descriptors.tonal import key_name
 from .errors import LLMError, ParameterError
@@ -83,6 +86,10 @@ class Description:
     loudness_db: float | None = None
     dynamics_db: float | None = None
     brightness_hz: float | None = None
+    valence: float | None = None
+    arousal: float | None = None
+    mood: str | None = None
+    mood_confidence: float | None = None
     descriptors_from: str = "clip"          # "library" (stored segment columns) or "clip" (computed)
     tags: dict = field(default_factory=dict)          # tagger key → {tag: probability}, best first
     instruments: dict = field(default_factory=dict)   # instrument → probability, best first
@@ -270,6 +277,8 @@ def describe(lib, query: Query, *, k: int = 10, embedder=None, exclude_same_trac
     if stored is not None:
         d.key, d.mode, d.descriptors_from = stored["key"], stored["mode"], "library"
         d.key_confidence, d.tempo, d.loudness_db = (_num(stored[c]) for c in ("key_confidence", "tempo", "loudness_db"))
+        d.valence, d.arousal, d.mood_confidence = (_num(stored[c]) for c in ("valence", "arousal", "mood_confidence"))
+        d.mood = stored["mood"]
     else:
         t = tonal(y, sr, [0.0], [len(y) / sr])
         d.key, d.mode = key_name(t["tonic"][0], t["mode"][0]), ("major", "minor")[int(t["mode"][0])]
@@ -286,6 +295,10 @@ def describe(lib, query: Query, *, k: int = 10, embedder=None, exclude_same_trac
                                if any(t in merged for t in ts)})
         d.voice = {"voice": round(max((merged.get(t, 0.0) for t in VOICE), default=0.0), 4),
                    "no voice": round(max((merged.get(t, 0.0) for t in NO_VOICE), default=0.0), 4)}
+    if stored is None:
+        m = mood_model.estimate(t, {name: np.array([p]) for name, p in merged.items()})
+        d.valence, d.arousal, d.mood_confidence = (_num(m[c][0]) for c in ("valence", "arousal", "mood_confidence"))
+        d.mood = str(m["mood"][0])
     d.neighbourhood = _neighbourhood(lib, query, emb, int(k), taggers, query.track_id, exclude_same_track)
     d.statements = statements(d)
     return d
@@ -314,6 +327,9 @@ def statements(d: Description) -> list[dict]:
     if d.loudness_db is not None:
         say(f"{_word(d.loudness_db, LOUDNESS_WORDS).capitalize()} loudness ({d.loudness_db:.1f} dBFS).",
             "loudness_db", d.loudness_db)
+    if d.mood is not None:
+        say(f"Mood: {d.mood} (valence {d.valence:.2f}, arousal {d.arousal:.2f}; confidence {d.mood_confidence:.2f}).",
+            "mood_confidence", d.mood_confidence)
     if d.dynamics_db is not None:
         say(f"{_word(d.dynamics_db, DYNAMICS_WORDS).capitalize()} dynamics ({d.dynamics_db:.1f} dB range).",
             "dynamics_db", d.dynamics_db)

@@ -19,7 +19,10 @@ has no ``recommend`` method):
 Context: ``mood=`` (one of :data:`audiorag.rerank.MOODS`: calm, energetic, dark, bright, happy, sad,
 defined from loudness, tempo, mode and, where the library has a tagger, its tags) weighs
 ``mood_weight``; ``time_of_day=`` ("morning", ..., or an hour 0–23) maps to a mood prior through
-:data:`TIME_OF_DAY` (override with ``times=``) at half that weight when no mood is given.
+:data:`TIME_OF_DAY` (override with ``times=``) at half that weight when no mood is given. With neither (and
+``infer_mood=True``), the listener's mood is inferred from the liked moments and the played tracks
+(:func:`listener_mood`: their estimated valence and arousal, :mod:`audiorag.descriptors.mood`) and used at
+half the weight; the result's ``attrs["mood_inferred"]`` says what was inferred and from what.
 
 >>> parse_moment("12@30.5"), parse_moment((3, 4))
 ((12, 30.5), (3, 4.0))
@@ -34,6 +37,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from .descriptors.mood import words
 from .embedders import l2_normalise
 from .errors import ParameterError
 from .library.fanout import check_rerank, reports_missing
@@ -98,6 +102,46 @@ def context_mood(mood: str | None, time_of_day=None, *, times: dict | None = Non
     return times[time_of_day], 0.5
 
 
+def listener_mood(lib, liked_segments, liked_weights, history=(), *, moods: dict | None = None) -> dict | None:
+    """The listener's mood from the estimated valence and arousal of the liked library moments (weighted as the
+    likes are) and of the played tracks (each track's mean over its moments, half a like's mean weight):
+    ``{"mood", "valence", "arousal", "confidence", "likes", "played"}``, or ``None`` when the library has no
+    descriptors or the listener no library moment.
+
+    >>> listener_mood(lib, [12, 40], [0.87, 1.0], history=[5])      # doctest: +SKIP
+    {'mood': 'calm', 'valence': 0.61, 'arousal': 0.18, 'confidence': 0.52, 'likes': 2, 'played': 1}
+    """
+    from .library import descriptors as stored
+    if not stored.present(lib):
+        return None
+    table = lib.descriptors()
+    rows = [(s, w) for s, w in zip(liked_segments, liked_weights) if s is not None]
+    points, weights = [], []
+    for seg, w in rows:
+        points.append(table.loc[seg, ["valence", "arousal"]].to_numpy(np.float64))
+        weights.append(w)
+    played_weight = 0.5 * (float(np.mean(weights)) if weights else 1.0)
+    played = [int(t) for t in history]
+    means = table[["valence", "arousal"]].groupby(lib.segments["track_id"].to_numpy()).mean() if played else None
+    n_played = 0
+    for t in played:
+        mean = means.loc[t].to_numpy(np.float64) if t in means.index else np.full(2, np.nan)
+        if np.isfinite(mean).all():
+            points.append(mean)
+            weights.append(played_weight)
+            n_played += 1
+    points, weights = np.array(points).reshape(-1, 2), np.array(weights, np.float64)
+    ok = np.isfinite(points).all(axis=1)
+    if not ok.any():
+        return None
+    v, a = (weights[ok] @ points[ok]) / weights[ok].sum()
+    word, conf = words([v], [a])
+    if moods is not None and str(word[0]) not in moods:
+        return None
+    return {"mood": str(word[0]), "valence": round(float(v), 3), "arousal": round(float(a), 3),
+            "confidence": round(float(conf[0]), 3), "likes": int(ok[:len(rows)].sum()), "played": n_played}
+
+
 def tastes(vectors: np.ndarray, weights: np.ndarray, *, threshold: float = 0.6,
            n_tastes: int | None = None) -> np.ndarray:
     """Taste of each liked vector (0, 1, ...): average-linkage clusters on cosine distance, cut at
@@ -122,7 +166,8 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
               diversity: float = 0.3, max_per_track: int | None = 1, max_per_artist: int | None = 2,
               caps: dict | None = None, harmonic: float = 0.2, tempo: float = 0.1, key: float = 0.1,
               mood: str | None = None, time_of_day=None, mood_weight: float = 0.3, times: dict | None = None,
-              moods: dict | None = None, discovery: float | None = None, half_life: float = 5.0,
+              moods: dict | None = None, infer_mood: bool = True, discovery: float | None = None,
+              half_life: float = 5.0,
               taste_threshold: float = 0.6, n_tastes: int | None = None, exclude_liked: bool = True,
               artist_column: str = "artist", fan_out: int = 10) -> pd.DataFrame:
     """``k`` moments for a listener who liked ``liked`` (moments ``TRACK@SECONDS`` / ``(track, seconds)``,
@@ -130,7 +175,8 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
 
     Returns a hits table (``rank, track_id, segment_id, start, end`` + metadata + descriptors) with
     ``taste``, ``new_artist``, the factors, ``contrib:*`` and ``score``; ``attrs`` holds the tastes
-    found and the achieved discovery share.
+    found, the achieved discovery share, the ``mood`` ranked by and ``mood_inferred`` (:func:`listener_mood`'s
+    answer when the mood was inferred, else ``None``).
 
     >>> # recommend(lib, liked=["3@12", "7@4"], history=[5, 9], k=10, mood="calm", discovery=0.34)
     """
@@ -156,6 +202,11 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
         liked_segments.append(ctx.layout.moment(q.track_id, q.at) if q.kind == "moment" else None)
     vecs = np.stack(vecs)
     weights = 0.5 ** ((len(vecs) - 1 - np.arange(len(vecs))) / half_life)
+    inferred = None
+    if mood is None and infer_mood:
+        inferred = listener_mood(lib, liked_segments, weights, history, moods=moods)
+        if inferred is not None:
+            mood, factor = inferred["mood"], 0.5
     taste = tastes(vecs, weights, threshold=taste_threshold, n_tastes=n_tastes)
     played = {int(t) for t in history} | (liked_tracks if exclude_liked else set())
     tracks = lib.tracks
@@ -198,7 +249,7 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     out.attrs.update({"tastes": n_taste, "taste_weights": (totals / totals.sum()).round(4).tolist(),
                       "discovery": float(out["new_artist"].mean()) if len(out) else 0.0,
-                      "known_artists": sorted(map(str, known)), "mood": mood})
+                      "known_artists": sorted(map(str, known)), "mood": mood, "mood_inferred": inferred})
     return out
 
 

@@ -13,7 +13,8 @@ harmony     :func:`~audiorag.descriptors.tonal.harmonic_similarity` of the key-r
             chroma progressions
 tempo_match :func:`tempo_compatibility` (half and double tempo count as compatible)
 key_match   :func:`key_compatibility` on the circle of fifths (relative major/minor = 1)
-mood        :func:`mood_score`: how well the moment fits a mood (loudness, tempo, mode, tags)
+mood        :func:`mood_score`: how well the moment fits a mood (its valence and arousal,
+            :mod:`audiorag.descriptors.mood`, and tags)
 =========== ===================================================================================
 
 Selection (:func:`select`) is greedy: each step takes the candidate maximising
@@ -37,21 +38,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from .descriptors.mood import MOODS
 from .errors import ParameterError
 
 FACTORS = ("similarity", "harmony", "tempo_match", "key_match", "mood")
-
-#: moods: targets on two axes in [0, 1] (arousal: tempo + loudness; valence: major vs minor), and the tagger
-#: tags (musicnn MagnaTagATune names) that speak for the mood when the library has a tagger
-MOODS: dict[str, dict] = {
-    "calm": {"arousal": 0.0, "tags": ["slow", "quiet", "soft", "ambient", "new age", "classical"]},
-    "energetic": {"arousal": 1.0, "tags": ["fast", "loud", "techno", "dance", "metal", "rock", "beat"]},
-    "dark": {"valence": 0.0, "arousal": 0.35, "tags": ["weird", "metal", "techno"]},
-    "bright": {"valence": 1.0, "tags": ["pop", "classical", "piano", "harp", "flute"]},
-    "happy": {"valence": 1.0, "arousal": 0.75, "tags": ["pop", "dance", "beat", "fast"]},
-    "sad": {"valence": 0.0, "arousal": 0.2, "tags": ["slow", "soft", "quiet", "strings", "violin", "cello"]},
-}
-
 
 @dataclass(frozen=True)
 class Rerank:
@@ -140,20 +130,6 @@ def tempo_compatibility(tempo_a, tempo_b, *, tolerance: float = 0.06) -> np.ndar
     d = np.abs(ratio - np.round(ratio))
     out = np.exp(-0.5 * (d / np.log2(1 + tolerance)) ** 2)
     return np.where(known, out, 0.0)
-
-
-def mood_axes(tempo, loudness_db, mode, key_confidence) -> tuple[np.ndarray, np.ndarray]:
-    """Arousal (tempo 60→180 BPM and loudness −40→−10 dBFS, averaged, each clipped to [0, 1]) and
-    valence (0.5 ± half the key confidence: + major, − minor) of moments.
-
-    >>> [a.round(2).tolist() for a in mood_axes([60, 180], [-40, -10], [0, 1], [1.0, 0.5])]
-    [[0.0, 1.0], [1.0, 0.25]]
-    """
-    t = np.clip((np.nan_to_num(np.asarray(tempo, float), nan=120.0) - 60.0) / 120.0, 0, 1)
-    loud = np.clip((np.nan_to_num(np.asarray(loudness_db, float), nan=-25.0) + 40.0) / 30.0, 0, 1)
-    sign = np.where(np.asarray(mode) == 0, 1.0, np.where(np.asarray(mode) == 1, -1.0, 0.0))
-    conf = np.clip(np.nan_to_num(np.asarray(key_confidence, float)), 0, 1)
-    return (t + loud) / 2, 0.5 + 0.5 * sign * conf
 
 
 def mood_score(mood: str, arousal, valence, tags: pd.DataFrame | None = None, *, moods: dict | None = None):

@@ -136,3 +136,11 @@ def test_a_library_without_descriptors_gets_them_on_the_next_add(tonal_library, 
     report = copy.add(files, progress=False, workers=1)
     assert report.added == 0 and report.duplicates == len(files)
     assert copy.descriptors().equals(lib.descriptors()) and copy.check() == []
+
+
+def test_mirex_score_weights():
+    from audiorag.descriptors.tonal import mirex_score
+    # reference A minor (9, 1): A minor, D minor (fifth below), E minor, C major (relative), A major (parallel)
+    est_t, est_m = np.array([9, 2, 4, 0, 9, 0, 4]), np.array([1, 1, 1, 0, 0, 1, 0])
+    assert mirex_score(est_t, est_m, 9, 1).tolist() == [1.0, 0.5, 0.5, 0.3, 0.2, 0.0, 0.0]
+    assert mirex_score(21, 0, 9, 0) == 1.0                       # pitch classes modulo 12

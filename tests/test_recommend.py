@@ -91,7 +91,10 @@ def test_history_is_excluded_and_known_artists_counted(library):
     assert out.attrs["discovery"] == pytest.approx(out["new_artist"].mean())
     assert out["track_id"].is_unique                                    # one moment per track by default
     assert (out["contrib:similarity"] + out["contrib:harmony"] + out["contrib:tempo_match"]
-            + out["contrib:key_match"]).round(9).equals(out["score"].round(9))
+            + out["contrib:key_match"] + out["contrib:mood"]).round(9).equals(out["score"].round(9))
+    inferred = out.attrs["mood_inferred"]                               # no mood given: the listener's, inferred
+    assert out.attrs["mood"] == inferred["mood"] and inferred["likes"] == 1 and inferred["played"] == 8
+    assert (out["contrib:mood"] == 0.3 * 0.5 * out["mood"]).all()        # at half the mood weight
 
 
 def test_discovery_floor_arithmetic(library):

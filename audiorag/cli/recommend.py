@@ -33,7 +33,8 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
               harmonic: float = typer.Option(0.2, help="weight of harmonic-progression similarity"),
               tempo: float = typer.Option(0.1, help="weight of tempo compatibility"),
               key: float = typer.Option(0.1, help="weight of key compatibility (circle of fifths)"),
-              mood: str | None = typer.Option(None, help="calm | energetic | dark | bright | happy | sad"),
+              mood: str | None = typer.Option(None, help="calm | energetic | dark | bright | happy | sad (default: "
+                                                         "inferred from the likes and history)"),
               time_of_day: str | None = typer.Option(None, help="morning | afternoon | evening | night, or an "
                                                                 "hour 0-23: a mood prior when --mood is not given"),
               discovery: float | None = typer.Option(None, help="at least this share of moments by artists not in "
@@ -76,12 +77,19 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
                "uri": COMMON["uri"]}
     head = (f"{out.attrs['tastes']} taste(s), weights {out.attrs['taste_weights']}; "
             f"{out.attrs['discovery']:.0%} by artists new to the listener"
-            + (f"; mood {out.attrs['mood']}" if out.attrs.get("mood") else ""))
+            + (f"; mood {out.attrs['mood']}" if out.attrs.get("mood") else "")
+            + (_inferred(out.attrs["mood_inferred"]) if out.attrs.get("mood_inferred") else ""))
     legend = ("score: similarity to the taste + harmonic/tempo/key/mood factors (sorted by it); taste: which of "
               "the listener's tastes (from 0) the moment serves; new: by an artist new to the listener; cosine: "
               "similarity to that taste")
     text = head + "\n" + (text_table(out, columns, legend=legend) if len(out) else "(no moments)")
     options.show({**out.attrs, "moments": out.to_dict("records")}, as_json, text)
+
+
+def _inferred(m: dict) -> str:
+    """What the listener's inferred mood was and what it came from."""
+    return (f" (inferred from {m['likes']} liked moment(s) and {m['played']} played track(s): valence "
+            f"{m['valence']:.2f}, arousal {m['arousal']:.2f}, confidence {m['confidence']:.2f}; --mood sets one)")
 
 
 def _eval_recommend(library: Path, checked: dict) -> None:

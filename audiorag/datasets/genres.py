@@ -66,6 +66,7 @@ GENRES: dict[str, dict] = {
                  lead=None, reverb=(1.0, 0.2), drive=0.0, noise=0.0, crackle=0),
 }
 
+ROLES = ("drums", "bass", "chords", "lead")
 _DRUM_GAIN = {"kick": 1.0, "snare": 0.7, "clap": 0.6, "hat": 0.25, "openhat": 0.3, "ride": 0.3, "crash": 0.4,
               "rim": 0.35, "brush": 0.3}
 
@@ -93,21 +94,55 @@ def _vary_timbre(timbre: dict, rng: np.random.Generator, amount: float) -> dict:
     return out
 
 
-def _arrangement(rng: np.random.Generator, n_bars: int, bar: float, n: int) -> dict:
-    """Per-role gain curves: every 4-bar section each layer is in, out or half level (smoothed),
-    so a track has an intro, build-ups and breakdowns and its moments differ."""
+def _arrangement(levels: np.ndarray, bar: float, n: int) -> dict:
+    """Per-role gain curves from the roles' section levels (:func:`harmony_plan`): every 4-bar section
+    each layer is in, out or half level (smoothed), so a track has an intro, build-ups and breakdowns and
+    its moments differ."""
     sr = synth.SR
     section = int(4 * bar * sr)
-    n_sections = n // section + 1
-    roles = ("drums", "bass", "chords", "lead")
-    levels = rng.choice([0.0, 0.5, 1.0, 1.0], size=(len(roles), n_sections))
-    levels[:, rng.integers(0, n_sections)] = 1.0  # one full section
-    levels[1, levels.max(axis=0) == 0] = 1.0      # never silence: the bass plays when all else rests
     ramp = int(0.25 * sr)
     curves = {}
-    for role, row in zip(roles, levels):
+    for role, row in zip(ROLES, levels):
         curves[role] = np.convolve(np.repeat(row, section)[:n], np.ones(ramp) / ramp, mode="same")
     return curves
+
+
+def harmony_plan(genre: str, duration: float, rng: np.random.Generator, style: dict) -> dict:
+    """The first random draws of :func:`render` (in its order): each role's level per 4-bar section
+    (``levels`` ``[4 roles, n_sections]``, roles :data:`ROLES`) and each bar's chord (``chords``: semitones
+    above the key root, stacked thirds on the progression's degree, rotated by a random degree per 4-bar
+    section). Because of that rotation the music states a scale, not a tonic: its key is the scale's
+    :func:`key_signature`.
+
+    >>> p = harmony_plan("ambient", 8.0, np.random.default_rng(0), {"bpm": 70.0})
+    >>> p["levels"].shape[0], len(p["chords"][0])
+    (4, 4)
+    """
+    g = GENRES[genre]
+    n = int(duration * synth.SR)
+    bar = 4 * 60.0 / style["bpm"]
+    n_bars = int(np.ceil(duration / bar)) + 1
+    n_sections = n // int(4 * bar * synth.SR) + 1
+    levels = rng.choice([0.0, 0.5, 1.0, 1.0], size=(len(ROLES), n_sections))
+    levels[:, rng.integers(0, n_sections)] = 1.0  # one full section
+    levels[1, levels.max(axis=0) == 0] = 1.0      # never silence: the bass plays when all else rests
+    shift = rng.integers(0, 7, size=n_bars // 4 + 1)  # each 4-bar section starts the progression elsewhere
+    chords = [_chord(g["mode"], g["progression"][b % len(g["progression"])] + int(shift[b // 4]), 4)
+              for b in range(n_bars)]
+    return {"levels": levels, "chords": chords, "bar": bar}
+
+
+def key_signature(root: int, genre: str) -> int:
+    """The pitch class of the major key whose scale a track of ``genre`` on ``root`` plays (C dorian and
+    A minor → C major's 0): all the generated music determines, since :func:`harmony_plan` rotates the
+    progression to a random degree every 4 bars (no tonic is established, and the minor genres use the
+    natural minor, without a leading tone).
+
+    >>> key_signature(9, "techno"), key_signature(2, "house"), key_signature(7, "rock")
+    (0, 0, 7)
+    """
+    scale = GENRES[genre]["mode"]
+    return (int(root) + (3 if scale is MINOR else -2 if scale is DORIAN else 0)) % 12
 
 
 def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -> np.ndarray:
@@ -119,13 +154,13 @@ def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -
     g = GENRES[genre]
     sr = synth.SR
     n = int(duration * sr)
-    bar = 4 * 60.0 / style["bpm"]
-    n_bars = int(np.ceil(duration / bar)) + 1
-    scale, key = g["mode"], style["key"]
+    plan = harmony_plan(genre, duration, rng, style)
+    bar = plan["bar"]
+    n_bars = len(plan["chords"])
+    key = style["key"]
     mix = np.zeros(n)
     gains = style["gains"]
-    arrangement = _arrangement(rng, n_bars, bar, n)
-    shift = rng.integers(0, 7, size=n_bars // 4 + 1)  # each 4-bar section starts the progression elsewhere
+    arrangement = _arrangement(plan["levels"], bar, n)
 
     for name, pattern in g["drums"].items():
         hits = [(t + rng.normal(0, 0.003), _DRUM_GAIN[name] * rng.uniform(0.8, 1.0))
@@ -137,7 +172,7 @@ def render(genre: str, duration: float, rng: np.random.Generator, style: dict) -
         timbre = _vary_timbre(timbre, rng, style["timbre_jitter"])
         step = bar / 16
         for b in range(n_bars):
-            chord = _chord(scale, g["progression"][b % len(g["progression"])] + int(shift[b // 4]), 4)
+            chord = plan["chords"][b]
             for i, c in enumerate(pattern):
                 if c != "x":
                     continue

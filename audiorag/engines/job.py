@@ -202,7 +202,8 @@ def empty_descriptors(n: int) -> dict:
     [-1, -1]
     """
     return {"tonic": np.full(n, -1, np.int8), "mode": np.full(n, -1, np.int8),
-            **{c: np.full(n, np.nan, np.float32) for c in ("key_confidence", "tempo", "loudness_db")},
+            **{c: np.full(n, np.nan, np.float32) for c in ("key_confidence", "tempo", "loudness_db", "onset_rate",
+                                                          "centroid_hz")},
             "harmony": np.zeros((n, 12 * STEPS), np.float32)}
 
 

@@ -1,4 +1,5 @@
-"""Per-segment musical descriptors in the library: key, mode, confidence, tempo, loudness, harmony.
+"""Per-segment musical descriptors in the library: key, mode, confidence, tempo, loudness, onset rate,
+spectral centroid, harmony, and the mood they imply (:mod:`audiorag.descriptors.mood`).
 
 They are computed at build time from the audio the engine already decodes (any embedder, see
 :func:`audiorag.engines.describe_windows`), committed with each batch of tracks as a part
@@ -8,8 +9,12 @@ consolidated. A library built before descriptors existed gets them on its next `
 (:func:`backfill`: its tracks are decoded once more, in batches, each batch one commit).
 
 :meth:`audiorag.Library.descriptors` reads them as a table aligned with ``lib.segments``
-(``key`` like ``"A minor"``, ``mode``, ``key_confidence``, ``tempo``, ``loudness_db``); search
-filters use these columns (``--where key="A minor"``, ``--where "tempo>=100"``).
+(``key`` like ``"A minor"``, ``mode``, ``key_confidence``, ``tempo``, ``loudness_db``, ``onset_rate``,
+``centroid_hz``, and ``valence``, ``arousal``, ``mood``, ``mood_confidence``); search filters use these columns
+(``--where key="A minor"``, ``--where "tempo>=100"``, ``--where mood=calm``). The mood is computed when the
+table is read, from the stored descriptors and, when the library has taggers, their tags (the highest
+probability of each tag name across taggers), so adding a tagger refines it without a rebuild. A library
+described before onset rate and centroid existed has them empty (NaN); its arousal uses loudness and tempo.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .. import io
+from ..descriptors import mood
 from ..descriptors.tonal import MODES, PITCH_CLASSES
 from ..engines import default_workers, describe_windows, empty_descriptors, map_pool
 from ..io import decode_path
@@ -28,8 +34,10 @@ from ..segment import Segmentation
 from .store import read_npz, write_npz
 
 log = logging.getLogger(__name__)
-COLUMNS = ("key", "mode", "key_confidence", "tempo", "loudness_db")
-_ARRAYS = ("tonic", "mode", "key_confidence", "tempo", "loudness_db", "harmony")
+COLUMNS = ("key", "mode", "key_confidence", "tempo", "loudness_db", "onset_rate", "centroid_hz", "valence", "arousal",
+           "mood", "mood_confidence")
+_VALUES = ("key_confidence", "tempo", "loudness_db", "onset_rate", "centroid_hz")
+_ARRAYS = ("tonic", "mode", *_VALUES, "harmony")
 _FILE = "descriptors/descriptors.npz"
 
 
@@ -92,7 +100,8 @@ def consolidate(lib, segments: pd.DataFrame) -> None:
             first = int(rows.at[tid, "min"])
             sl = slice(first, first + int(rows.at[tid, "size"]))
             for a in _ARRAYS:
-                stored[a][sl] = z[a][offsets[i]:offsets[i + 1]]
+                if a in z:  # a part written before the array existed leaves it empty
+                    stored[a][sl] = z[a][offsets[i]:offsets[i + 1]]
             stored["described"][sl] = True
     write_npz(lib.data / _FILE, **stored)
     io.remove(root)
@@ -151,12 +160,40 @@ def _commit(lib, batch) -> None:
 def table(lib) -> pd.DataFrame:
     """Descriptor columns aligned with ``lib.segments`` (NA where a segment has none), indexed by
     ``segment_id``: ``key`` ("A minor"), ``mode`` ("major"/"minor"), ``key_confidence``,
-    ``tempo`` (BPM), ``loudness_db`` (dBFS)."""
+    ``tempo`` (BPM), ``loudness_db`` (dBFS), ``onset_rate`` (per second), ``centroid_hz``, ``valence``,
+    ``arousal`` (0..1), ``mood`` (a word of :data:`audiorag.descriptors.mood.MOODS`), ``mood_confidence``."""
     path = lib.data / _FILE
-    stamp = ("table", str(path), os.stat(path).st_mtime_ns if path.exists() else 0, len(lib.segments))
+    taggers = _taggers(lib)
+    stamp = ("table", str(path), os.stat(path).st_mtime_ns if path.exists() else 0, len(lib.segments),
+             tuple((e.key, _mtime(e.path / "tags.npy")) for e in taggers))
     if stamp not in _CACHE:
         _CACHE[stamp] = _table(lib)
     return _CACHE[stamp]
+
+
+def _mtime(path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
+def _taggers(lib) -> list:
+    return [e for e in lib.embeddings() if e.is_tagger]
+
+
+def segment_tags(lib, n_segments: int) -> dict:
+    """Tag name (lower case) → probabilities of every segment: the highest across the library's taggers
+    (taggers not yet covering every segment are left out)."""
+    merged: dict = {}
+    for e in _taggers(lib):
+        probs = e.tags()
+        if len(probs) != n_segments:
+            continue
+        for j, name in enumerate(e.tag_names):
+            col = np.asarray(probs[:, j], np.float64)
+            merged[name.lower()] = np.maximum(merged[name.lower()], col) if name.lower() in merged else col
+    return merged
 
 
 def _table(lib) -> pd.DataFrame:
@@ -165,9 +202,12 @@ def _table(lib) -> pd.DataFrame:
     names = np.array([f"{p} {m}" for m in MODES for p in PITCH_CLASSES], dtype=object)
     key = np.where(ok, names[np.clip(z["mode"] * 12 + z["tonic"], 0, 23)], None)
     mode = np.where(ok, np.array(MODES, dtype=object)[np.clip(z["mode"], 0, 1)], None)
-    return pd.DataFrame({"key": key, "mode": mode,
-                         **{c: np.where(ok, z[c], np.nan).astype(np.float64)
-                            for c in ("key_confidence", "tempo", "loudness_db")}},
+    values = {c: np.where(ok, z[c], np.nan).astype(np.float64) for c in _VALUES}
+    m = mood.estimate({**values, "mode": np.where(ok, z["mode"], -1)}, segment_tags(lib, len(ok)))
+    return pd.DataFrame({"key": key, "mode": mode, **values,
+                         "valence": np.where(ok, m["valence"], np.nan), "arousal": np.where(ok, m["arousal"], np.nan),
+                         "mood": np.where(ok, m["mood"], None),
+                         "mood_confidence": np.where(ok, m["mood_confidence"], np.nan)},
                         index=pd.Index(np.arange(len(ok)), name="segment_id"))
 
 

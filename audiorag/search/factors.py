@@ -13,14 +13,15 @@ from ..descriptors.tonal import SR as TONAL_SR
 from ..descriptors.tonal import describe, harmonic_similarity, key_name, parse_key
 from ..errors import AudioragError, ParameterError
 from ..library import descriptors as stored
-from ..rerank import Rerank, key_compatibility, mood_axes, mood_score, rerank, tempo_compatibility
+from ..rerank import Rerank, key_compatibility, mood_score, rerank, tempo_compatibility
 from .filters import track_mask
 
 
 def candidate_table(lib, hits: pd.DataFrame | dict, *, query: dict | None = None, mood: str | None = None,
                     moods: dict | None = None) -> pd.DataFrame:
     """Search ``hits`` (a table or dict of columns; one row per segment, ``score`` = cosine) with the factor
-    columns: the hits' descriptors (``key``, ``tempo``, ``loudness_db``...) and, given the ``query``'s descriptors
+    columns: the hits' descriptors (``key``, ``tempo``, ``loudness_db``, ``valence``, ``arousal``, the mood word as
+    ``mood_word``...) and, given the ``query``'s descriptors
     (``tonic``, ``mode``, ``tempo``, ``harmony``), their harmony / tempo / key compatibility with it;
     given a ``mood``, its :func:`~audiorag.rerank.mood_score`. A library without descriptors gets 0 for those
     factors."""
@@ -30,7 +31,7 @@ def candidate_table(lib, hits: pd.DataFrame | dict, *, query: dict | None = None
     if not stored.present(lib):
         return pd.DataFrame(cols)
     table = lib.descriptors()
-    desc = {c: table[c].to_numpy()[sid] for c in table.columns}
+    desc = {("mood_word" if c == "mood" else c): table[c].to_numpy()[sid] for c in table.columns}  # "mood": the factor
     cols = {(f"track.{c}" if c in desc else c): v for c, v in cols.items()}  # e.g. a track's own `key`
     cols.update(desc)
     z = stored.arrays(lib)
@@ -43,8 +44,8 @@ def candidate_table(lib, hits: pd.DataFrame | dict, *, query: dict | None = None
         if query.get("tonic") is not None and query["tonic"] >= 0:
             cols["key_match"] = key_compatibility(query["tonic"], query["mode"], tonic, mode)
     if mood:
-        arousal, valence = mood_axes(desc["tempo"], desc["loudness_db"], mode, desc["key_confidence"])
-        cols["mood"] = mood_score(mood, arousal, valence, _tags(lib, sid), moods=moods)
+        axes = {a: np.nan_to_num(desc[a].astype(np.float64), nan=0.5) for a in ("arousal", "valence")}
+        cols["mood"] = mood_score(mood, axes["arousal"], axes["valence"], _tags(lib, sid), moods=moods)
     return pd.DataFrame(cols)
 
 
