@@ -142,10 +142,6 @@ def ttmr_release(path: Path, size: str, vocab_size: int) -> Path:
     pool.k_proj, pool.q_proj, pool.v_proj = (nn.Linear(embed, embed) for _ in range(3))
     pool.c_proj = nn.Linear(embed, audio_dim)
     resnet.attn_pool = pool
-    for m in resnet.modules():  # non-trivial running statistics, as a trained model has
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
     text_cfg = ({} if base else dict(_TINY_TEXT, vocab_size=vocab_size, max_position_embeddings=82))
     text = RobertaModel(RobertaConfig(**{"vocab_size": 50265, "max_position_embeddings": 514, **text_cfg,
                                          "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1}),
@@ -155,13 +151,39 @@ def ttmr_release(path: Path, size: str, vocab_size: int) -> Path:
                      text_projector=nn.Sequential(nn.LayerNorm(text.config.hidden_size),
                                                   nn.Linear(text.config.hidden_size, mlp, bias=False)))
     state["logit_scale"] = torch.tensor([2.3])
-    path.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 7, "state_dict": state}, path / CHECKPOINT)
     hp = {"text_arch": "roberta-base", "n_mels": 128, "n_fft": 1024, "hop_size": 0.01, "width": width,
           "n_heads": heads, "sr": 22050, "duration": 10, "max_length": 128, "audio_dim": audio_dim,
           "text_dim": text.config.hidden_size, "mlp_dim": mlp, "temperature": 0.1, "audio_arch": "resnet"}
+    if not base:
+        state = with_batchnorm_statistics(state, hp)
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save({"epoch": 7, "state_dict": state}, path / CHECKPOINT)
     (path / HPARAMS).write_text(yaml.safe_dump(hp))
     return path
+
+
+def with_batchnorm_statistics(state: dict, hp: dict) -> dict:
+    """``state`` with its batch-norm running statistics measured on a batch of tones and noise, as a trained
+    model's are (with default statistics a random ResNet maps every input to nearly the same vector)."""
+    import numpy as np
+    import torch
+
+    from audiorag.embedders.ttmr import DualEncoder, log_mel
+    model = DualEncoder(state, hp)
+    model.load_state_dict(state)  # strict: the release layout must fit the loader's modules
+    rng = np.random.default_rng(0)
+    t = np.arange(int(hp["sr"] * hp["duration"])) / hp["sr"]
+    clips = [np.sin(2 * np.pi * f * t) * rng.uniform(0.05, 0.5) + rng.uniform(0, 0.1) * rng.standard_normal(len(t))
+             for f in (55, 110, 220, 440, 880, 1760, 3520, 7040)]
+    mel = torch.from_numpy(np.stack([log_mel(c.astype(np.float32), hp) for c in clips]))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    with torch.no_grad():
+        model.train().audio(mel)
+    measured = model.state_dict()
+    return {k: measured[k] if ".running_" in k or k.endswith("num_batches_tracked") else v for k, v in state.items()}
 
 
 def save_model(name: str, path, *, size: str = "tiny", seed: int = 0) -> Path:
