@@ -233,7 +233,8 @@ def embed_bench(root: Path) -> str:
     if not recs:
         return _missing("embed benchmark", "python benchmarks/embed.py --out experiments/results/embed-bench/NAME.json")
     weights = {"clap": "random, real size", "wav2vec2": "random, real size", "mert": "random, real size (`layer=all`)",
-               "hubert": "random, real size"}
+               "hubert": "random, real size", "clamp3": "random, real size (with MERT-v1-95M)",
+               "ttmr": "random, real size"}
     rows = []
     for path, rec in recs:
         for r in rec["rows"]:

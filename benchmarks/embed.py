@@ -3,11 +3,13 @@
     python benchmarks/embed.py                                  # musicnn-mtt and aisfx, 24 generated 30 s tracks
     python benchmarks/embed.py --embedders musicnn-mtt --tracks 48 --out embed.json
     python benchmarks/embed.py --embedders clap wav2vec2 mert --tracks 8
+    python benchmarks/embed.py --embedders clamp3 ttmr --tracks 8
 
-Hub models (clap, wav2vec2, hubert, mert) have no weights here: they run at their real
-size with random weights (``tests/random_models.py``, saved with
-``save_pretrained`` and loaded through the normal path) — a model's cost does not depend
-on its weights' values. mert runs with ``layer=all`` (every hidden state is computed anyway).
+Hub models (clap, wav2vec2, hubert, mert, clamp3, ttmr) have no weights here: they run at their
+real size with random weights (``tests/random_models.py``, saved as the released weights are —
+``save_pretrained`` folders, CLaMP 3's and TTMR++'s ``.pth`` layouts — and loaded through the normal
+path); a model's cost does not depend on its weights' values. mert runs with ``layer=all`` (every
+hidden state is computed anyway); clamp3 includes its MERT-v1-95M stage (no feature cache).
 
 The library is cut into non-overlapping ten-second windows, so "clips/s" is ten-second
 clips per second. For each embedder, in one run:
@@ -42,7 +44,7 @@ from audiorag.segment import Segmentation
 WINDOW = 10.0
 
 
-HUB = {"clap": {}, "wav2vec2": {}, "hubert": {}, "mert": {"layer": "all"}}
+HUB = {"clap": {}, "wav2vec2": {}, "hubert": {}, "mert": {"layer": "all"}, "clamp3": {}, "ttmr": {}}
 
 
 def embedder(name: str, scratch: str):
@@ -52,7 +54,12 @@ def embedder(name: str, scratch: str):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test fixture's random models
     from random_models import save_model
     path = save_model(name, f"{scratch}/{name}", size="base")
-    return get_embedder(name, model=str(path), **HUB[name])
+    params = dict(HUB[name])
+    if name in ("clamp3", "ttmr"):  # their text towers read a tokenizer folder beside the checkpoint
+        params["tokenizer"] = f"{path}.tokenizer"
+    if name == "clamp3":
+        params["mert"] = str(save_model("mert", f"{scratch}/mert", size="base"))
+    return get_embedder(name, model=str(path), **params)
 
 
 def measure(name: str, files: list[str], *, workers: int, scratch: str) -> dict:

@@ -264,15 +264,23 @@ def test_library_built_searched_with_text_audio_and_hybrid_and_evaluated(text_mu
 
 
 @pytest.mark.slow
-def test_clap_ttmr_dual_late_fusion_is_the_mean_of_both_cosines(text_music_library):
+def test_clap_ttmr_dual_late_or_early_fused_scores_the_mean_of_both_cosines(text_music_library):
+    from audiorag.library.derived import fuse
     lib, keys = text_music_library
     dual = f"{keys['clap']}+{keys['ttmr']}"
-    for query in (Query.text("slow piano"), Query.moment(1, at=2.5)):
+    fused = fuse(lib, [keys["clap"], keys["ttmr"]])
+    assert lib.embedding(fused).has_text
+    for query in (Query.text("slow piano"), Query.moment(1, at=2.5),
+                  Query.hybrid("slow piano", Query.moment(1, at=2.5), alpha=0.5)):
         hits = search(lib, query, embedder=dual, fusion="late", k=4)
         parts = [search(lib, query, embedder=keys[n], k=len(lib.segments)).set_index("segment_id")["score"]
                  for n in ("clap", "ttmr")]
         want = (parts[0] + parts[1]).loc[hits["segment_id"]] / 2
         np.testing.assert_allclose(hits["score"], want.to_numpy(), atol=1e-5)
+        if query.kind != "hybrid":  # early fusion blends the fused vectors, late fusion each embedding's
+            early = search(lib, query, embedder=fused, k=4)
+            assert early["segment_id"].tolist() == hits["segment_id"].tolist()
+            np.testing.assert_allclose(early["score"], hits["score"], atol=1e-5)
     r = runner.invoke(app, ["search", str(lib.path), "--text", "slow piano", "--embedder", dual, "--fusion", "late",
                             "-k", "3", "--json"])
     assert r.exit_code == 0, r.output
