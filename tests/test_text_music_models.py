@@ -299,3 +299,20 @@ def test_models_lists_and_verifies_both(models, monkeypatch, tmp_path):
     assert not rows["clamp3"]["available"] and CLAMP3_PTH in rows["clamp3"]["message"]
     r = runner.invoke(app, ["models", "verify", "ttmr"])
     assert r.exit_code == 0 and "OK" in r.output, r.output
+
+
+@pytest.mark.slow
+def test_describe_tags_a_moment_through_each_text_tower(text_music_library, models):
+    from audiorag.describe import describe
+    from audiorag.embedders.musicnn import MTT_TAGS
+    lib, keys = text_music_library
+    d = describe(lib, Query.moment(2, at=1.0), embedder=keys["clamp3"], k=3)
+    assert {keys["clamp3"], keys["ttmr"], keys["clap"]} <= set(d.text_tags)
+    e = clamp3(models)
+    seg = int(d.query["segment_id"])
+    texts = l2_normalise(e.embed_text([f"{t} music" for t in MTT_TAGS]))
+    cos = texts @ np.asarray(lib.vectors(keys["clamp3"]))[seg]
+    best = np.argsort(-cos, kind="stable")[:10]
+    assert list(d.text_tags[keys["clamp3"]]) == [MTT_TAGS[i] for i in best]
+    np.testing.assert_allclose(list(d.text_tags[keys["clamp3"]].values()), cos[best], atol=1e-4)
+    assert any(s["field"].startswith(f"text_tags.{keys['ttmr']}.") for s in d.statements)
