@@ -21,12 +21,15 @@ clips per second. For each embedder, in one run:
   in decode threads overlapped with the forward pass in the main thread, library writes.
 
 The ratio ingest/forward is the pipeline's overhead over the model itself (target ≤ 1.3).
+The record keeps the machine's load average at the start and end of the run: on a shared machine the
+absolute rates drop with the load, so compare rows of one record (e.g. with ``clap`` as the baseline).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -113,19 +116,23 @@ def main() -> None:
     args = ap.parse_args()
     files = [s.uri for s in SyntheticDataset(args.tracks, seed=11).sources()]
     scratch = tempfile.mkdtemp()
+    load = [round(os.getloadavg()[0], 2)]
     try:
         rows = [measure(name, files, workers=args.workers, scratch=scratch) for name in args.embedders]
     finally:
         shutil.rmtree(scratch)
+    load.append(round(os.getloadavg()[0], 2))
     print(f"{'embedder':<14}{'clips':>6}{'forward clips/s':>17}{'ingest clips/s':>16}{'ingest/forward':>16}"
           f"{'front end s':>13}{'text ms':>9}")
     for r in rows:
         print(f"{r['embedder']:<14}{r['clips']:>6}{r['forward_clips_per_s']:>17.1f}{r['ingest_clips_per_s']:>16.1f}"
               f"{r['ingest_over_forward']:>16.2f}{r['front_end_s']:>13.2f}"
               f"{'' if r['text_query_ms'] is None else format(r['text_query_ms'], '.0f'):>9}")
+    print(f"load average (1 min) at start and end: {load[0]}, {load[1]}")
     if args.out:
         with open(args.out, "w") as fh:
-            json.dump({"machine": platform.processor() or platform.machine(), "rows": rows}, fh, indent=2)
+            json.dump({"machine": platform.processor() or platform.machine(), "load_average": load, "rows": rows},
+                      fh, indent=2)
 
 
 if __name__ == "__main__":
