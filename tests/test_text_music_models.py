@@ -316,3 +316,18 @@ def test_describe_tags_a_moment_through_each_text_tower(text_music_library, mode
     assert list(d.text_tags[keys["clamp3"]]) == [MTT_TAGS[i] for i in best]
     np.testing.assert_allclose(list(d.text_tags[keys["clamp3"]].values()), cos[best], atol=1e-4)
     assert any(s["field"].startswith(f"text_tags.{keys['ttmr']}.") for s in d.statements)
+
+
+@pytest.mark.real_weights
+@pytest.mark.parametrize("name", ["clamp3", "ttmr"])
+def test_real_weights(name):
+    """Runs where the released weights are present (``audiorag models`` shows them); skips elsewhere."""
+    from audiorag.embedders import weights_status
+    if not weights_status(name)["available"]:
+        pytest.skip(f"{name}: no real weights here")
+    e = get_embedder(name)
+    assert validate(e, lengths=(1.0, 10.0)).ok
+    t = np.arange(10 * e.sample_rate) / e.sample_rate
+    a = l2_normalise(e.embed((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]))[0]
+    sims = l2_normalise(e.embed_text(["a pure sine tone", "a crowd cheering in a stadium"])) @ a
+    assert sims[0] > sims[1]
