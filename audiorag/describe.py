@@ -17,6 +17,10 @@ and has no ``describe`` method. The query is a library moment (``Query.moment``)
 - **tags** — the probabilities of every tagging embedding (musicnn): the segment's stored row, or the
   clip's windows tagged by the same model and averaged; **instruments** and **voice** — the largest
   probability among the tags naming each instrument, voice and its absence (:data:`INSTRUMENTS`);
+- **text tags** — for every embedding with a text tower (clap, clamp3, ttmr): the cosine of the moment's
+  vector (stored, or the clip's windows embedded and averaged) to each of MagnaTagATune's 50 tags (musicnn's
+  ``MTT_TAGS``) embedded as ``"<tag> music"`` by that tower, best first — zero-shot tags, similarities rather
+  than probabilities;
 - **neighbourhood** — the ``k`` nearest moments of other tracks (:func:`audiorag.search.search`): votes
   of their labels weighted by score (``agreement`` is the top label's share) and their score-weighted
   mean tags.
@@ -49,11 +53,13 @@ from .audio import Clip, load_clip
 from .descriptors import mood as mood_model
 from .descriptors.tonal import describe as tonal
 from .descriptors.tonal import key_name
+from .embedders import l2_normalise
 from .errors import LLMError, ParameterError
 from .io import decode_path
 from .library.descriptors import present
 from .library.indexes import list_indexes
 from .search import Query, check_k, context, search
+from .search.vectors import query_vectors
 
 #: instrument / voice → the tag names (musicnn MTT and MSD) that state it
 INSTRUMENTS = {
@@ -92,6 +98,7 @@ class Description:
     mood_confidence: float | None = None
     descriptors_from: str = "clip"          # "library" (stored segment columns) or "clip" (computed)
     tags: dict = field(default_factory=dict)          # tagger key → {tag: probability}, best first
+    text_tags: dict = field(default_factory=dict)     # text-tower embedding key → {tag: cosine}, best first
     instruments: dict = field(default_factory=dict)   # instrument → probability, best first
     voice: dict = field(default_factory=dict)         # {"voice": p, "no voice": p}
     neighbourhood: dict = field(default_factory=dict)
@@ -210,6 +217,15 @@ def _clip_tags(lib, e, clip: Clip) -> np.ndarray:
     return np.asarray(tags, np.float64).mean(axis=0)
 
 
+def _text_tags(lib, query: Query, e) -> dict:
+    """Zero-shot tags of the query under text-tower embedding ``e``: cosine to each of MagnaTagATune's tags."""
+    from .embedders.musicnn import MTT_TAGS  # a text tower's model needs torch, as musicnn's module does
+    vectors, _ = query_vectors(lib, e, query)
+    audio = l2_normalise(np.asarray(vectors, np.float32).mean(axis=0))
+    texts = e.postprocess(e.embedder.embed_text([f"{t} music" for t in MTT_TAGS]))
+    return _best(dict(zip(MTT_TAGS, texts @ audio)), N_TAGS)
+
+
 def _best(values: dict, n: int | None = None) -> dict:
     items = sorted(values.items(), key=lambda kv: -kv[1])[:n]
     return {k: round(float(v), 4) for k, v in items}
@@ -299,6 +315,9 @@ def describe(lib, query: Query, *, k: int = 10, embedder=None, exclude_same_trac
         m = mood_model.estimate(t, {name: np.array([p]) for name, p in merged.items()})
         d.valence, d.arousal, d.mood_confidence = (_num(m[c][0]) for c in ("valence", "arousal", "mood_confidence"))
         d.mood = str(m["mood"][0])
+    for e in lib.embeddings():
+        if e.has_text and e.is_primary:
+            d.text_tags[e.key] = _text_tags(lib, query, e)
     d.neighbourhood = _neighbourhood(lib, query, emb, int(k), taggers, query.track_id, exclude_same_track)
     d.statements = statements(d)
     return d
@@ -341,6 +360,11 @@ def statements(d: Description) -> list[dict]:
         if top:
             say(f"Tagged {', '.join(f'{t} ({p:.2f})' for t, p in top)} by {key.split('-')[0]}.",
                 f"tags.{key}.{top[0][0]}", top[0][1])
+    for key, tags in d.text_tags.items():
+        top = list(tags.items())[:3]
+        if top:
+            say(f"Closest tag texts under {key.split('-')[0]}: {', '.join(f'{t} ({c:.2f})' for t, c in top)}.",
+                f"text_tags.{key}.{top[0][0]}", top[0][1])
     heard = [(i, p) for i, p in d.instruments.items() if p >= TAG_SHOWN]
     if heard:
         say(f"Instruments: {', '.join(f'{i} ({p:.2f})' for i, p in heard)}.", f"instruments.{heard[0][0]}",

@@ -274,14 +274,16 @@ def embed_bench(root: Path) -> str:
     if not recs:
         return _missing("embed benchmark", "python benchmarks/embed.py --out experiments/results/embed-bench/NAME.json")
     weights = {"clap": "random, real size", "wav2vec2": "random, real size", "mert": "random, real size (`layer=all`)",
-               "hubert": "random, real size"}
+               "hubert": "random, real size", "clamp3": "random, real size (with MERT-v1-95M)",
+               "ttmr": "random, real size"}
     rows = []
     for path, rec in recs:
         for r in rec["rows"]:
             text = "–" if r.get("text_query_ms") is None else f"{r['text_query_ms']:.0f} ms"
             rows.append([f"`{r['embedder']}`", weights.get(r["embedder"], "pretrained"), r["clips"],
                          f"{r['forward_clips_per_s']:.1f}", f"**{r['ingest_clips_per_s']:.1f}**",
-                         f"{r['ingest_over_forward']:.2f}", text, f"`{path.rsplit('/', 1)[-1]}`"])
+                         f"{r['ingest_over_forward']:.2f}", text, f"`{path.rsplit('/', 1)[-1]}`"
+                         + (f" (load {max(rec['load_average']):.0f})" if rec.get("load_average") else "")])
     header = ["embedder", "weights", "10 s clips", "forward clips/s", "ingest clips/s", "ingest / forward",
               "text query", "record"]
     return _table(header, rows) + _source("experiments/results/embed-bench/*.json",

@@ -8,8 +8,9 @@ from audiorag.embedders.validate import validate
 from audiorag.errors import ParameterError, UnknownEmbedderError
 from audiorag.segment import Segmentation
 
-#: hub models have no weights here; tests/test_hub_models.py validates them with tiny local models
-OFFLINE = [n for n in list_embedders() if n not in ("clap", "mert", "wav2vec2", "hubert")]
+#: hub models have no weights here; tests/test_hub_models.py and tests/test_text_music_models.py validate them
+#: with tiny local models
+OFFLINE = [n for n in list_embedders() if n not in ("clap", "mert", "wav2vec2", "hubert", "clamp3", "ttmr")]
 #: the pretrained models take tens of seconds each on 2 cores: the slow lane
 VALIDATED = [n if n == "features45" else pytest.param(n, marks=pytest.mark.slow) for n in OFFLINE]
 

@@ -5,7 +5,8 @@ the state of the sources it was computed from), ``raw.npy``, ``vectors.npy`` and
 
 * **fusion** (:func:`fuse`) — early fusion of embeddings ``E1 … En`` with weights ``w``: per segment,
   ``l2(concat(w1·v1, …, wn·vn))`` of the sources' L2-normalised vectors. Named ``E1+E2`` (so
-  ``embedder="E1+E2"`` finds it); the cosine of two fused vectors is ``Σ wᵢ²·cosᵢ / Σ wᵢ²``.
+  ``embedder="E1+E2"`` finds it); the cosine of two fused vectors is ``Σ wᵢ²·cosᵢ / Σ wᵢ²``. When every
+  source has a text tower (``clap+ttmr``) the fusion has one too: a text is embedded by each and combined alike.
 * **projection** (:func:`project`) — a supervised linear map (:func:`fit_projection`: LDA, NCA or a
   linear classifier's decision space) fitted on labelled segments, applied to every segment;
   ``projection.npz`` holds the map, ``embedder.json`` what it was trained on (tracks, label
@@ -109,6 +110,7 @@ def fuse(lib, embedders, *, weights=None, indexes=("Flat",)) -> str:
     params = {"sources": [s.key for s in sources], "weights": w}
     name = "+".join(s.name for s in sources)
     meta = {"name": name, "params": params, "dim": int(sum(s.dim for s in sources)),
+            "has_text": all(s.has_text for s in sources),  # text is fused like audio (each tower, then combine)
             "derived": {"kind": "fusion", "sources": params["sources"], "weights": w}}
     return _store(lib, meta, indexes)
 
@@ -171,7 +173,8 @@ def _store(lib, meta: dict, indexes, projection=None) -> str:
         if projection is not None:
             write_npz(path / "projection.npz", W=projection[0], b=projection[1])
         emb = Embedding(path)
-        emb.__dict__["meta"] = {**meta, "key": key, "standardise": False, "tag_names": [], "has_text": False,
+        emb.__dict__["meta"] = {**meta, "key": key, "standardise": False, "tag_names": [],
+                                "has_text": meta.get("has_text", False),
                                 "segmentation": lib.segmentation.to_dict(), "sample_rate": None, "window": None,
                                 "weights": None, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         _compute(lib, emb)

@@ -186,6 +186,13 @@ class DerivedEmbedder(Embedder):
         self.emb, self.sources = emb, sources(emb)
         self.name, self.dim = emb.name, emb.dim
         self.sample_rate = max(s.embedder.sample_rate for s in self.sources)
+        self.has_text = emb.has_text
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """A fusion of text towers: each source's text vector, combined as its audio vectors are."""
+        if not self.has_text:
+            return super().embed_text(texts)
+        return combine(self.emb, [s.postprocess(s.embedder.embed_text(texts)) for s in self.sources])
 
     @property
     def key(self) -> str:
