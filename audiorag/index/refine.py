@@ -13,7 +13,8 @@ codes, so they are never candidates; added ones are read from the current vector
 ``SQfp16,Refine`` is exact: half-precision codes move a unit vector's score by at most
 :func:`half_precision_error`, so after re-ranking a search widens its candidates (doubling them)
 until the last candidate's code score plus that margin is below the k-th exact score — no vector
-left out can then be a neighbour. It answers as ``Flat`` (up to float32 ties) from half the bytes,
+left out can then be a neighbour. Its ``k_factor`` is tuned for speed alone (too few candidates
+cost a second scan, too many a longer re-rank). It answers as ``Flat`` (up to float32 ties) from half the bytes,
 which is what a single query's scan is bound by (``benchmarks/exact.py``).
 
 >>> import numpy as np
@@ -71,6 +72,7 @@ class RefinedIndex:
         self.base, self.vectors, self.k_factor = base, vectors, int(k_factor)
         self._l2 = F.metric(factory) == "l2"
         self._error = half_precision_error if base_factory(factory) == CERTIFIED else None
+        self.certified = self._error is not None
         raw = getattr(vectors, "_mmap", None)
         if raw is not None and hasattr(raw, "madvise"):
             raw.madvise(mmap.MADV_RANDOM)  # a candidate row is one or two pages: no read-ahead
@@ -195,6 +197,15 @@ def tune(index, factory: str, queries: np.ndarray, truth: np.ndarray, *, exclude
     when the target is missed) at that ``nprobe`` to the smallest value reaching the target."""
     if not isinstance(index, RefinedIndex):
         return Q.tune(index, factory, queries, truth, exclude=exclude, target_recall=target_recall, k=k)
+    if index.certified:  # exact at every k_factor: the fastest one (too few candidates cost a second scan)
+        curve = [{"search_params": {"k_factor": kf}, **Q.measure(index, queries, truth, exclude=exclude, k=k,
+                                                                  params={"k_factor": kf}, batch=False)}
+                 for kf in K_FACTORS]
+        best = min(curve, key=lambda c: c["latency_p50_ms"])
+        index.set_search_params(best["search_params"])
+        final = Q.measure(index, queries, truth, exclude=exclude, k=k, params=best["search_params"])
+        return {**final, "search_params": best["search_params"], "target_met": final[f"recall@{k}"] >= target_recall,
+                "curve": curve}
     index.k_factor = DEFAULT_K_FACTOR
     tuned = Q.tune(index, base_factory(factory), queries, truth, exclude=exclude, target_recall=target_recall, k=k)
     params = dict(tuned["search_params"])
