@@ -160,6 +160,7 @@ def _damage(lib, rel, how):
     ("segments.parquet", "garble", False),
     ("embeddings/{key}/vectors.npy", "truncate", True),
     ("embeddings/{key}/raw.npy", "garble", False),
+    ("embeddings/{key}/tracks.npz", "truncate", True),
     ("embeddings/{key}/index-flat.faiss", "truncate", True),
     ("embeddings/{key}/index-flat.json", "garble", True),
 ])
