@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorag import Library
+from audiorag.audio import MIN_CLIP_SECONDS
 from audiorag.datasets.folder import FolderDataset
 from audiorag.evaluate.metrics import latency_summary, precision_at_k
 from audiorag.search import AGGREGATES, Query, search
@@ -44,10 +45,14 @@ def build(corpus: str, embedder: str, root: Path) -> tuple[Library, str]:
 
 
 def queries(lib: Library, kind: str) -> list[tuple[int, Query]]:
-    """One query per track: its middle moment, or its whole file."""
+    """One query per track: its middle moment, or its whole file (files shorter than a query clip's minimum,
+    :data:`audiorag.audio.MIN_CLIP_SECONDS`, are left out)."""
     out = []
     for tid, uri, duration in lib.tracks[["track_id", "uri", "duration"]].itertuples(index=False):
-        out.append((int(tid), Query.moment(int(tid), at=float(duration) / 2) if kind == "moment" else Query.audio(uri)))
+        if kind == "moment":
+            out.append((int(tid), Query.moment(int(tid), at=float(duration) / 2)))
+        elif duration >= MIN_CLIP_SECONDS:
+            out.append((int(tid), Query.audio(uri)))
     return out
 
 
