@@ -28,6 +28,7 @@ import numpy as np
 import soundfile as sf
 
 from audiorag import Library
+from audiorag.analysis.records import git_commit, machine
 from audiorag.audio import load
 from audiorag.datasets import resolve
 from audiorag.descriptors.conditioning import Conditioning
@@ -119,7 +120,8 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="experiments/results/conditioning/conditioning.json")
     args = ap.parse_args(argv)
     files = list(resolve("synthetic:96").sources())[: args.tracks]
-    record = {"embedder": args.embedder, "tracks": len(files), "window": WINDOW, "hop": HOP}
+    record = {"benchmark": "conditioning", "git_commit": git_commit(), "machine": machine().model_dump(),
+              "embedder": args.embedder, "tracks": len(files), "window": WINDOW, "hop": HOP}
     with tempfile.TemporaryDirectory() as tmp:
         record["levelling"] = levelling(files, Path(tmp), args.embedder)
         for name, r in record["levelling"].items():

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from audiorag import Library
+from audiorag.analysis.records import git_commit, machine
 from audiorag.audio import MIN_CLIP_SECONDS
 from audiorag.datasets.folder import FolderDataset
 from audiorag.evaluate.metrics import latency_summary, precision_at_k
@@ -82,7 +83,8 @@ def main(argv=None) -> None:
     ap.add_argument("--kinds", nargs="+", default=["moment", "track"], choices=["moment", "track"])
     ap.add_argument("--out", default="experiments/results/track-vectors/track-vectors.json")
     args = ap.parse_args(argv)
-    record = {"embedder": args.embedder, "k": 10, "corpora": {}}
+    record = {"benchmark": "track-vectors", "git_commit": git_commit(), "machine": machine().model_dump(),
+              "embedder": args.embedder, "k": 10, "corpora": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for corpus in args.corpus:
             if corpus == "sonic-pi" and not SONIC_PI.is_dir():
