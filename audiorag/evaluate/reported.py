@@ -117,7 +117,9 @@ CLAIMS = [
           "a −30 dB copy finds its original first: {m[conditioning/levelling/none/found_first]:.0%} → "
           "{m[conditioning/levelling/loudness -23 LUFS/found_first]:.0%} levelled; noisy clips (SNR 5 dB) "
           "moment accuracy {m[conditioning/denoise/none/snr 5 dB/moment_accuracy]:.2f} → "
-          "{m[conditioning/denoise/denoise/snr 5 dB/moment_accuracy]:.2f} with `--denoise`",
+          "{m[conditioning/denoise/denoise/snr 5 dB/moment_accuracy]:.2f} with `--denoise` (clean clips "
+          "{m[conditioning/denoise/none/clean/moment_accuracy]:.2f} → "
+          "{m[conditioning/denoise/denoise/clean/moment_accuracy]:.2f})",
           "`build --loudness -23` (BS.1770, pyloudnorm) and `--denoise` (spectral gating), applied to tracks and "
           "query clips alike; default corpus, features45 ([levelling](levelling.md))"),
     # S1: audio-samples-semantic-search
