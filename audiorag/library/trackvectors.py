@@ -18,7 +18,7 @@ check`` reports it and ``--repair`` writes it.
 
 >>> v = np.array([[1, 0], [0, 1], [1, 0]], np.float32)
 >>> ids, pooled = pool(v, np.array([7, 7, 9]), np.ones(3, bool))
->>> ids.tolist(), pooled["mean"].round(3).tolist(), pooled["max"].round(3).tolist()
+>>> ids.tolist(), pooled["mean"].astype(float).round(3).tolist(), pooled["max"].astype(float).round(3).tolist()
 ([7, 9], [[0.707, 0.707], [1.0, 0.0]], [[0.707, 0.707], [1.0, 0.0]])
 """
 
@@ -66,7 +66,7 @@ def pool(vectors: np.ndarray, seg_track: np.ndarray, rows: np.ndarray) -> tuple[
 def pool_query(qv: np.ndarray, pooling: str) -> np.ndarray:
     """A query's window vectors ``[m, dim]`` pooled as tracks are (so a clip meets tracks as their peer).
 
-    >>> pool_query(np.array([[1, 0], [0, 1]], np.float32), "max").round(3).tolist()
+    >>> pool_query(np.array([[1, 0], [0, 1]], np.float32), "max").astype(float).round(3).tolist()
     [0.707, 0.707]
     """
     return pool(qv, np.zeros(len(qv), np.int64), np.ones(len(qv), bool))[1][pooling][0]
