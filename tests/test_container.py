@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_tone
+from conftest import write_tones
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "container-test-token"
@@ -77,10 +77,8 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict]:
 def small_library(tmp_path_factory):
     from audiorag import Library
     root = tmp_path_factory.mktemp("container")
-    for i in range(3):
-        write_tone(root / f"t{i}.wav", seconds=5, freq=220 * (i + 1))
     lib = Library.create(root / "lib", window=2, hop=1)
-    lib.add([root / f"t{i}.wav" for i in range(3)], embedders=["features45"], workers=1, progress=False)
+    lib.add(write_tones(root / "audio", 3), embedders=["features45"], workers=1, progress=False)
     lib.build_index("features45", "Flat")
     return lib.path
 

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_tone
+from conftest import write_tones
 from typer.testing import CliRunner
 
 from audiorag import Library
@@ -52,12 +52,9 @@ def test_a_whole_track_clip_pooled_like_the_tracks_finds_that_track_first(librar
 
 
 def test_track_vectors_follow_adds_and_removes_and_check_repairs_them(tmp_path):
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    for i in range(5):
-        write_tone(audio / f"t{i}.wav", seconds=4 + i, freq=180 * (i + 1))
+    files = write_tones(tmp_path / "audio", 5, freq=180.0)
     lib = Library.create(tmp_path / "lib", window=2, hop=1)
-    lib.add([audio / f"t{i}.wav" for i in range(3)], embedders=["features45"], workers=1, progress=False)
+    lib.add(files[:3], embedders=["features45"], workers=1, progress=False)
     lib.build_index("features45", "Flat")
 
     def stored():  # read from the generation the library is at now
@@ -75,7 +72,7 @@ def test_track_vectors_follow_adds_and_removes_and_check_repairs_them(tmp_path):
     lib.remove([1])
     assert stored()[0] == [0, 2]
     matches_reference()
-    lib.add([audio / f"t{i}.wav" for i in (3, 4)], workers=1, progress=False)
+    lib.add(files[3:], workers=1, progress=False)
     assert stored()[0] == [0, 2, 3, 4]
     matches_reference()
     assert lib.check() == []
