@@ -69,6 +69,7 @@ fuzz: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/hadolint Dockerfile
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py

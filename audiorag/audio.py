@@ -458,9 +458,10 @@ class Clip:
 
 
 def load_clip(source, *, sr: int | None = None, start: float | None = None, end: float | None = None,
-              item: str | None = None) -> Clip:
+              item: str | None = None, conditioning=None) -> Clip:
     """The one loader of query clips: a path, bytes or a float array (with ``sr``), its ``[start, end)``
-    span in seconds, decoded once and checked once.
+    span in seconds, decoded once and checked once, then conditioned as the library it is matched against
+    (``conditioning``: a :class:`audiorag.descriptors.conditioning.Conditioning`, levelling / noise reduction).
 
     Raises :class:`ParameterError` for a bad span or missing ``sr``, :class:`AudioDecodeError` naming the
     clip for unreadable audio or non-finite samples, and its subclass :class:`UnusableClipError` for a clip
@@ -492,4 +493,6 @@ def load_clip(source, *, sr: int | None = None, start: float | None = None, end:
     if peak > MAX_AMPLITUDE:
         raise UnusableClipError(item, f"samples reach {peak:.3g}: not audio (float samples are "
                                       f"about ±1; at most ±{MAX_AMPLITUDE:.0e})")
+    if conditioning is not None:
+        y = conditioning.apply(y, int(sr))
     return Clip(np.ascontiguousarray(y), int(sr), item, offset)

@@ -46,6 +46,7 @@ import pandas as pd
 from .descriptors import landmarks
 from .errors import ParameterError
 from .index import fingerprints
+from .library import conditioning
 from .search import Query, check_k
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def identify(lib, query, *, sr: int | None = None, start: float | None = None, e
     elif query.kind != "audio" or (sr, start, end) != (None, None, None):
         raise ParameterError(f"identify: expected an audio query (the clip's sr/start/end in Query.audio), "
                              f"got a {query.kind} query" + (" and sr/start/end" if query.kind == "audio" else ""))
-    clip = query.clip()
+    clip = query.clip(conditioning(lib))
     y, sr = clip.y, clip.sr
     post = postings(lib)
     q_hashes, q_frames = landmarks.fingerprint(y, sr)

@@ -342,6 +342,7 @@ def claims(root: Path) -> str:
     t = claims_table(load_measurements(root / RESULTS))
     return _table(list(t.columns), t.values.tolist()) + _source(
         "experiments/results/reported/metrics.json", "index-bench/", "embed-bench/", f"{SWEEP_RECORDS}/", "sonic-pi/",
+        "track-vectors/", "conditioning/",
         how="notebook 05 and the benchmarks ([how it is measured](#how-it-is-measured))")
 
 

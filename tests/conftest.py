@@ -77,6 +77,14 @@ def write_tone(path, seconds=3.0, sr=SR, freq=440.0, channels=1, **kw):
     return y
 
 
+def write_tones(folder, n: int, *, freq: float = 220.0, seconds: float = 4.0) -> list:
+    """``n`` tone files ``t0.wav`` … in ``folder``: file i is ``seconds + i`` long at ``freq · (i + 1)`` Hz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        write_tone(folder / f"t{i}.wav", seconds=seconds + i, freq=freq * (i + 1))
+    return [folder / f"t{i}.wav" for i in range(n)]
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import permissions_enforced, write_tone
+from conftest import permissions_enforced, write_tone, write_tones
 
 from audiorag import Library
 from audiorag.errors import LibraryDamagedError, LibraryLockedError, StorageError
@@ -43,12 +43,9 @@ def _distinct(path, *, seed, seconds, sr=22050):
 def base(tmp_path_factory):
     """A small library (3 tracks, features45, a Flat index) and files for the operations."""
     root = tmp_path_factory.mktemp("integrity")
-    audio = root / "audio"
-    audio.mkdir()
-    for i in range(6):
-        write_tone(audio / f"t{i}.wav", seconds=4 + i, freq=220 * (i + 1))
+    files = write_tones(root / "audio", 6)
     lib = Library.create(root / "base", window=2, hop=1)
-    lib.add([audio / f"t{i}.wav" for i in range(3)], embedders=["features45"], workers=1, progress=False)
+    lib.add(files[:3], embedders=["features45"], workers=1, progress=False)
     lib.build_index("features45", "Flat")
     return root
 
@@ -160,6 +157,7 @@ def _damage(lib, rel, how):
     ("segments.parquet", "garble", False),
     ("embeddings/{key}/vectors.npy", "truncate", True),
     ("embeddings/{key}/raw.npy", "garble", False),
+    ("embeddings/{key}/tracks.npz", "truncate", True),
     ("embeddings/{key}/index-flat.faiss", "truncate", True),
     ("embeddings/{key}/index-flat.json", "garble", True),
 ])

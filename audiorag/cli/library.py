@@ -27,6 +27,11 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
                                                  "an existing one keeps its own)"),
           hop: float | None = typer.Option(None, help="hop between windows, seconds (new library: 2)"),
           tail: str | None = typer.Option(None, help="drop | pad | keep-short (new library: keep-short)"),
+          loudness: float | None = typer.Option(None, help="level every track, and every query clip, to this "
+                                                "integrated loudness (LUFS, ITU-R BS.1770; e.g. -23) before "
+                                                "embedding (new library; an existing one keeps its own)"),
+          denoise: bool = typer.Option(False, "--denoise", help="reduce steady noise (spectral gating) in every "
+                                       "track and query clip before embedding (new library)"),
           index: list[str] = typer.Option(["Flat"], help="FAISS factory string, or auto (repeatable)"),
           max_memory: str | None = typer.Option(None, help="auto: memory budget of the index, e.g. 640MB, 2GB"),
           max_resident: str | None = typer.Option(None, help="auto: RAM budget of the index, e.g. 640MB; "
@@ -68,6 +73,7 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     except ParameterError as exc:
         reason = str(exc).removeprefix("Segmentation: ")
         raise ParameterError(f"--window {window:g} / --hop {hop:g}: {reason}") from None
+    conditioning = _conditioning(loudness, denoise)
     options.number("--target-recall", target_recall, above=0, maximum=1)
     if workers is not None and workers < 1:
         raise ParameterError(f"--workers must be >= 1, got {workers}")
@@ -81,12 +87,15 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     _check_factories(index, embedders)
     options.output_dir("LIBRARY", library)
     if shards is not None or is_sharded(library):  # a sharded library (cli/shards.py)
+        if conditioning is not None:
+            raise ParameterError("--loudness / --denoise: not for a sharded library (build one library)")
         from .shards import build_sharded
         return build_sharded(library, shards, source, embedders, index, window=window, hop=hop, tail=tail,
                              workers=workers, max_memory=budget, max_resident=resident, target_recall=target_recall,
                              fingerprint=fingerprint, as_json=as_json, engine=engine, ray_address=ray_address)
 
-    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, **options.open_kw(wait))
+    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True, conditioning=conditioning,
+                         **options.open_kw(wait))
     report = lib.add(source, embedders=embedders, workers=workers, progress=not as_json, fingerprint=fingerprint,
                      engine=engine, ray_address=ray_address)
     if len(lib.tracks) == 0:
@@ -102,6 +111,16 @@ def build(library: Path = typer.Argument(..., help="library directory (created i
     lines += [f"index {s['name']} ({s['factory']}): {s['n']} vectors, built in {s['build_seconds']:.2f}s"
               for s in sidecars]
     options.show(out, as_json, "\n".join(lines))
+
+
+def _conditioning(loudness: float | None, denoise: bool):
+    """The conditioning asked for (None: none given); a number out of range is one line naming the option."""
+    from ..descriptors.conditioning import LOUDNESS_RANGE, Conditioning
+    if loudness is None and not denoise:
+        return None
+    if loudness is not None:
+        options.number("--loudness", loudness, minimum=LOUDNESS_RANGE[0], maximum=LOUDNESS_RANGE[1], unit=" (LUFS)")
+    return Conditioning(loudness=loudness, denoise=denoise)
 
 
 def _engine_options(engine: str, ray_address: str | None) -> None:

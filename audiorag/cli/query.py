@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..errors import ParameterError
+from ..search import AGGREGATES
 from ..search.filters import parse_where
 from . import options
 from ._app import app
@@ -35,6 +36,8 @@ def search(library: Path = typer.Argument(..., help="library directory"),
            k: int = typer.Option(10, "-k", help="number of hits"),
            exclude_same_track: bool = typer.Option(False, help="leave out the query's own track"),
            by: str = typer.Option("segment", help="segment | track (aggregate hits per track)"),
+           aggregate: str = typer.Option("best", help="--by track: best (a track's best moment) | mean | max "
+                                                      "(the track's mean / max-pooled vector, docs/tracks.md)"),
            where: list[str] = typer.Option([], help="metadata filter COLUMN=VALUE, or !=, >=, <=, >, < (repeatable; "
                                                     "numeric columns compare as numbers)"),
            diversity: float | None = typer.Option(None, help="re-rank: MMR diversity 0..1 (1 - lambda); any re-rank "
@@ -75,6 +78,9 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     options.number("--at", at, minimum=0, unit=" (seconds)")
     options.number("--alpha", alpha, minimum=0, maximum=1)
     options.choice("--by", by, ("segment", "track"))
+    options.choice("--aggregate", aggregate, AGGREGATES)
+    if aggregate != "best" and by != "track":
+        raise ParameterError(f"--aggregate {aggregate} ranks tracks: give it with --by track")
     filters = parse_where(where, option="--where")
     lib = open_library(library, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
     if stem is not None:
@@ -94,13 +100,16 @@ def search(library: Path = typer.Argument(..., help="library directory"),
     rerank = rerank_options(diversity=diversity, max_per_artist=max_per_artist, max_per_track=max_per_track,
                             harmonic=harmonic, tempo=tempo, key=key, mood=mood)
     hits = run_search(lib, query, embedder=embedder, k=k, index=index, exclude_same_track=exclude_same_track,
-                      filters=filters or None, by=by, rerank=rerank,
+                      filters=filters or None, by=by, rerank=rerank, aggregate=aggregate,
                       fusion=options.choice("--fusion", fusion, ("early", "late")),
                       weights=options.weights(weights) if weights else None)
     if hum is not None:
         score, says = "hum score", "hum score: melody alignment (higher is closer; not a cosine, can exceed 1)"
     elif rerank is not None or weights or "+" in (embedder or ""):
         score, says = "score", "score: similarity re-ranked by the options given"
+    elif aggregate != "best":
+        score, says = "cosine", f"cosine: similarity of the query to the track's {aggregate}-pooled vector; " \
+            "start, end: its moment nearest to the query; moments: the track's segments"
     else:
         score, says = "cosine", "cosine: similarity of the query to the moment (1 = same direction)"
     columns = {**{c: COMMON[c] for c in ("rank", "track_id", "start", "end")}, "score": (score, "{:.3f}"),
@@ -108,7 +117,7 @@ def search(library: Path = typer.Argument(..., help="library directory"),
                                                            "license")},
                "n_segments": COMMON["n_segments"], "uri": COMMON["uri"],
                **{c: (c, "{:.3f}") for c in hits.columns if c.startswith(("tag:", "contrib:"))}}
-    if "n_segments" in hits.columns:
+    if "n_segments" in hits.columns and aggregate == "best":
         says += "; moments: how many of the track's moments were among the matches"
     matched = hits.attrs.get("matched_tags")
     header = "matched tags: " + ", ".join(f"{t} ({w:.2f})" for t, w in matched.items()) + "\n" if matched else ""

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..audio import AudioInfo, load_with_hash, resample
 from ..descriptors import landmarks
+from ..descriptors.conditioning import Conditioning
 from ..descriptors.tonal import STEPS, describe
 from ..embedders import Embedder
 from ..errors import AudioDecodeError, AudioragError
@@ -36,7 +37,8 @@ class Job:
     """What to compute for every file of a run.
 
     ``known_hashes``: a file with one of these content hashes comes back ``"duplicate"``, unembedded;
-    ``descriptors``/``fingerprints``: also compute the windows' musical descriptors / the file's landmarks.
+    ``descriptors``/``fingerprints``: also compute the windows' musical descriptors / the file's landmarks;
+    ``conditioning``: levelling / noise reduction applied to the decoded audio before anything else.
     """
 
     segmentation: Segmentation
@@ -44,6 +46,7 @@ class Job:
     known_hashes: frozenset = frozenset()
     descriptors: bool = True
     fingerprints: bool = False
+    conditioning: Conditioning = Conditioning()
 
 
 class FileTask(NamedTuple):
@@ -87,6 +90,7 @@ def process_file(job: Job, task: FileTask) -> FileResult:
         if digest in job.known_hashes:
             return FileResult(uri, "duplicate", content_hash=digest)
         duration = len(y) / sr
+        y = job.conditioning.apply(y, sr)
         raw, prepared, tags = _embed_all(job, y, sr, duration)
         described = describe_windows(y, sr, job.segmentation, duration) if job.descriptors else None
         marks = file_landmarks(y, sr) if job.fingerprints else None

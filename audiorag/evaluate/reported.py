@@ -113,6 +113,15 @@ CLAIMS = [
     Claim("S0", "users", "~5 concurrent, 57 interactions, drop-off after one session", None,
           "usage of a deployed web app, which cannot be measured here; audiorag's REST API and listening page "
           "(`audiorag serve`) are load-tested instead ([serve](serve.md))"),
+    Claim("S0", "normalization", "volume levelling and noise reduction (no figure)",
+          "a −30 dB copy finds its original first: {m[conditioning/levelling/none/found_first]:.0%} → "
+          "{m[conditioning/levelling/loudness -23 LUFS/found_first]:.0%} levelled; noisy clips (SNR 5 dB) "
+          "moment accuracy {m[conditioning/denoise/none/snr 5 dB/moment_accuracy]:.2f} → "
+          "{m[conditioning/denoise/denoise/snr 5 dB/moment_accuracy]:.2f} with `--denoise` (clean clips "
+          "{m[conditioning/denoise/none/clean/moment_accuracy]:.2f} → "
+          "{m[conditioning/denoise/denoise/clean/moment_accuracy]:.2f})",
+          "`build --loudness -23` (BS.1770, pyloudnorm) and `--denoise` (spectral gating), applied to tracks and "
+          "query clips alike; default corpus, features45 ([levelling](levelling.md))"),
     # S1: audio-samples-semantic-search
     Claim("S1", "feature vector", "45-D: 26 MFCC, 12 chroma, 3 spectral, 4 temporal",
           "{m[embedder/dim]:.0f}-D",
@@ -193,8 +202,12 @@ CLAIMS = [
     # S4: mess-ai-math-pipeline
     Claim("S4", "segmentation", "5 s windows, 50 % overlap (120,000 samples at 24 kHz)", None,
           "`--window 5 --hop 2.5` gives the same windows (tests/test_segment.py); the default sweep uses 10 s / 2 s"),
-    Claim("S4", "track vector", "13 × 768 = 9,984-D", None,
-          "`mert:layer=all` stores the same 9,984-D vector per segment; no MERT weights here to measure it"),
+    Claim("S4", "track vector", "13 × 768 = 9,984-D, mean over segments, IndexFlatIP",
+          "track P@10 {m[track-vectors/default/track/mean/P@10]:.3f} (mean vector) vs "
+          "{m[track-vectors/default/track/best/P@10]:.3f} (best moment)",
+          "`search --by track --aggregate mean` searches per-track mean vectors (S4's method) in a flat IP index; "
+          "whole tracks as queries, same genre relevant, default corpus, features45 ([tracks](tracks.md)); "
+          "`mert:layer=all` gives S4's 9,984-D vectors, no MERT weights here to measure them"),
     Claim("S4", "bytes per track", "~39 KB (9,984 × 4 B)", "{m[library/vector_bytes_per_track]:,.0f} B",
           "the library's vectors per track (one per segment; the default corpus: 30 s tracks, 11 segments); "
           "one 9,984-D mert vector takes 39,936 B"),
@@ -409,6 +422,8 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
     ``embed/<embedder>/<field>`` (from the record taken at the lowest load average);
     ``default-sweep/<cell>.json`` → ``sweep/<cell>/<metric>``;
     ``sonic-pi/sonic-pi.json`` → ``sonic-pi/...``; ``recommend/metrics.json`` → ``recommend/<setting>/<metric>``;
+    ``track-vectors/track-vectors.json`` → ``track-vectors/<corpus>/<query kind>/<aggregate>/<metric>``;
+    ``conditioning/conditioning.json`` → ``conditioning/levelling/<setting>/...``, ``conditioning/denoise/...``;
     then the few derived numbers the claims quote.
     Missing records leave their keys out.
     """
@@ -457,6 +472,21 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
             m.update({f"sonic-pi/{name}/{k}": v for k, v in metrics.items()})
         for name, metrics in rec.get("analysis", {}).items():
             m.update({f"sonic-pi/analysis/{name}/{k}": v for k, v in metrics.items()})
+    path = root / "track-vectors" / "track-vectors.json"  # benchmarks/track_vectors.py
+    if path.exists():
+        for corpus, entry in json.loads(path.read_text())["corpora"].items():
+            for kind, r in entry["kinds"].items():
+                for aggregate, metrics in r["aggregates"].items():
+                    m.update({f"track-vectors/{corpus}/{kind}/{aggregate}/{k}": v for k, v in metrics.items()})
+    path = root / "conditioning" / "conditioning.json"  # benchmarks/conditioning.py
+    if path.exists():
+        rec = json.loads(path.read_text())
+        for name, r in rec.get("levelling", {}).items():
+            m.update({f"conditioning/levelling/{name}/{k}": v for k, v in r.items()})
+        for name, r in rec.get("denoise", {}).items():
+            for cond, metrics in r.items():
+                if isinstance(metrics, dict):
+                    m.update({f"conditioning/denoise/{name}/{cond}/{k}": v for k, v in metrics.items()})
     m.update(_derived(m))
     return m
 

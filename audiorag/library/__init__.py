@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
+from ..descriptors.conditioning import Conditioning
 from ..embedders import Embedder
 from ..errors import IncompatibleLibraryError, LibraryNotFoundError, ParameterError, UnknownEmbedderError
 from ..segment import Segmentation, segment_table
@@ -81,8 +82,14 @@ class Library:
     # -- lifecycle --------------------------------------------------------------------------
     @classmethod
     def create(cls, path, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
-               dataset: str | None = None, exist_ok: bool = False, wait: bool | float = False) -> Library:
-        """Create an empty library (or, with ``exist_ok``, open an existing one with the same segmentation)."""
+               dataset: str | None = None, exist_ok: bool = False, wait: bool | float = False,
+               conditioning: Conditioning | None = None) -> Library:
+        """Create an empty library (or, with ``exist_ok``, open an existing one with the same segmentation).
+
+        ``conditioning``: levelling to a loudness and/or noise reduction of every track and query clip
+        (:mod:`audiorag.descriptors.conditioning`); stored in ``library.json``. None: none for a new
+        library; an existing one keeps its own (another one asked for is refused).
+        """
         path = Path(path)
         seg = Segmentation(window, hop, tail)
         if (path / "library.json").exists():
@@ -93,12 +100,18 @@ class Library:
                 raise IncompatibleLibraryError(
                     f"{path}: library was made with {lib.segmentation.to_dict()}, asked for {seg.to_dict()}; "
                     "use another directory for another segmentation")
+            if conditioning is not None and lib.conditioning != conditioning:
+                raise IncompatibleLibraryError(
+                    f"{path}: library was made with conditioning {lib.conditioning.to_dict()}, asked for "
+                    f"{conditioning.to_dict()}; use another directory for another conditioning")
             return lib
         if path.exists() and not path.is_dir():
             raise ParameterError(f"{path}: exists and is not a folder")
         Store.create(path, wait=wait)
         meta = {"format_version": FORMAT_VERSION, "segmentation": seg.to_dict(), "dataset": dataset,
                 "audiorag_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if conditioning is not None and not conditioning.is_identity:
+            meta["conditioning"] = conditioning.to_dict()
         write_json(path / "library.json", meta)  # last: its presence says "a library is here"
         return cls(path, meta, wait=wait)
 
@@ -137,6 +150,11 @@ class Library:
         elif self.store.locked and self._pinned != self.store.current:  # a writer reads the latest
             self.reload()
         return self._pinned
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """What is done to every track and query clip after decoding (``library.json``; see :func:`conditioning`)."""
+        return conditioning(self)
 
     @property
     def generation(self) -> int:
@@ -477,13 +495,25 @@ class Library:
     def info(self, *, memory: bool = False) -> dict:
         """A summary: paths, segmentation, counts, embeddings and their indexes (with measured quality).
         ``memory`` adds the bytes each index maps and holds resident when opened as search does."""
-        return {**_check.info(self, memory=memory), "default_embedding": self.default_embedding}
+        return {**_check.info(self, memory=memory), "default_embedding": self.default_embedding,
+                "conditioning": self.conditioning.to_dict()}
 
     def check(self, *, repair: bool = False, checksums: bool = True) -> list[dict]:
         """Verify every invariant of the library; one dict per problem (``file``, ``problem``,
         ``repaired``). ``repair`` rebuilds what can be derived (vectors from raw rows, indexes,
         an interrupted build's consolidation) in one new generation and says what cannot be."""
         return _check.check(self, repair=repair, checksums=checksums)
+
+
+def conditioning(lib) -> Conditioning:
+    """The conditioning (levelling, noise reduction) of a library's tracks, which its query clips get too:
+    from its ``library.json`` (a sharded library's shards are not conditioned: the identity).
+
+    >>> import tempfile
+    >>> conditioning(Library.create(tempfile.mkdtemp() + "/lib", conditioning=Conditioning(loudness=-23)))
+    Conditioning(loudness=-23.0, denoise=False)
+    """
+    return Conditioning.from_dict(lib.meta.get("conditioning"))
 
 
 def _migrate_v1(path: Path, meta: dict, wait) -> None:
@@ -496,4 +526,4 @@ def _migrate_v1(path: Path, meta: dict, wait) -> None:
     log.info("%s: moved to library format %d", path, FORMAT_VERSION)
 
 
-__all__ = ["Library", "BuildReport", "Embedding"]
+__all__ = ["Library", "BuildReport", "Embedding", "Conditioning", "conditioning"]

@@ -4,11 +4,12 @@
 with its recorded size and sha256 (and nothing else is there); the tables parse, segment ids
 are row numbers, track ids are unique and every live segment's track exists; each embedding's
 arrays have one row per covered segment, the embedder's dimension, finite values, unit rows
-where valid and zero rows elsewhere; each index opens, holds as many vectors as its sidecar
-says, and was built from the vectors present. Each problem is one dict (``file``, ``problem``,
-``repaired``). ``repair=True`` rewrites what can be derived — vectors from raw rows, indexes
-from vectors, an interrupted build's consolidation — in one new generation, and says what
-cannot be (tables, raw rows, tags: those come from the audio; re-run the build).
+where valid and zero rows elsewhere; the per-track vectors match the library; each index opens,
+holds as many vectors as its sidecar says, and was built from the vectors present. Each problem is
+one dict (``file``, ``problem``, ``repaired``). ``repair=True`` rewrites what can be derived —
+vectors from raw rows, per-track vectors and indexes from vectors, an interrupted build's
+consolidation — in one new generation, and says what cannot be (tables, raw rows, tags: those come
+from the audio; re-run the build).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from .. import io
 from ..errors import AudioragError, LibraryDamagedError, LibraryNotFoundError, ParameterError
+from . import trackvectors
 from .store import (
     GEN,
     LibraryMeta,
@@ -36,6 +38,7 @@ from .store import (
 )
 
 log = logging.getLogger(__name__)
+ORDER = ("stray", "vectors", "tracks", "index", "pending")  # repairs, in this order (unlisted ones first)
 
 
 def info(lib, *, memory: bool = False) -> dict:
@@ -259,6 +262,8 @@ def _fix_for(name: str) -> tuple | None:
     if len(parts) == 3 and parts[0] == "embeddings":
         if parts[2] == "vectors.npy":
             return ("vectors", parts[1])
+        if parts[2] == trackvectors.FILE:
+            return ("tracks", parts[1])
         if parts[2].startswith("index-"):
             return ("index", parts[1], parts[2].removeprefix("index-").rsplit(".", 1)[0])
     return None
@@ -366,6 +371,9 @@ def _embedding_problems(lib, emb, rel: str, segments, bad_files: set) -> list[di
         if not np.isfinite(norms).all() or not np.allclose(norms[valid], 1.0, atol=1e-3):
             out.append(_problem(f"{rel}/vectors.npy", "rows of live tracks are not finite unit vectors",
                                 ("vectors", emb.key)))
+    if vectors is not None and prefix + trackvectors.FILE not in bad_files and not trackvectors.is_current(lib, emb):
+        out.append(_problem(f"{rel}/{trackvectors.FILE}", "the per-track vectors do not match the library",
+                            ("tracks", emb.key)))
     for sidecar in _sidecars(emb, rel, out):
         name = sidecar.get("name", "?")
         if prefix + f"index-{name}.faiss" in bad_files:
@@ -400,8 +408,7 @@ def _repair(lib, problems: list[dict]) -> set:
     keep = tuple(_key(p)[0] for p in problems if not p["fix"])
     failed = set()
     with lib.store.transaction(verify=False, carry=keep) as gen:  # the lock removes what dead writers left
-        for fix in sorted(fixes, key=lambda f: ("stray", "vectors", "index", "pending").index(f[0])
-                          if f[0] in ("stray", "vectors", "index", "pending") else -1):
+        for fix in sorted(fixes, key=lambda f: ORDER.index(f[0]) if f[0] in ORDER else -1):
             try:
                 if fix[0] == "stray":
                     io.remove(gen / fix[1])
@@ -409,6 +416,9 @@ def _repair(lib, problems: list[dict]) -> set:
                     emb = lib.embedding(fix[1])
                     emb.write(read_npy(emb.path / "raw.npy", mmap=False), dict(emb.meta),
                               emb.valid_rows(lib.segments["track_id"].to_numpy()))
+                    trackvectors.update(lib, emb.reload())
+                elif fix[0] == "tracks":
+                    trackvectors.update(lib, lib.embedding(fix[1]))
                 elif fix[0] == "index":
                     emb = lib.embedding(fix[1])
                     factory = _factory(emb.path / f"index-{fix[2]}.json")

@@ -39,6 +39,7 @@ import pandas as pd
 
 from .. import io
 from ..errors import ParameterError
+from . import trackvectors
 from .embedding import DerivedEmbedder, Embedding, combine, sources
 from .store import write_npz
 
@@ -234,6 +235,7 @@ def follow(lib) -> list[str]:
             if [s[2] for s in old or []] != [s[2] for s in now]:  # every vector moved: rebuild
                 for sidecar in list_indexes(emb):
                     build_index(lib, emb, sidecar["factory"], name=sidecar["name"])
+                trackvectors.update(lib, emb)
             else:
                 refresh(lib, emb)
             done.append(emb.key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from pathlib import Path
 
@@ -155,6 +156,18 @@ class Embedding:
         write_npy(self.path / "raw.npy", raw)
         write_npy(self.path / "vectors.npy", vectors)
         write_json(self.path / "embedder.json", meta)
+
+
+def standardisation_id(emb) -> str:
+    """Fingerprint of the embedding's standardisation statistics (they change every vector)."""
+    return hashlib.sha256(repr(emb.meta.get("standardisation")).encode()).hexdigest()[:16]
+
+
+def coverage(lib, emb) -> dict:
+    """What an index covers: vector rows, standardisation, and the tracks left out (failed or removed)."""
+    return {"n_rows": emb.n_segments, "standardisation": standardisation_id(emb),
+            "excluded_tracks": sorted(int(t) for t in emb.meta.get("missing_tracks", [])),
+            "removed_segments": int((lib.segments["track_id"].to_numpy()[: emb.n_segments] < 0).sum())}
 
 
 # -- derived embeddings (fusion, projection; stored and followed by .derived) ----------------------

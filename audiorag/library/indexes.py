@@ -8,13 +8,14 @@ removed segments); an index opened when that no longer matches the library is re
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import numpy as np
 
 from .. import index as ix
 from ..errors import IncompatibleLibraryError, ParameterError
+from . import trackvectors
+from .embedding import coverage
 
 log = logging.getLogger(__name__)
 
@@ -45,25 +46,15 @@ def load_index(lib, emb, name: str | None = None, *, mmap: bool = True) -> ix.In
     return ix.open_index(emb.path, sidecar, lambda: lib.vectors(emb.key), mmap=mmap)
 
 
-def standardisation_id(emb) -> str:
-    """Fingerprint of the embedding's standardisation statistics (they change every vector)."""
-    return hashlib.sha256(repr(emb.meta.get("standardisation")).encode()).hexdigest()[:16]
-
-
-def coverage(lib, emb) -> dict:
-    """What an index covers: vector rows, standardisation, and the tracks left out (failed or removed)."""
-    return {"n_rows": emb.n_segments, "standardisation": standardisation_id(emb),
-            "excluded_tracks": sorted(int(t) for t in emb.meta.get("missing_tracks", [])),
-            "removed_segments": int((lib.segments["track_id"].to_numpy()[: emb.n_segments] < 0).sum())}
-
-
 def refresh(lib, emb) -> None:
     """Bring every index of ``emb`` up to date with the library after tracks were added or removed.
 
     New rows are added and removed tracks' segments deleted in place (the file is rewritten,
     nothing is retrained); an index is rebuilt (same factory, re-tuned) only when its type
     cannot delete (HNSW) or the embedding's standardisation changed (which moves every vector).
+    The per-track vectors (:mod:`.trackvectors`) follow in the same change.
     """
+    trackvectors.update(lib, emb)
     now = coverage(lib, emb)
     for sidecar in list_indexes(emb):
         if all(sidecar.get(k) == v for k, v in now.items()):

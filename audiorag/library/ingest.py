@@ -122,7 +122,8 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         by_uri = dict(zip(live["uri"], live["track_id"]))
         owner = dict(zip(live["content_hash"], live["uri"]))  # content → the file it was added from
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
-        job = engines.Job(lib.segmentation, run, frozenset(known), fingerprints=fingerprints.enabled(lib))
+        job = engines.Job(lib.segmentation, run, frozenset(known), fingerprints=fingerprints.enabled(lib),
+                          conditioning=lib.conditioning)
         results = engines.run([engines.FileTask(s.uri) for s in sources], job, engine=engine, workers=workers,
                               ray_address=ray_address, desc="ingest", progress=progress)
         batch, edits = [], []
@@ -192,7 +193,8 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
         if len(todo):
             errors = _Errors(lib)
             tasks = [engines.FileTask(decode_path(u), h) for u, h in zip(todo["uri"], todo["content_hash"])]
-            results = engines.run(tasks, engines.Job(lib.segmentation, [e], descriptors=False), engine=engine,
+            results = engines.run(tasks, engines.Job(lib.segmentation, [e], descriptors=False,
+                                                      conditioning=lib.conditioning), engine=engine,
                                   workers=workers, ray_address=ray_address, desc=f"embed {e.key}", progress=progress)
             ids, raws, tags, failed = [], [], [], []
             counts = lib.segments.groupby("track_id").size()

@@ -1,5 +1,6 @@
 """Queries and search: audio clips, moments of indexed tracks, text, hybrids and hums; filters,
-exclusion, sequence matching of long clips, re-ranking, late fusion and track-level aggregation.
+exclusion, sequence matching of long clips, re-ranking, late fusion and track-level aggregation
+(a track's best moment, or per-track mean / max vectors).
 
 A query clip longer than one library window is cut into windows with the library's
 hop and matched as a *sequence*: for each track, the run of consecutive segments that
@@ -37,20 +38,58 @@ import pandas as pd
 from ..embedders import l2_normalise
 from ..errors import ParameterError
 from ..library.fanout import check_query, reports_missing
+from ..library.shards import ShardedLibrary
+from ..library.trackvectors import pool_query
 from .context import Context, Layout, context
 from .factors import descriptor_filters, rerank_hits
 from .fusion import late_fusion
-from .hits import HIT_COLUMNS, aggregate, candidates, drop_overlapping, head, keeper, nearest, sequence, with_metadata
+from .hits import (
+    HIT_COLUMNS,
+    aggregate,
+    candidates,
+    drop_overlapping,
+    head,
+    keeper,
+    nearest,
+    pooled_nearest,
+    sequence,
+    with_metadata,
+)
 from .hum import hum_contour, hum_search
 from .query import Query, check_k
 from .text import text_search
 from .vectors import query_vectors
 
+AGGREGATES = ("best", "mean", "max")
+
+
+def check_aggregate(lib, query: Query, aggregate: str, *, by: str, rerank=None, fusion: str = "early") -> None:
+    """Refuse, in one line, a track aggregation that cannot apply (see :func:`search`).
+
+    >>> check_aggregate(None, Query.moment(0), "mean", by="segment")
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.ParameterError: search: aggregate='mean' ranks tracks; it needs by='track'
+    """
+    if aggregate not in AGGREGATES:
+        raise ParameterError(f"search: aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
+    if aggregate == "best":
+        return
+    if by != "track":
+        raise ParameterError(f"search: aggregate={aggregate!r} ranks tracks; it needs by='track'")
+    if rerank is not None or fusion != "early" or query.kind in ("hum", "text"):
+        what = ("re-ranking" if rerank is not None else "late fusion" if fusion != "early" else f"a {query.kind} query")
+        raise ParameterError(f"search: aggregate={aggregate!r} searches per-track vectors of one embedding with an "
+                             f"audio, moment or hybrid query; {what} needs aggregate='best'")
+    if isinstance(lib, ShardedLibrary):
+        raise ParameterError(f"{lib.path} is a sharded library: aggregate={aggregate!r} is not merged across "
+                             f"shards; search one shard ({lib.paths[0]} …) for it")
+
 
 @reports_missing  # a sharded library served by Ray: attrs['missing_shards'] names shards that did not answer
 def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None = None,
            exclude_same_track: bool = False, filters: dict | None = None, by: str = "segment",
-           rerank=None, fusion: str = "early", weights=None) -> pd.DataFrame:
+           rerank=None, fusion: str = "early", weights=None, aggregate: str = "best") -> pd.DataFrame:
     """Top-``k`` hits for ``query``: ``rank, track_id, segment_id, start, end, score`` + track metadata.
 
     ``by="track"`` aggregates to one row per track (its best moment, ``n_segments`` matched).
@@ -61,10 +100,15 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     score with ``contrib:`` columns, MMR diversity, caps, overlapping windows counted once.
     ``fusion="late"`` with ``embedder="E1+E2"``: score-level fusion, ``Σ wᵢ·cosᵢ`` (``weights``, default
     equal) over the union of each embedding's own index candidates (early fusion: the stored ``E1+E2``).
+    ``aggregate`` (with ``by="track"``): ``"best"`` ranks tracks by their best moment; ``"mean"`` / ``"max"``
+    rank them by the cosine of the query's pooled vector to each track's mean / max-pooled vector in the
+    track index of :mod:`audiorag.library.trackvectors` (S4's track similarity; a multi-window clip is
+    pooled the same way), each hit showing the track's moment nearest to the query.
     """
     check_k(k, "search")
     if by not in ("segment", "track"):
         raise ParameterError(f"search: by must be 'segment' or 'track', got {by!r}")
+    check_aggregate(lib, query, aggregate, by=by, rerank=rerank, fusion=fusion)
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
                              "(use Query.audio / .moment / .text / .hybrid / .hum)")
@@ -88,6 +132,13 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
         raise ParameterError(f"hybrid queries need an embedder with a text tower (e.g. clap); {emb.key} has none")
     qv, own_track = query_vectors(lib, emb, query, ctx=ctx)
     filters, moments = descriptor_filters(lib, filters)
+    if aggregate != "best":
+        if moments is not None:
+            raise ParameterError(f"search: aggregate={aggregate!r} ranks whole tracks; filters on the moments' "
+                                 "descriptors need aggregate='best'")
+        hits = pooled_nearest(ctx.track_index(lib, aggregate), pool_query(qv, aggregate), k, ctx.layout,
+                              ctx.vectors, ctx.allowed(lib, filters), own_track if exclude_same_track else None)
+        return with_metadata(ctx, hits)
     keep = keeper(ctx.layout, ctx.allowed(lib, filters), moments, own_track if exclude_same_track else None)
     if rerank is not None:  # k × fan_out candidates for the mean query vector, re-ranked (audiorag.rerank)
         if by != "segment":
@@ -101,5 +152,6 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     return with_metadata(ctx, hits)
 
 
-__all__ = ["Query", "search", "check_k", "context", "Context", "Layout", "query_vectors", "HIT_COLUMNS",
+__all__ = ["Query", "search", "check_k", "check_aggregate", "AGGREGATES",
+           "context", "Context", "Layout", "query_vectors", "HIT_COLUMNS",
            "candidates", "aggregate", "head", "with_metadata", "drop_overlapping", "hum_contour", "hum_search"]

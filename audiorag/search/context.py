@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..library.fanout import open_index
+from ..library.trackvectors import track_index
 from .filters import track_mask
 
 #: track columns never shown in hits
@@ -67,6 +68,13 @@ class Context:
         self.meta_columns = {c: meta[c].array for c in meta.columns}
         self.stamp = (mtime(emb.path), mtime(emb.path / "embedder.json"))
         self._allowed: dict = {}
+        self._track_indexes: dict = {}
+
+    def track_index(self, lib, pooling: str):
+        """The embedding's ``pooling`` track index (:mod:`audiorag.library.trackvectors`), opened once."""
+        if pooling not in self._track_indexes:
+            self._track_indexes[pooling] = track_index(lib, self.emb, pooling)
+        return self._track_indexes[pooling]
 
     def allowed(self, lib, filters: dict | None) -> np.ndarray | None:
         """The track ids passing ``filters`` (remembered per filter set)."""

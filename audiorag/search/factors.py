@@ -12,6 +12,7 @@ import pandas as pd
 from ..descriptors.tonal import SR as TONAL_SR
 from ..descriptors.tonal import describe, harmonic_similarity, key_name, parse_key
 from ..errors import AudioragError, ParameterError
+from ..library import conditioning
 from ..library import descriptors as stored
 from ..rerank import Rerank, key_compatibility, mood_score, rerank, tempo_compatibility
 from .filters import track_mask
@@ -118,7 +119,7 @@ def rerank_hits(lib, ctx, query, hits: pd.DataFrame, *, k: int, options: Rerank)
     if query.kind == "moment":
         ref = moment_descriptors(lib, ctx.layout.moment(query.track_id, query.at))
     elif query.kind == "audio":
-        ref = clip_descriptors(query.clip())
+        ref = clip_descriptors(query.clip(conditioning(lib)))
     table = candidate_table(lib, hits, query=ref, mood=options.mood)
     vectors = np.asarray(ctx.vectors[table["segment_id"].to_numpy()])
     return rerank(table, vectors, options, k=k)

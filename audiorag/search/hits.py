@@ -114,6 +114,27 @@ def nearest(index, q: np.ndarray, k: int, keep, layout, by: str) -> dict:
         wanted *= 4
 
 
+def pooled_nearest(tindex, q: np.ndarray, k: int, layout, vectors, allowed: np.ndarray | None,
+                   excluded: int | None) -> dict:
+    """Top-``k`` tracks of a pooled query vector ``q`` in a track index (``tindex``:
+    :class:`audiorag.library.trackvectors.TrackIndex`), among ``allowed`` tracks but ``excluded``. The score
+    is the cosine to the track's pooled vector; the moment is the track's segment nearest to ``q`` (where
+    to listen), ``n_segments`` the track's number of segments."""
+    tids = tindex.track_ids
+    keep = None
+    if allowed is not None or excluded is not None:
+        def keep(rows):
+            ok = np.ones(len(rows), dtype=bool) if allowed is None else np.isin(tids[rows], allowed)
+            return ok if excluded is None else ok & (tids[rows] != excluded)
+    rows, scores = candidates(tindex, q, k, keep)
+    tracks = tids[rows[:k]]
+    firsts = np.array([layout.first[t] for t in tracks.tolist()], dtype=np.int64)
+    counts = np.array([layout.count[t] for t in tracks.tolist()], dtype=np.int64)
+    best = np.array([f + int(np.argmax(np.asarray(vectors[f:f + n]) @ q)) for f, n in zip(firsts, counts)],
+                    dtype=np.int64)
+    return {**layout.hits(best, scores[:k]), "n_segments": counts}
+
+
 def sequence(lib, ctx, qv: np.ndarray, k: int, keep, by: str) -> dict:
     """Top-``k`` alignments of a multi-window query ``qv`` ``[m, dim]``: for each track, runs of ``m``
     consecutive segments scored by mean similarity (windows outside the track count as 0)."""

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..descriptors import melody as md
 from ..errors import ParameterError
+from ..library import conditioning
 from ..melody import CANDIDATES, COARSE_WEIGHT, MAX_COST, align
 from .context import context
 from .hits import candidates as index_candidates
@@ -19,7 +20,7 @@ from .hits import drop_overlapping, per_track, with_metadata
 from .query import Query
 
 
-def hum_contour(query: Query) -> np.ndarray:
+def hum_contour(query: Query, conditioning=None) -> np.ndarray:
     """The pitch contour (cents at :func:`~audiorag.descriptors.melody.frame_rate`) of a hum query's clip;
     no melody → ParameterError.
 
@@ -28,7 +29,7 @@ def hum_contour(query: Query) -> np.ndarray:
     ...
     audiorag.errors.ParameterError: hum <array>: no melody found (0.00 s pitched in 0 notes; needs 1 s in 3 notes)
     """
-    clip = query.clip()
+    clip = query.clip(conditioning)
     cents = md.contour(clip.at(md.SR))
     md.check_melody(cents, what=f"hum {clip.name}")
     return cents
@@ -44,7 +45,7 @@ def hum_search(lib, query: Query, *, embedder=None, k: int = 10, index: str | No
     emb = ctx.emb
     if emb.kind != "melody":
         raise ParameterError(f"hum queries need the melody embedding (lib.embed('melody')); {emb.key} is not one")
-    cents = hum_contour(query)
+    cents = hum_contour(query, conditioning(lib))
     q = md.melody_vector(cents, md.frame_rate())
     lay = ctx.layout
     allowed = ctx.allowed(lib, filters)

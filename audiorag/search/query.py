@@ -51,8 +51,8 @@ class Query:
     #: hybrid queries: the audio part (an audio or moment Query) and the text weight
     audio_part: Query | None = None
     alpha: float | None = None
-    #: the decoded clip, once a consumer asked for it (see :meth:`clip`)
-    _decoded: list = field(default_factory=list, compare=False, repr=False)
+    #: the decoded clip per conditioning, once a consumer asked for it (see :meth:`clip`)
+    _decoded: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def audio(cls, source, *, sr: int | None = None, start: float | None = None, end: float | None = None) -> Query:
@@ -117,12 +117,15 @@ class Query:
         """True for queries made of audio (an audio or hum query, a hybrid of text and a clip)."""
         return self.kind in ("audio", "hum") or (self.kind == "hybrid" and self.audio_part.kind == "audio")
 
-    def clip(self) -> Clip:
-        """The query's audio (:func:`audiorag.audio.load_clip`), decoded on first use and then kept."""
+    def clip(self, conditioning=None) -> Clip:
+        """The query's audio (:func:`audiorag.audio.load_clip`), decoded on first use and then kept;
+        ``conditioning``: the library's (:func:`audiorag.library.conditioning`), so the clip is treated like
+        its tracks."""
         if self.kind == "hybrid":
-            return self.audio_part.clip()
+            return self.audio_part.clip(conditioning)
         if self.kind not in ("audio", "hum"):
             raise ParameterError(f"a {self.kind} query has no clip")
-        if not self._decoded:
-            self._decoded.append(load_clip(self.source, sr=self.sr, start=self.start, end=self.end))
-        return self._decoded[0]
+        if conditioning not in self._decoded:
+            self._decoded[conditioning] = load_clip(self.source, sr=self.sr, start=self.start, end=self.end,
+                                                    conditioning=conditioning)
+        return self._decoded[conditioning]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..embedders import l2_normalise
 from ..io import decode_path
+from ..library import conditioning
 from .context import Layout
 
 
@@ -64,7 +65,7 @@ def query_vectors(lib, emb, query, *, ctx=None) -> tuple[np.ndarray, int | None]
             lay, vectors = Layout(lib.segments, lib.tracks), emb.vectors()
         return np.asarray(vectors[lay.moment(query.track_id, query.at)])[None, :], query.track_id
     e = emb.embedder
-    y = query.clip().at(e.sample_rate)
+    y = query.clip(conditioning(lib)).at(e.sample_rate)
     track = None if isinstance(query.source, np.ndarray) else library_track(lib, query.source)
     starts, ends = clip_windows(len(y) / e.sample_rate, lib.segmentation)
     return emb.postprocess(e.embed_track(y, starts, ends)), track
