@@ -122,6 +122,22 @@ CLAIMS = [
           "{m[conditioning/denoise/denoise/clean/moment_accuracy]:.2f})",
           "`build --loudness -23` (BS.1770, pyloudnorm) and `--denoise` (spectral gating), applied to tracks and "
           "query clips alike; default corpus, features45 ([levelling](levelling.md))"),
+    Claim("S0", "mood detection", "context awareness: time of day, listening history, mood detection (no figure)",
+          "arousal follows tempo (Spearman {m[describe/mood/controlled/spearman arousal~tempo]:.2f}) and valence "
+          "the mode ({m[describe/mood/controlled/valence on the mode's side]:.0%} of "
+          "{m[describe/mood/controlled/clips]:.0f} generated clips); sonic-pi drums vs ambient AUC "
+          "{m[describe/mood/sonic-pi/AUC arousal, drums > ambient]:.2f}",
+          "valence, arousal, a mood word and its confidence per moment from loudness, tempo, onset rate, "
+          "brightness and mode (+ musicnn's mood tags); `search --where mood=calm`; `recommend` infers the "
+          "listener's mood when `--mood` is not given. No mood-labelled audio here: agreement with listeners is "
+          "not measured ([describe](describe.md#mood))"),
+    Claim("S0", "musical characteristics: key", "\"major key progression\" in a moment's description (no figure)",
+          "generated progressions {m[describe/keys/progressions/exact]:.0%}; default corpus "
+          "{m[describe/keys/default corpus/audio/key signature: exact]:.2f} exact / "
+          "{m[describe/keys/default corpus/audio/key signature: MIREX]:.2f} MIREX against the key signature",
+          "the corpus's stated `key` is a scale root its music never establishes (its notes give 0.43 against "
+          "it), so windows are scored against the key signature the notes support "
+          "([describe](describe.md#key-accuracy-on-the-default-corpus-why-it-is-low))"),
     # S1: audio-samples-semantic-search
     Claim("S1", "feature vector", "45-D: 26 MFCC, 12 chroma, 3 spectral, 4 temporal",
           "{m[embedder/dim]:.0f}-D",
@@ -153,6 +169,11 @@ CLAIMS = [
     Claim("S1", "anomaly scores", "−0.245, −0.223, −0.198", None,
           "IsolationForest scores depend on the data and the forest, not a quality measure; "
           "`audiorag analyse` writes ours per item (`items.csv`)"),
+    Claim("S1", "container", "`docker-compose up -d` (backend, build script)", None,
+          "`Dockerfile` + `compose.yaml` serve a library read-only (non-root, token from the environment, "
+          "HEALTHCHECK on /health), linted by hadolint in `make lint`; a test builds the image and waits for "
+          "it to be healthy where a Docker daemon answers — none does here, so it is not measured "
+          "([serve](serve.md#container))"),
     # S2: music-semantic-analyzer
     Claim("S2", "deployment size", "all indexes and metadata < 100 MB", "{m[library/disk_mb]:.1f} MB",
           "the default-corpus library on disk (metadata, vectors and indexes of every embedding in it)"),
@@ -424,6 +445,7 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
     ``sonic-pi/sonic-pi.json`` → ``sonic-pi/...``; ``recommend/metrics.json`` → ``recommend/<setting>/<metric>``;
     ``track-vectors/track-vectors.json`` → ``track-vectors/<corpus>/<query kind>/<aggregate>/<metric>``;
     ``conditioning/conditioning.json`` → ``conditioning/levelling/<setting>/...``, ``conditioning/denoise/...``;
+    ``describe/{mood,keys}.json`` → ``describe/mood/...``, ``describe/keys/...`` (their nested names);
     then the few derived numbers the claims quote.
     Missing records leave their keys out.
     """
@@ -487,8 +509,27 @@ def load_measurements(root="experiments/results", *, reported: EvaluationRecord 
             for cond, metrics in r.items():
                 if isinstance(metrics, dict):
                     m.update({f"conditioning/denoise/{name}/{cond}/{k}": v for k, v in metrics.items()})
+    for name in ("mood", "keys"):  # benchmarks/describe.py --mood / --keys
+        path = root / "describe" / f"{name}.json"
+        if path.exists():
+            m.update(_flat(f"describe/{name}", json.loads(path.read_text())))
     m.update(_derived(m))
     return m
+
+
+def _flat(prefix: str, tree: dict) -> dict:
+    """The numbers of a nested record as ``prefix/key/subkey`` names.
+
+    >>> _flat("a", {"b": {"c": 1, "d": "x"}, "e": 2.5})
+    {'a/b/c': 1, 'a/e': 2.5}
+    """
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(f"{prefix}/{k}", v))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}/{k}"] = v
+    return out
 
 
 def _derived(m: dict) -> dict:
