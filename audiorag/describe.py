@@ -56,6 +56,7 @@ from .descriptors.tonal import key_name
 from .embedders import l2_normalise
 from .errors import LLMError, ParameterError
 from .io import decode_path
+from .library import conditioning
 from .library.descriptors import present
 from .library.indexes import list_indexes
 from .search import Query, check_k, context, search
@@ -193,12 +194,12 @@ def _clip(lib, query: Query, emb) -> tuple[Clip, dict, int | None]:
         row = lib.segments.iloc[seg_id]
         start, end = float(row["start"]), float(row["end"])
         uri = lib.tracks.set_index("track_id").at[query.track_id, "uri"]
-        clip = load_clip(decode_path(uri), start=start, end=end)
+        clip = load_clip(decode_path(uri), start=start, end=end, conditioning=conditioning(lib))
         return clip, {"kind": "moment", "track_id": query.track_id, "at": query.at, "segment_id": seg_id,
                       "start": start, "end": end}, seg_id
     if query.kind != "audio":
         raise ParameterError(f"describe: expected a moment or audio query, got {query.kind}")
-    clip = query.clip()
+    clip = query.clip(conditioning(lib))  # levelled / denoised as the library's tracks were
     name = "<array>" if isinstance(query.source, np.ndarray) else str(query.source)
     return clip, {"kind": "audio", "source": name, "start": clip.start, "end": clip.start + clip.duration}, None
 

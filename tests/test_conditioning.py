@@ -113,6 +113,14 @@ def test_with_levelling_a_30_db_quieter_copy_and_its_original_find_each_other_fi
     assert hits["track_id"].iloc[0] in (original, quiet) and hits["start"].iloc[0] == 4.0
     assert hits["score"].iloc[0] > 0.95  # levelled on its own 4 s, the track on its 12 s: gains differ a little
 
+    # describe measures a clip as the library's tracks were conditioned: the quiet copy's loudness is the original's
+    from audiorag.describe import describe
+    quiet_clip = describe(levelled, Query.audio(str(pair / "t0-quiet.wav"), start=4, end=8), k=3)
+    loud_clip = describe(levelled, Query.audio(str(pair / "t0.wav"), start=4, end=8), k=3)
+    assert quiet_clip.loudness_db == pytest.approx(loud_clip.loudness_db, abs=1.0)
+    assert describe(plain, Query.audio(str(pair / "t0-quiet.wav"), start=4, end=8), k=3).loudness_db \
+        < loud_clip.loudness_db - 20
+
 
 def test_build_options_are_checked_and_an_existing_library_keeps_its_conditioning(pair, tmp_path):
     runner = CliRunner()
