@@ -533,6 +533,12 @@ def test_hum_identify_and_recommend_routes(melodic, lib):
         expected = recommend(melodic, [(tid, 4.0)], k=3, embedder=features, diversity=0.2)
         assert [h["segment_id"] for h in r.json()["hits"]] == expected["segment_id"].tolist()
         assert all(h["track_id"] != tid for h in r.json()["hits"])  # liked tracks are not recommended
+        inferred = expected.attrs["mood_inferred"]  # no mood given: the listener's, estimated and stated
+        assert inferred is not None and inferred["likes"] == 1
+        assert r.json()["mood_inferred"] == {k: inferred[k] for k in r.json()["mood_inferred"]}
+        assert r.json()["mood"] == expected.attrs["mood"]
+        given = c.post("/recommend", json={**body, "mood": "calm"}).json()
+        assert given["mood"] == "calm" and given["mood_inferred"] is None
         for bad, field in (({**body, "liked": ["x@y"]}, "liked"), ({**body, "liked": ["999@1"]}, "999"),
                            ({**body, "mood": "angry"}, "mood"), ({**body, "k": 0}, "k"),
                            ({**body, "liked": []}, "liked"), ({**body, "history": ["a"]}, "history")):

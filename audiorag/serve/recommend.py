@@ -51,12 +51,23 @@ class RecommendQuery(JsonBody):
     index: str | None = Field(None, max_length=200)
 
 
+class MoodInferred(BaseModel):
+    mood: str
+    valence: float
+    arousal: float
+    confidence: float
+    likes: int = Field(description="liked moments it was estimated from")
+    played: int = Field(description="played tracks it was estimated from")
+
+
 class Recommended(BaseModel):
     generation: int
     took_ms: float
     tastes: int
     discovery: float = Field(description="share of the moments by artists new to the listener")
     mood: str | None
+    mood_inferred: MoodInferred | None = Field(None, description="when neither mood nor time_of_day was given: the "
+                                               "listener's mood estimated from the liked and played moments")
     hits: list[Hit]
 
 
@@ -88,5 +99,14 @@ async def recommend(request: Request, body: RecommendQuery) -> Recommended:
             hits.append(Hit(**{c: row[c] for c in _FIELDS}, file=os.path.basename(str(row.get("uri", ""))),
                             metadata=meta, audio=audio_url(row["track_id"], row["start"], row["end"])))
         return Recommended(generation=lib.generation, took_ms=round(took, 3), tastes=int(out.attrs["tastes"]),
-                           discovery=float(out.attrs["discovery"]), mood=out.attrs.get("mood"), hits=hits)
+                           discovery=float(out.attrs["discovery"]), mood=out.attrs.get("mood"),
+                           mood_inferred=_inferred(out.attrs.get("mood_inferred")), hits=hits)
     return await request.app.state.pool.run(work)
+
+
+def _inferred(found: dict | None) -> MoodInferred | None:
+    """The inferred mood as the answer states it (plain numbers)."""
+    if not found:
+        return None
+    return MoodInferred(mood=str(found["mood"]), **{k: float(found[k]) for k in ("valence", "arousal", "confidence")},
+                        likes=int(found["likes"]), played=int(found["played"]))
