@@ -47,10 +47,10 @@ class FolderDataset(Dataset):
                  label_from_folder: bool = False, label_regex: str | None = None):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise ParameterError(f"folder dataset: {encode_path(str(self.root))} is not a directory")
+            raise ParameterError(f"folder dataset: {encode_path(str(self.root))!r} is not a directory")  # quoted: one line
         self.labels = Path(labels).expanduser() if labels else None
         if self.labels is not None and not self.labels.is_file():
-            raise ParameterError(f"folder dataset: labels CSV {self.labels} does not exist")
+            raise ParameterError(f"folder dataset: labels CSV {encode_path(str(self.labels))!r} does not exist")
         self.label_from_folder = label_from_folder
         try:
             self.label_regex = re.compile(label_regex) if label_regex else None
