@@ -47,7 +47,8 @@ class FolderDataset(Dataset):
                  label_from_folder: bool = False, label_regex: str | None = None):
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise ParameterError(f"folder dataset: {encode_path(str(self.root))!r} is not a directory")  # quoted: one line
+            # quoted: a name may hold a newline, and the error is one line
+            raise ParameterError(f"folder dataset: {encode_path(str(self.root))!r} is not a directory")
         self.labels = Path(labels).expanduser() if labels else None
         if self.labels is not None and not self.labels.is_file():
             raise ParameterError(f"folder dataset: labels CSV {encode_path(str(self.labels))!r} does not exist")
