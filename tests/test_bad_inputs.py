@@ -251,7 +251,7 @@ def bad_invocations(lib: Path, base: Path) -> list[tuple[list[str], str]]:
         (["search", L, "--track", "0", "--alpha", "2"], "--alpha"),
         (["search", L, "--track", "0", "--by", "album"], "--by"),
         (["search", L, "--track", "0", "--where", "year=abc"], "not a number"),
-        (["search", L, "--track", "0", "--where", "mood=sad"], "track columns"),
+        (["search", L, "--track", "0", "--where", "colour=red"], "track columns"),
         (["search", L, "--track", "0", "--where", "=x"], "--where"),
         (["search", L, "--audio", str(base / "none.wav")], "cannot read file"),
         (["search", L, "--audio", str(base / "audio" / "t0.wav"), "--start", "2", "--end", "1"], "--end"),
