@@ -44,7 +44,7 @@ def test_moment_query_exclusion_filters_and_track_aggregation(library):
     tracks = search(library, Query.moment(tid, 0), k=6, by="track", exclude_same_track=True)
     assert tracks["track_id"].is_unique and len(tracks) == 6 and "n_segments" in tracks
     with pytest.raises(ParameterError, match="unknown column"):
-        search(library, Query.moment(tid, 0), filters={"mood": "sad"})
+        search(library, Query.moment(tid, 0), filters={"colour": "red"})
     with pytest.raises(ParameterError, match="not in the library"):
         search(library, Query.moment(10_000, 0))
 
