@@ -108,7 +108,8 @@ def record(libs: dict) -> dict:
     out["hum_track"] = search(hum_lib, Query.hum(hum, sr=SR), k=3, by="track")
     tables = {name: _table(df) for name, df in out.items()}
     d = describe(lib, Query.moment(3, at=12.5), embedder="features45", k=5).to_dict()
-    tables["describe_moment"] = json.loads(json.dumps(d, default=str))
+    # the tiny CLAP's embedding key hashes its temporary folder: named by its role, so the record is stable
+    tables["describe_moment"] = json.loads(json.dumps(d, default=str).replace(libs["clap"], "clap"))
     return tables
 
 
