@@ -126,15 +126,6 @@ def test_moment_search_returns_what_search_returns(lib, client):
                           exclude_same_track=params.get("exclude_same_track", False), filters=filters)
         assert [h["segment_id"] for h in body["hits"]] == expected["segment_id"].tolist(), params
         np.testing.assert_allclose([h["score"] for h in body["hits"]], expected["score"], atol=1e-6)
-    for aggregate in ("mean", "max"):  # tracks ranked by their pooled vectors (S4's track vectors)
-        body = client.get("/search/moment", params={"track": tid, "at": 5.0, "k": 3, "by": "track",
-                                                    "aggregate": aggregate}).json()
-        expected = search(lib, Query.moment(tid, 5.0), k=3, by="track", aggregate=aggregate)
-        assert [h["track_id"] for h in body["hits"]] == expected["track_id"].tolist(), aggregate
-        np.testing.assert_allclose([h["score"] for h in body["hits"]], expected["score"], atol=1e-6)
-    r = client.get("/search/moment", params={"track": tid, "at": 5.0, "aggregate": "mean"})  # needs by=track
-    assert r.status_code == 422 and "by='track'" in r.json()["detail"], r.text
-    assert client.get("/search/moment", params={"track": tid, "aggregate": "median"}).status_code == 422
     from audiorag.rerank import Rerank
     body = client.get("/search/moment", params={"track": tid, "at": 5.0, "k": 3,
                                                 "rerank": "diversity=0.5,max_per_track=1,tempo=0.2"}).json()

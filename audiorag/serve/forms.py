@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, File, Form, Query, Request
 
 from .contract import check_names, check_where, vocabulary
-from .models import AGGREGATE_HELP, RERANK_HELP, RERANK_PATTERN, Aggregate, By, SearchBase, SearchOptions
+from .models import RERANK_HELP, RERANK_PATTERN, By, SearchBase, SearchOptions
 
 _WHERE = ("filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers; the schema's pattern lists "
           "the columns)")
@@ -27,7 +27,6 @@ def _options(source):
              index: Annotated[str | None, source(max_length=200, description=_INDEX)] = None,
              by: Annotated[By, source(description="segment, or track: one hit per track at its best moment")]
              = "segment",
-             aggregate: Annotated[Aggregate, source(description=AGGREGATE_HELP)] = "best",
              where: Annotated[list[str], source(max_length=32, description=_WHERE)] = []  # noqa: B006
              ) -> SearchBase:
         # the where grammar and the names are checked here, before any upload is decoded: a request the schema
@@ -35,7 +34,7 @@ def _options(source):
         vocab = vocabulary(request.app.state.libraries.current())
         check_where(where, vocab.search_where)
         check_names(request.url.path, vocab, embedder=embedder, index=index)
-        return SearchBase(k=k, embedder=embedder, index=index, by=by, aggregate=aggregate, where=where)
+        return SearchBase(k=k, embedder=embedder, index=index, by=by, where=where)
 
     def reranked(options: Annotated[SearchBase, Depends(base)],
                  rerank: Annotated[str | None, source(max_length=300, pattern=RERANK_PATTERN,
@@ -46,7 +45,7 @@ def _options(source):
 
 _query_base, _query_reranked = _options(Query)
 _form_base, _form_reranked = _options(Form)
-#: a search's options in the query string (k, embedder, index, by, aggregate, where, rerank)
+#: a search's options in the query string (k, embedder, index, by, where, rerank)
 SearchParams = Annotated[SearchOptions, Depends(_query_reranked)]
 #: a search's options as multipart form fields, re-ranking included
 SearchForm = Annotated[SearchOptions, Depends(_form_reranked)]

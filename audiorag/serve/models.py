@@ -11,10 +11,6 @@ from pydantic_core import PydanticCustomError
 from ..rerank import MOODS
 
 By = Literal["segment", "track"]
-#: how ``by=track`` ranks a track: its best moment, or its mean / max-pooled vector (``search(aggregate=)``)
-Aggregate = Literal["best", "mean", "max"]
-AGGREGATE_HELP = ("by=track: rank each track by its best moment (best), its mean vector (mean) or its max-pooled "
-                  "vector (max)")
 #: the re-rank options a search takes (``rerank=diversity=0.3,max_per_artist=2``; see :mod:`audiorag.rerank`)
 RERANK = ("diversity", "max_per_track", "max_per_artist", "harmonic", "tempo", "key", "mood", "mood_weight")
 _WEIGHT = r"[0-9]{1,3}(?:\.[0-9]{1,6})?"
@@ -123,7 +119,6 @@ class SearchBase(BaseModel):
     embedder: str | None = Field(None, max_length=200, description="embedding name or key (default: the only one)")
     index: str | None = Field(None, max_length=200, description="index name (default: flat or the only one)")
     by: By = Field("segment", description="segment, or track: one hit per track at its best moment")
-    aggregate: Aggregate = Field("best", description=AGGREGATE_HELP)
     where: list[str] = Field(default_factory=list, max_length=32,
                              description="filters COLUMN=VALUE, or !=, >=, <=, >, < (numbers compare as numbers)")
 

@@ -61,13 +61,13 @@ def run_search(lib: Library, query: SearchQuery, options: SearchBase, *, exclude
     """``search()`` with the request's options (re-ranked when they are :class:`SearchOptions` with
     ``rerank``), as the response body."""
     rerank = parse_rerank(getattr(options, "rerank", None))
-    by, aggregate = options.by, getattr(options, "aggregate", "best")
-    if rerank is not None and by == "track" and aggregate == "best":  # re-ranked moments: one per track is the cap
+    by = options.by
+    if rerank is not None and by == "track":  # re-ranking returns moments: one per track is its cap
         rerank, by = dataclasses.replace(rerank, max_per_track=1), "segment"
     t0 = time.perf_counter()
     hits = search(lib, query, embedder=options.embedder, k=options.k, index=options.index,
                   exclude_same_track=exclude_same_track, filters=filters(lib, options.where, search=True),
-                  by=by, rerank=rerank, aggregate=aggregate)
+                  by=by, rerank=rerank)
     took = (time.perf_counter() - t0) * 1000
     matched = hits.attrs.get("matched_tags")
     columns = {c: values.tolist() for c, values in hits.items()}
