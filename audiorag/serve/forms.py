@@ -8,7 +8,7 @@ string or from a multipart form) and an uploaded clip with its span. A route nam
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, File, Form, Query, Request
+from fastapi import Depends, File, Form, HTTPException, Query, Request
 
 from .contract import check_names, check_where, vocabulary
 from .models import RERANK_HELP, RERANK_PATTERN, By, SearchBase, SearchOptions
@@ -66,13 +66,27 @@ _Start = Annotated[float | None, Form(ge=0, allow_inf_nan=False, description="se
 _End = Annotated[float | None, Form(gt=0, allow_inf_nan=False, description="seconds into the upload")]
 
 
+#: the form fields the routes declare; given empty, one is refused (FastAPI would read "" as the field left out)
+FORM_FIELDS = ("k", "embedder", "index", "by", "where", "rerank", "start", "end", "text", "alpha", "track", "at")
+
+
+async def filled_form(request: Request) -> None:
+    """Refuse (422) a declared form field sent empty: its type or enum, not its default, says what it may hold."""
+    for name, value in (await request.form()).multi_items():
+        if name in FORM_FIELDS and value == "":
+            raise HTTPException(422, f"{name}: empty value; leave the field out for its default")
+
+
+_Filled = Annotated[None, Depends(filled_form)]
+
+
 def upload(file: Annotated[bytes, File(description="an audio file (WAV, FLAC, OGG, MP3); its content decides, "
                                                    "not its declared type")],
-           start: _Start = None, end: _End = None) -> Clip:
+           _: _Filled, start: _Start = None, end: _End = None) -> Clip:
     return Clip(file, start, end)
 
 
-def optional_upload(file: Annotated[bytes, File(description="an audio clip, or give track and at")] = None,
+def optional_upload(_: _Filled, file: Annotated[bytes, File(description="an audio clip, or give track and at")] = None,
                     start: _Start = None, end: _End = None) -> Clip:
     return Clip(file, start, end)
 

@@ -220,9 +220,14 @@ function commonOptions(form, { rerank: withRerank = true } = {}) {
   return form;
 }
 
+// a field left empty is left out (the server refuses an empty field rather than guess its default)
+function filled(form, name) {
+  if ($(name).value !== "") form.append(name, $(name).value);
+}
+
 function clipSpan(form) {
-  if ($("start").value !== "") form.append("start", $("start").value);
-  if ($("end").value !== "") form.append("end", $("end").value);
+  filled(form, "start");
+  filled(form, "end");
 }
 
 // the request of the query in the form: [path, fetch options]
@@ -249,9 +254,9 @@ function searchRequest() {
   if (m === "hybrid") {
     const form = commonOptions(new FormData());
     form.append("text", $("text").value);
-    form.append("alpha", $("alpha").value);
+    filled(form, "alpha");
     if (file) { form.append("file", file, file.name); clipSpan(form); }
-    else { form.append("track", $("track").value); form.append("at", $("at").value); }
+    else { filled(form, "track"); filled(form, "at"); }
     return ["search/hybrid", { method: "POST", body: form }];
   }
   const params = new URLSearchParams(commonOptions(new FormData()));
