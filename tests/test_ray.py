@@ -5,6 +5,7 @@ One local Ray (2 CPUs, loopback) serves the module; the cluster test starts its 
 Without ray installed the module is skipped, except under CI, where ray must be there.
 """
 
+import json
 import os
 import re
 import secrets
@@ -203,28 +204,38 @@ def _stop(procs) -> None:
             p.wait(timeout=10)
 
 
-def test_two_node_cluster(library, tmp_path, request):
-    """A head node and a worker node (1 CPU each) on this machine: ``build --engine ray --ray-address``
-    processes files on both nodes and gives the local build's vectors."""
+@pytest.fixture(scope="module")
+def started(tmp_path_factory):
+    """A cluster started as a user starts one: ``ray start --head`` and a second node with ``ray start --address``
+    (1 CPU each, on this machine, their own token). Yields (address, environment for its clients, log path)."""
     # this machine's own address: Ray swaps 127.0.0.1 for it in every address it is given
     host = ray.util.get_node_ip_address()
-    port = _free_port()
-    address = f"{host}:{port}"
+    address = f"{host}:{_free_port()}"
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay under 107 bytes
+    logs = tmp_path_factory.mktemp("ray-start") / "ray-start.log"
     procs = []
-    request.addfinalizer(lambda: (_stop(procs), shutil.rmtree(temp, ignore_errors=True)))
-    common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
-    log = open(tmp_path / "ray-start.log", "w")
-    procs.append(subprocess.Popen([str(RAY_BIN), "start", "--head", "--node-ip-address", host,
-                                   "--port", str(port), "--temp-dir", str(temp),
-                                   "--include-dashboard", "false", "--object-store-memory", str(128 * 2**20),
-                                   *common], stdout=log, stderr=subprocess.STDOUT, env=env))
-    _wait_for_nodes(address, 1, procs, tmp_path / "ray-start.log", env)
-    procs.append(subprocess.Popen([str(RAY_BIN), "start", "--address", address, "--node-ip-address", host,
-                                   "--object-store-memory", str(128 * 2**20), *common],
-                                  stdout=log, stderr=subprocess.STDOUT, env=env))
-    _wait_for_nodes(address, 2, procs, tmp_path / "ray-start.log", env)
+    common = ["--num-cpus", "1", "--block", "--disable-usage-stats", "--object-store-memory", str(128 * 2**20)]
+    try:
+        with open(logs, "w") as log:
+            procs.append(subprocess.Popen([str(RAY_BIN), "start", "--head", "--node-ip-address", host,
+                                           "--port", address.split(":")[1], "--temp-dir", str(temp),
+                                           "--include-dashboard", "false", *common],
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+            _wait_for_nodes(address, 1, procs, logs, env)
+            procs.append(subprocess.Popen([str(RAY_BIN), "start", "--address", address, "--node-ip-address", host,
+                                           *common], stdout=log, stderr=subprocess.STDOUT, env=env))
+            _wait_for_nodes(address, 2, procs, logs, env)
+        yield address, env, logs
+    finally:
+        _stop(procs)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_two_node_cluster(library, started, tmp_path):
+    """``build --engine ray --ray-address`` on a cluster of two nodes processes files on both and gives the
+    local build's vectors."""
+    address, env, _ = started
     path = tmp_path / "lib"
     out = subprocess.run([sys.executable, "-m", "audiorag", "-v", "build", str(path), "--dataset", "synthetic:24:7",
                           "--engine", "ray", "--ray-address", address, "--json"],
@@ -235,6 +246,38 @@ def test_two_node_cluster(library, tmp_path, request):
     per_node = eval(nodes.group(3))  # {node id: files}
     assert int(nodes.group(1)) == 24 and len(per_node) == 2 and all(n > 0 for n in per_node.values())
     _same(Library.open(path), library, "features45")
+
+
+def test_sharded_cli_on_a_cluster_started_with_ray_start(started, tmp_path):
+    """The sharded library's commands as a user types them against that cluster: copy a shard to the second
+    node (placed there), see its actor run there, search through the actors (the local fan-out's answer),
+    stop the actors."""
+    address, env, _ = started
+
+    def cli(*args, code=0):
+        out = subprocess.run([sys.executable, "-m", "audiorag", *map(str, args)], capture_output=True, text=True,
+                             timeout=300, env=env)
+        assert out.returncode == code, out.stderr[-3000:]
+        return out
+
+    lib = tmp_path / "lib"
+    cli("build", lib, "--dataset", "synthetic:24:7", "--shards", "2", "--embedder", "features45")
+    probe = ("import json, ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
+             "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive'] "
+             "and 'node:__internal_head__' not in n['Resources']]))")
+    out = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, timeout=120, env=env)
+    (worker,) = json.loads(out.stdout.splitlines()[-1])
+    copied = json.loads(cli("shards", "copy", lib, "--shard", "1", "--node", worker, "--path", tmp_path / "copy-1",
+                            "--ray-address", address, "--json").stdout)
+    assert copied["node"] == worker and copied["sent"] > 5 and copied["path"] == str(tmp_path / "copy-1")
+    assert (tmp_path / "copy-1" / "CURRENT").read_text() == (lib / "shard-001" / "CURRENT").read_text()
+    where = json.loads(cli("shards", "where", lib, "--ray-address", address, "--json").stdout)
+    assert where[1]["node"] == worker and where[1]["placed"] == {"node": worker, "path": str(tmp_path / "copy-1")}
+    query = ["search", lib, "--track", "3", "--at", "2", "-k", "8", "--json"]
+    local = json.loads(cli(*query).stdout)
+    remote = cli(*query, "--ray-address", address)
+    assert json.loads(remote.stdout) == local and len(local) == 8 and "did not answer" not in remote.stderr
+    assert "stopped 2 shard actors" in cli("shards", "stop", lib, "--ray-address", address).stderr
 
 
 def _wait_for_nodes(address: str, n: int, procs: list, log: Path, env: dict, timeout: float = 120) -> None:

@@ -86,6 +86,26 @@ def place(library: Path = typer.Argument(..., help="sharded library directory"),
                  f"shard {shard}: node {got['node'] or 'any'}, path {got['path']}")
 
 
+@shards_app.command("copy")
+def copy(library: Path = typer.Argument(..., help="sharded library directory"),
+         shard: int = typer.Option(..., help="shard number, 0..N-1"),
+         path: str = typer.Option(..., help="the copy's directory (on NODE when given)"),
+         node: str | None = typer.Option(None, help="Ray node id or address to copy to (none: written by this "
+                                                    "process, e.g. to shared storage)"),
+         ray_address: str | None = typer.Option(None, help="the Ray cluster (auto | HOST:PORT); needed with --node"),
+         as_json: bool = typer.Option(False, "--json", help="print the result as JSON only")) -> None:
+    """Copy SHARD of LIBRARY (its committed generation, checked file by file) to PATH on NODE through Ray,
+    then place it there: the next query's actor opens the copy. Copying again sends only changed files."""
+    from ..library.copies import copy_shard
+    from ..library.shards import ShardedLibrary
+    lib = ShardedLibrary.open(library, ray_address=ray_address)
+    got = copy_shard(lib, shard, path=path, node=node)
+    what = (f"{got['sent']} files sent ({got['bytes'] / 2**20:.1f} MiB), {got['linked']} linked from the earlier "
+            "copy" if got["sent"] or got["linked"] else "already there")
+    options.show(got, as_json, f"shard {shard}: generation {got['generation']} at {got['path']} on node "
+                               f"{got['node'] or '(shared storage)'}: {what}")
+
+
 @shards_app.command("where")
 def where(library: Path = typer.Argument(..., help="sharded library directory"),
           ray_address: str = typer.Option("auto", help="the Ray cluster: auto | HOST:PORT"),

@@ -186,7 +186,7 @@ class Store:
                 if not (s.root / "CURRENT").exists():
                     io.make_dirs(s.root / _gen_name(0))
                     _write_manifest(s.root / _gen_name(0), 0, None)
-                    _switch(s.root, 0)
+                    switch(s.root, 0)
         return s
 
     # -- reading ----------------------------------------------------------------------------
@@ -244,7 +244,7 @@ class Store:
             return False
         log.info("%s: %s was complete but not yet current (its writer stopped); now current", self.root,
                  newer[0][1].name)
-        _switch(self.root, gen + 1)
+        switch(self.root, gen + 1)
         return True
 
     # -- the one writer ---------------------------------------------------------------------
@@ -364,7 +364,7 @@ class Store:
             try:
                 yield new
                 _write_manifest(new, gen + 1, self.current, carry=carry)
-                _switch(self.root, gen + 1)
+                switch(self.root, gen + 1)
                 self.last_commit = new
             except BaseException:
                 self._txn = None
@@ -424,7 +424,7 @@ class Store:
             if (self.root / name).exists():
                 io.move(self.root / name, gen / name)
         _write_manifest(gen, 1, None)
-        _switch(self.root, 1)
+        switch(self.root, 1)
 
     def recover(self) -> list[str]:
         """Remove what a dead writer left: incomplete newer generations, temporary files, old
@@ -492,7 +492,9 @@ def _gen_name(n: int) -> str:
     return f"gen-{n:06d}"
 
 
-def _switch(root: Path, gen: int) -> None:
+def switch(root: Path, gen: int) -> None:
+    """Make generation ``gen`` (complete on disk) the committed one: its entries synced, then ``CURRENT``
+    renamed into place, the one atomic step of a commit."""
     for d, _, _ in os.walk(root / _gen_name(gen)):  # every entry of the generation is on disk before CURRENT
         io.fsync_dir(d)
     io.write_atomic(root / "CURRENT", _gen_name(gen) + "\n")
