@@ -16,6 +16,10 @@ from .store import damaged, read_json, read_npy, read_npz, write_json, write_npy
 #: standardisation statistics are refitted on every growth of the library until they rest on this
 #: many vectors, then frozen: vectors already stored (and indexed) stay as they are when tracks are added
 STANDARDISATION_FROZEN_AFTER = 2_000
+#: frozen statistics are refitted on every vector when the vectors have drifted past this: some feature's mean
+#: moved by more than ``mean_shift`` of its fitted standard deviation, or its deviation grew or shrank by more than
+#: the factor ``std_ratio`` (:func:`drift`; the last drift measured is kept in ``embedder.json``, key ``drift``)
+DRIFT_BOUND = {"mean_shift": 0.25, "std_ratio": 1.25}
 #: what an embedding's vectors can be (:attr:`Embedding.kind`)
 KINDS = ("audio", "melody", "fused", "projected", "stem")
 
@@ -144,18 +148,51 @@ class Embedding:
         :data:`STANDARDISATION_FROZEN_AFTER`; ``fit=False``: keep ``meta``'s, e.g. a sharded library's
         statistics over every shard), and write vectors + description (in that order)."""
         raw = np.ascontiguousarray(raw, dtype=np.float32)
-        fitted = (meta.get("standardisation") or {}).get("n_fitted", 0)
-        if fit and meta.get("standardise") and valid.any() and fitted < STANDARDISATION_FROZEN_AFTER:
+        stats = meta.get("standardisation") or {}
+        if fit and meta.get("standardise") and valid.any() and "shards" not in stats:  # shards: their library fits
             ref = raw[valid].astype(np.float64)
-            std = ref.std(axis=0)
-            meta["standardisation"] = {"mean": ref.mean(axis=0).tolist(),
-                                       "std": np.where(std > 1e-8, std, 1.0).tolist(), "n_fitted": int(valid.sum())}
+            frozen = stats.get("n_fitted", 0) >= STANDARDISATION_FROZEN_AFTER
+            if frozen:
+                meta["drift"] = drift(stats, len(ref), ref.sum(axis=0), (ref ** 2).sum(axis=0))
+            if not frozen or meta["drift"]["past_bound"]:
+                meta["standardisation"] = fitted(len(ref), ref.sum(axis=0), (ref ** 2).sum(axis=0))
         self.__dict__["meta"] = meta
         vectors = self.postprocess(raw)
         vectors[~valid] = 0.0
         write_npy(self.path / "raw.npy", raw)
         write_npy(self.path / "vectors.npy", vectors)
         write_json(self.path / "embedder.json", meta)
+
+
+def fitted(n: int, total: np.ndarray, squares: np.ndarray) -> dict:
+    """Standardisation statistics from the sums of ``n`` rows (``Σx``, ``Σx²``, float64): mean, std (1 where a
+    feature is constant) and ``n_fitted``.
+
+    >>> fitted(2, np.array([2.0, 4.0]), np.array([2.0, 8.0]))
+    {'mean': [1.0, 2.0], 'std': [1.0, 1.0], 'n_fitted': 2}
+    """
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean ** 2, 0.0))
+    return {"mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist(), "n_fitted": int(n)}
+
+
+def drift(stats: dict, n: int, total: np.ndarray, squares: np.ndarray) -> dict:
+    """How far the statistics of ``n`` rows (their sums) have moved from the fitted ``stats``: the largest mean
+    shift in fitted standard deviations, the largest ratio of deviations (≥ 1, either way), and whether either
+    is past :data:`DRIFT_BOUND`.
+
+    >>> d = drift({"mean": [0.0], "std": [1.0], "n_fitted": 4}, 4, np.array([2.0]), np.array([5.0]))
+    >>> d["mean_shift"], d["std_ratio"], d["past_bound"]
+    (0.5, 1.0, True)
+    """
+    now = fitted(n, total, squares)
+    mean, std = np.asarray(stats["mean"]), np.asarray(stats["std"])
+    shift = float(np.max(np.abs(np.asarray(now["mean"]) - mean) / std))
+    ratio = np.asarray(now["std"]) / std
+    ratio = float(np.max(np.maximum(ratio, 1 / ratio)))
+    return {"n": int(n), "n_fitted": int(stats["n_fitted"]), "mean_shift": round(shift, 6),
+            "std_ratio": round(ratio, 6),
+            "past_bound": shift > DRIFT_BOUND["mean_shift"] or ratio > DRIFT_BOUND["std_ratio"]}
 
 
 def standardisation_id(emb) -> str:

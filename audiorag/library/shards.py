@@ -227,37 +227,47 @@ class ShardedLibrary:
         the mean and standard deviation, then each shard's vectors rewritten with them (``fit=False``) and its
         indexes brought up to date, one commit per shard. As in a library, the statistics are refitted on
         every growth until they rest on :data:`~audiorag.library.embedding.STANDARDISATION_FROZEN_AFTER`
-        vectors, then frozen (a shard's later adds use them unchanged). Runs after every :meth:`add`;
-        returns the keys re-standardised. The merged counts are kept in ``shards.json``."""
-        from .embedding import STANDARDISATION_FROZEN_AFTER
+        vectors, then frozen (a shard's later adds use them unchanged) until the vectors drift past
+        :data:`~audiorag.library.embedding.DRIFT_BOUND`, when they are refitted on every vector. Runs after
+        every :meth:`add`; returns the keys re-standardised. The merged counts and the last drift measured are
+        kept in ``shards.json``."""
+        from .embedding import STANDARDISATION_FROZEN_AFTER, drift, fitted
         self.reload()  # what the builds committed
         filled = self._filled()
         keys = sorted({e.key for s in filled for e in self.shards[s].embeddings() if e.meta.get("standardise")})
         done = []
         for key in keys:
             stats = [self.shards[s].embedding(key).meta.get("standardisation") or {} for s in filled]
-            if stats[0].get("shards") == self.n and stats[0].get("n_fitted", 0) >= STANDARDISATION_FROZEN_AFTER \
-                    and all(st == stats[0] for st in stats):
-                continue  # frozen over every shard
+            agreed = stats[0].get("shards") == self.n and all(st == stats[0] for st in stats)
             sums = [_sums(self.shards[s], key) for s in filled]
             n = sum(x[0] for x in sums)
             if not n:
                 continue
-            mean = sum(x[1] for x in sums) / n
-            std = np.sqrt(np.maximum(sum(x[2] for x in sums) / n - mean ** 2, 0.0))
-            merged = {"mean": mean.tolist(), "std": np.where(std > 1e-8, std, 1.0).tolist(), "n_fitted": int(n),
-                      "shards": self.n}
+            total, squares = sum(x[1] for x in sums), sum(x[2] for x in sums)
+            counts = {"n_fitted": int(n), "per_shard": [int(x[0]) for x in sums]}
+            if agreed and stats[0].get("n_fitted", 0) >= STANDARDISATION_FROZEN_AFTER:  # frozen over every shard
+                moved = drift(stats[0], n, total, squares)
+                if not moved["past_bound"]:  # kept frozen; the drift recorded
+                    self._record_standardisation(key, {**self.meta.get("standardisation", {}).get(key, {}),
+                                                       "drift": moved})
+                    continue
+                counts["drift"] = moved
+            merged = {**fitted(n, total, squares), "shards": self.n}
             if all(st == merged for st in stats):
                 continue  # nothing added since: already standardised over every shard
             for s in filled:
                 _restandardise(self.paths[s], key, merged)
-            counts = {"n_fitted": int(n), "per_shard": [int(x[0]) for x in sums]}
-            self.meta = {**self.meta, "standardisation": {**self.meta.get("standardisation", {}), key: counts}}
-            write_json(self.path / SHARDS_FILE, self.meta)
+            self._record_standardisation(key, counts)
             done.append(key)
         if done:
             self.reload()
         return done
+
+    def _record_standardisation(self, key: str, record: dict) -> None:
+        """Keep ``key``'s standardisation counts (and last drift) in ``shards.json``."""
+        if self.meta.get("standardisation", {}).get(key) != record:
+            self.meta = {**self.meta, "standardisation": {**self.meta.get("standardisation", {}), key: record}}
+            write_json(self.path / SHARDS_FILE, self.meta)
 
     # -- the corpus as one library, global ids ----------------------------------------------
     @property
