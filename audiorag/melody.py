@@ -71,7 +71,7 @@ def align(hum: np.ndarray, refs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
         return costs, starts, ends
     hist_h = np.bincount(np.clip(np.floor(h + 20.5).astype(np.int64), 0, 40), minlength=41).astype(np.float64)
     voiced = [np.flatnonzero(ref > 0) for ref in refs]
-    shifts = [_overlays(hist_h, ref[v]) if len(v) >= 2 else [] for ref, v in zip(refs, voiced)]
+    shifts = _overlays(hist_h, [ref[v] for ref, v in zip(refs, voiced)])
     first = [i for i, s in enumerate(shifts) if len(s)]  # a first pass: the best overlay only
     found = _dtw(h, [refs[i][voiced[i]] for i in first], [shifts[i][0] for i in first])
     _keep(costs, starts, ends, voiced, first, found)
@@ -96,22 +96,41 @@ def _keep(costs, starts, ends, voiced, rows, found) -> None:
         costs[i], starts[i], ends[i] = cost[j], voiced[i][a[j]], voiced[i][b[j]] + 1
 
 
-def _overlays(hist_h: np.ndarray, r: np.ndarray) -> list[float]:
-    """Transpositions of the hum (relative to its median) onto reference ``r`` (semitones), best first:
-    where its pitch histogram best overlays the reference's."""
-    lo = int(np.floor(r.min())) - 20
-    hist_r = np.zeros(int(np.ceil(r.max())) + 21 - lo + 41)
-    np.add.at(hist_r, np.floor(r + 0.5).astype(np.int64) - lo, 1)
-    corr = np.lib.stride_tricks.sliding_window_view(hist_r, 41) @ hist_h
-    # the hum's bin 20 (its median) lands on reference semitone p + lo + 20
-    return [p + lo + 20.0 for p in np.argsort(-corr, kind="stable")[:SHIFTS]]
+def _overlays(hist_h: np.ndarray, refs: list[np.ndarray]) -> list[list[float]]:
+    """Transpositions of the hum (relative to its median) onto each reference (voiced points, semitones), best
+    first: where its pitch histogram best overlays the reference's (none for a reference of < 2 points). All
+    references at once, on one semitone axis; a reference's transpositions run from its lowest semitone to 41
+    above its highest, ties go to the lowest.
+
+    >>> hist = np.zeros(41); hist[20] = 1  # a hum on one note
+    >>> _overlays(hist, [np.array([60.2, 60.1, 64.0]), np.array([50.0])])
+    [[60.0, 64.0, 61.0], []]
+    """
+    used = [k for k, r in enumerate(refs) if len(r) >= 2]
+    out: list[list[float]] = [[] for _ in refs]
+    if not used:
+        return out
+    lows = np.array([np.floor(refs[k].min()) for k in used], np.int64) - 20
+    highs = np.array([np.ceil(refs[k].max()) for k in used], np.int64) + 21
+    base, width = int(lows.min()), int(highs.max() - lows.min()) + 41
+    bins = np.concatenate([np.floor(refs[k] + 0.5).astype(np.int64) - base + row * width for row, k in enumerate(used)])
+    hist = np.bincount(bins, minlength=len(used) * width).reshape(len(used), width).astype(np.float64)
+    corr = np.lib.stride_tricks.sliding_window_view(hist, 41, axis=1) @ hist_h  # [refs, position]
+    pos = np.arange(corr.shape[1])
+    corr[(pos < (lows - base)[:, None]) | (pos > (highs - base)[:, None])] = -np.inf  # outside its range
+    best = np.argsort(-corr, axis=1, kind="stable")[:, :SHIFTS]
+    # the hum's bin 20 (its median) lands on semitone position + base + 20
+    for row, k in enumerate(used):
+        out[k] = [float(p + base + 20) for p in best[row]]
+    return out
 
 
 def _dtw(h: np.ndarray, refs: list[np.ndarray], shifts: list[float], *, then=None, path: bool = False):
     """Subsequence DTW of ``h + shift`` (``+ then``, a second shift) in each reference (steps (1,1),
     (1,2), (2,1); a tempo change costs :data:`WARP`), all references at once: mean cost per hum point,
     first and last reference point of the best path, and (``path=True``) the median pitch difference
-    along it."""
+    along it. Row by row: two rows of costs live at a time (the cost of a point is computed when its row is
+    reached), and with ``path`` one byte per point records the step that reached it."""
     n_refs, n = len(refs), len(h)
     if n_refs == 0:
         return (np.zeros(0),) * 3 + ((np.zeros(0),) if path else ())
@@ -123,61 +142,59 @@ def _dtw(h: np.ndarray, refs: list[np.ndarray], shifts: list[float], *, then=Non
     hs = h[None, :] + np.asarray(shifts, np.float64)[:, None]  # [refs, n]
     if then is not None:
         hs = hs + np.asarray(then, np.float64)[:, None]
-    c = np.minimum(np.abs(hs[:, :, None] - r[:, None, :]), MAX_COST)  # [refs, n, m]
-    d = np.full((n_refs, n if path else 3, m), _FAR)  # costs: every row to trace paths back, else the last 3
-    s = np.zeros((n_refs, 3, m), np.int64)  # where the best path to each point started (the last 3 rows)
-    d[:, 0], s[:, 0] = c[:, 0], np.arange(m)
+    far, zero = np.full((n_refs, 1), _FAR), np.zeros((n_refs, 1), np.int64)
+    cost = np.empty((n_refs, m))
+    prev2, prev = np.full((n_refs, m), _FAR), np.minimum(np.abs(hs[:, :1] - r), MAX_COST)  # rows i-2, i-1
+    start2, start = np.zeros((n_refs, m), np.int64), np.broadcast_to(np.arange(m), (n_refs, m)).copy()
+    steps = np.zeros((n_refs, n, m), np.int8) if path else None  # 0 (1,1), 1 (1,2): a reference point skipped, 2 (2,1)
     for i in range(1, n):
-        ci = c[:, i, 1:]
-        up, src_up = d[:, _row(i - 1, path)], s[:, (i - 1) % 3]
-        best = up[:, :-1] + ci
-        take = up[:, :-2] + ci[:, 1:] + WARP < best[:, 1:]  # the hum is faster here: two reference points
-        best[:, 1:] = np.where(take, up[:, :-2] + ci[:, 1:] + WARP, best[:, 1:])
-        src = src_up[:, :-1].copy()
-        src[:, 1:] = np.where(take, src_up[:, :-2], src[:, 1:])
+        np.minimum(np.abs(np.subtract(hs[:, i, None], r, out=cost), out=cost), MAX_COST, out=cost)
+        ci = cost[:, 1:]
+        best = prev[:, :-1] + ci
+        fast = prev[:, :-2] + ci[:, 1:] + WARP  # the hum is faster here: two reference points
+        take = fast < best[:, 1:]
+        best[:, 1:] = np.where(take, fast, best[:, 1:])
+        src = start[:, :-1].copy()
+        src[:, 1:] = np.where(take, start[:, :-2], src[:, 1:])
+        if path:
+            steps[:, i, 2:][take] = 1
         if i >= 2:  # the hum is slower here: two hum points
-            slow = d[:, _row(i - 2, path), :-1] + 2 * ci + WARP
+            slow = prev2[:, :-1] + 2 * ci + WARP
             take = slow < best
             best = np.where(take, slow, best)
-            src = np.where(take, s[:, (i - 2) % 3, :-1], src)
-        d[:, _row(i, path)] = np.concatenate([np.full((n_refs, 1), _FAR), best], axis=1)
-        s[:, i % 3] = np.concatenate([np.zeros((n_refs, 1), np.int64), src], axis=1)
-    last = np.where(np.arange(m)[None, :] < width[:, None], d[:, _row(n - 1, path)], np.inf)
+            src = np.where(take, start2[:, :-1], src)
+            if path:
+                steps[:, i, 1:][take] = 2
+        prev2, prev = prev, np.concatenate([far, best], axis=1)
+        start2, start = start, np.concatenate([zero, src], axis=1)
+    last = np.where(np.arange(m)[None, :] < width[:, None], prev, np.inf)
     end = np.argmin(last, axis=1)
     rows = np.arange(n_refs)
-    out = (last[rows, end] / n, s[rows, (n - 1) % 3, end], end)
-    return out + (_path_differences(hs, r, c, d, end),) if path else out
+    out = (last[rows, end] / n, start[rows, end], end)
+    return out + (_path_differences(hs, r, steps, end),) if path else out
 
 
-def _row(i: int, path: bool) -> int:
-    """Where row ``i`` of the cost matrix is kept."""
-    return i if path else i % 3
-
-
-def _path_differences(hs, r, c, d, end) -> np.ndarray:
-    """Median of ``reference − hum`` pitch along each best path (traced back from ``end``), to refine the
-    transposition."""
+def _path_differences(hs, r, steps, end) -> np.ndarray:
+    """Median of ``reference − hum`` pitch along each best path (followed back from ``end`` by ``steps``), to
+    refine the transposition."""
     n_refs, n = hs.shape
     rows = np.arange(n_refs)
     diffs = np.zeros((n_refs, n))
     i, j = np.full(n_refs, n - 1), end.copy()
     live = np.ones(n_refs, bool)
     while live.any():
-        k, ik, jk = rows[live], i[live], j[live]
+        k = rows[live]
+        ik, jk = i[k], j[k]
         diffs[k, ik] = r[k, jk] - hs[k, ik]
         stop = (ik == 0) | (jk == 0)
         for kk, ii in zip(k[stop], ik[stop]):
             diffs[kk, :ii] = diffs[kk, ii]
-        go = ~stop
-        k, ik, jk = k[go], ik[go], jk[go]
-        cost = c[k, ik, jk]
-        here = d[k, ik, jk]
-        diag = np.abs(here - (d[k, ik - 1, jk - 1] + cost)) < 1e-9
-        skip = ~diag & (jk >= 2) & (np.abs(here - (d[k, ik - 1, np.maximum(jk - 2, 0)] + cost + WARP)) < 1e-9)
-        slow = ~diag & ~skip
+        live[k[stop]] = False
+        k, ik, jk = k[~stop], ik[~stop], jk[~stop]
+        step = steps[k, ik, jk]
+        slow = step == 2
         diffs[k[slow], ik[slow] - 1] = r[k[slow], jk[slow] - 1] - hs[k[slow], ik[slow] - 1]
         i[k] = ik - np.where(slow, 2, 1)
-        j[k] = jk - np.where(diag | slow, 1, 2)
-        live[rows[live][stop]] = False
+        j[k] = jk - np.where(step == 1, 2, 1)
         live[k[i[k] < 0]] = False
     return np.median(diffs, axis=1)

@@ -168,3 +168,53 @@ def test_hum_with_filters(melodic_lib):
     others = search(melodic_lib, Query.hum(y, sr=SR), k=5, by="track", filters={"track_id": {"op": "!=", "value": 2}})
     assert 2 not in set(others["track_id"])
     assert search(melodic_lib, Query.hum(y, sr=SR), filters={"bpm": {"op": ">", "value": 1000}}).empty
+
+
+def _dtw_by_the_book(h, r, shift, then=0.0):
+    """The aligner's recurrence written point by point (the vectorised ``_dtw`` must give the same answer):
+    cost, start, end, and the median pitch difference along the best path, ties to the (1,1) step."""
+    from audiorag.melody import MAX_COST, WARP
+    n, m, far = len(h), len(r), 1e18
+    c = [[min(abs(h[i] + shift + then - r[j]), MAX_COST) for j in range(m)] for i in range(n)]
+    d = [[far] * m for _ in range(n)]
+    start = [[0] * m for _ in range(n)]
+    step = [[0] * m for _ in range(n)]
+    d[0], start[0] = list(c[0]), list(range(m))
+    for i in range(1, n):
+        for j in range(1, m):
+            d[i][j], start[i][j] = d[i - 1][j - 1] + c[i][j], start[i - 1][j - 1]
+            if j >= 2 and d[i - 1][j - 2] + c[i][j] + WARP < d[i][j]:
+                d[i][j], start[i][j], step[i][j] = d[i - 1][j - 2] + c[i][j] + WARP, start[i - 1][j - 2], 1
+            if i >= 2 and d[i - 2][j - 1] + 2 * c[i][j] + WARP < d[i][j]:
+                d[i][j], start[i][j], step[i][j] = d[i - 2][j - 1] + 2 * c[i][j] + WARP, start[i - 2][j - 1], 2
+    end = min(range(m), key=lambda j: (d[n - 1][j], j))
+    diffs, i, j = [0.0] * n, n - 1, end
+    while i >= 0:
+        diffs[i] = r[j] - (h[i] + shift + then)
+        if i == 0 or j == 0:
+            diffs[:i] = [diffs[i]] * i
+            break
+        if step[i][j] == 2:
+            diffs[i - 1] = r[j - 1] - (h[i - 1] + shift + then)
+        i, j = i - (2 if step[i][j] == 2 else 1), j - (2 if step[i][j] == 1 else 1)
+    return d[n - 1][end] / n, start[n - 1][end], end, float(np.median(diffs))
+
+
+def test_the_vectorised_aligner_follows_its_recurrence():
+    """``melody._dtw`` (all references at once, row by row, steps recorded) against the recurrence point by point,
+    on random contours of different lengths: the same costs, starts, ends and path differences."""
+    from audiorag.melody import _dtw
+    rng = np.random.default_rng(11)
+    for _ in range(6):
+        h = np.repeat(rng.integers(-6, 7, 6), rng.integers(2, 5, 6)).astype(float) + rng.normal(0, 0.3, 1)
+        refs = [np.repeat(rng.integers(50, 66, 8), rng.integers(1, 6, 8)).astype(float) + rng.normal(0, 0.2)
+                for _ in range(5)]
+        shifts = list(rng.uniform(50, 66, len(refs)))
+        then = list(rng.normal(0, 0.5, len(refs)))
+        cost, a, b, diff = _dtw(h, refs, shifts, path=True)
+        cost2, a2, b2 = _dtw(h, refs, shifts, then=then)
+        for k, r in enumerate(refs):
+            want = _dtw_by_the_book(list(h), list(r), shifts[k])
+            assert (cost[k], a[k], b[k], diff[k]) == pytest.approx(want, abs=1e-9)
+            assert (cost2[k], a2[k], b2[k]) == pytest.approx(_dtw_by_the_book(list(h), list(r), shifts[k], then[k])[:3],
+                                                             abs=1e-9)
