@@ -13,6 +13,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pandas as pd
 import pytest
 import soundfile as sf
 from typer.testing import CliRunner
@@ -152,6 +153,20 @@ def test_fingerprints_follow_add_remove_replace_and_backfill(audio, tmp_path):
     y, _ = sf.read(audio / "out100.wav", dtype="float32")
     assert int(identify(lib, y[SR * 4: SR * 14], sr=SR).track_id.iloc[0]) == 5
     assert lib.check() == []
+
+
+def test_a_library_of_fingerprints_alone_skips_descriptors_until_its_first_embedding(audio, lib, tmp_path):
+    """Identification ingest decodes and fingerprints only; the first embedding describes every track, as a
+    library built with the embedder from the start has them."""
+    from audiorag.library import descriptors
+    prints = Library.create(tmp_path / "prints", window=5, hop=2.5)
+    prints.add(audio / "in", fingerprint=True, workers=1, progress=False)
+    assert len(descriptors.missing_tracks(prints)) == 6 and not (prints.data / "descriptors").exists()
+    assert int(identify(prints, _clip(audio, 4, 12.0), sr=SR).track_id.iloc[0]) == 4
+    prints.embed("features45", workers=1, progress=False)
+    assert descriptors.missing_tracks(prints).empty
+    pd.testing.assert_frame_equal(prints.descriptors(), lib.descriptors())
+    assert prints.check() == []
 
 
 def test_postings_are_sorted_arrays_that_merge_and_drop_tracks(tmp_path):

@@ -41,13 +41,6 @@ _ARRAYS = ("tonic", "mode", *_VALUES, "harmony")
 _FILE = "descriptors/descriptors.npz"
 
 
-def of_result(lib, res) -> dict:
-    """A built file's descriptors (empty ones when its worker computed none)."""
-    if res.descriptors is not None:
-        return res.descriptors
-    return empty_descriptors(len(lib.segmentation.windows(res.duration)[0]))
-
-
 def write_part(lib, name: str, track_ids, results: list[dict]) -> None:
     """Inside the batch's change: the descriptors of its tracks, folded by :func:`consolidate`."""
     io.make_dirs(lib.data / "descriptors" / "parts")

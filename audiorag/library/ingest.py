@@ -122,8 +122,10 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         by_uri = dict(zip(live["uri"], live["track_id"]))
         owner = dict(zip(live["content_hash"], live["uri"]))  # content → the file it was added from
         state = {"used": set(live["track_id"].tolist()), "committed": 0}
-        job = engines.Job(lib.segmentation, run, frozenset(known), fingerprints=fingerprints.enabled(lib),
-                          conditioning=lib.conditioning)
+        # the windows' descriptors serve searches of an embedding: a library of fingerprints alone skips them
+        # (identification ingest at the decode + landmarks rate); its first embedding describes its tracks
+        job = engines.Job(lib.segmentation, run, frozenset(known), descriptors=bool(run),
+                          fingerprints=fingerprints.enabled(lib), conditioning=lib.conditioning)
         results = engines.run([engines.FileTask(s.uri) for s in sources], job, engine=engine, workers=workers,
                               ray_address=ray_address, desc="ingest", progress=progress)
         batch, edits = [], []
@@ -161,7 +163,8 @@ def add(lib, source, *, embedders=None, workers: int | None = None, progress: bo
         if batch or errors.changed:
             report.added += _commit_batch(lib, batch, run, state, errors)
         consolidate(lib)
-        descriptors.backfill(lib, workers=workers, progress=progress)  # tracks added before descriptors existed
+        if run:  # tracks added before descriptors existed, or while the library had no embedding
+            descriptors.backfill(lib, workers=workers, progress=progress)
         if fingerprints.enabled(lib):  # tracks added before fingerprints were enabled
             fingerprints.backfill(lib, workers=workers, progress=progress)
         for e in requested:  # embeddings new to this library also need the tracks added before
@@ -216,6 +219,7 @@ def embed(lib, embedder, *, workers: int | None = None, progress: bool = True, b
             if ids:
                 _commit_part(lib, e.key, ids, raws, failed, tags, errors)
         consolidate(lib)
+        descriptors.backfill(lib, workers=workers, progress=progress)  # a library's first embedding: its tracks
     return e.key
 
 
@@ -299,7 +303,9 @@ def _commit_batch(lib, batch, embedders: list[Embedder], state: dict, errors: _E
             for e in embedders:
                 _write_part(Embedding(lib.data / "embeddings" / e.key), seq, ids, [res.raw[e.key] for res in kept],
                             [], [res.tags.get(e.key) for res in kept])
-            descriptors.write_part(lib, seq, ids, [descriptors.of_result(lib, res) for res in kept])
+            described = [(r["track_id"], res) for r, res in zip(rows, kept) if res.descriptors is not None]
+            if described:  # the others (a library without embeddings) stay undescribed until it gets one
+                descriptors.write_part(lib, seq, [t for t, _ in described], [res.descriptors for _, res in described])
             fingerprints.write_part(lib, seq, ids, [res.landmarks for res in kept])
             io.make_dirs(lib.data / "staging")
             write_parquet(lib.data / "staging" / f"{seq}.parquet", pd.DataFrame(rows))
