@@ -73,9 +73,9 @@ def _decode(path):
 
 def _decode_and_fingerprint(path):
     from audiorag.audio import load_with_hash
-    from audiorag.library.fingerprints import compute
+    from audiorag.engines.job import file_landmarks
     y, sr, _, _ = load_with_hash(path)
-    compute(y, sr)
+    file_landmarks(y, sr)
     return len(y) / sr
 
 
