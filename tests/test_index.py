@@ -141,6 +141,7 @@ def test_library_index_sidecar_mmap_and_staleness(library):
 @pytest.mark.slow
 def test_incremental_add_remove_and_replace(tmp_path, corpus, monkeypatch):
     monkeypatch.setattr(embedding_module, "STANDARDISATION_FROZEN_AFTER", 1)  # frozen after the first fit
+    monkeypatch.setattr(embedding_module, "DRIFT_BOUND", {"mean_shift": np.inf, "std_ratio": np.inf})  # and stays
     sources = corpus.sources()
     files = [s.uri for s in sources]
     lib = Library.create(tmp_path / "lib", window=10, hop=2)
@@ -219,3 +220,18 @@ def test_an_index_is_built_updated_and_opened_from_arrays_and_a_directory_alone(
     assert ids[1, 0] == 350 and ids[0, 0] >= 10
     with pytest.raises(ParameterError, match="no index 'hnsw32' for vectors; have \\['flat'\\]"):
         choose(list_indexes(tmp_path), "hnsw32")
+
+
+@pytest.mark.parametrize("n", [2, 6, 11])
+def test_an_index_of_fewer_vectors_than_k_is_measured_on_the_neighbours_that_exist(tmp_path, n, caplog):
+    """A library of a few segments: exact search finds every neighbour there is, so Flat's recall@10 is 1 (it read
+    0.5 for 6 vectors, and a warning said no index reached the target, when missing neighbours counted as misses
+    and FAISS's -1 padding was read as the last id)."""
+    from audiorag.index import build_index
+    x = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    truth = exact_neighbours(x, np.arange(n), np.arange(n), 10)
+    assert ((truth >= 0).sum(axis=1) == min(n - 1, 10)).all() and (truth < n).all()
+    assert all(q not in row for q, row in zip(range(n), truth))
+    side = build_index(tmp_path, x, np.arange(n), "Flat")
+    assert side["quality"]["recall@10"] == 1.0 and "no index reached" not in caplog.text

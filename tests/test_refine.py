@@ -88,6 +88,7 @@ def test_auto_with_a_resident_budget(small_lib):
 
 def test_refined_index_follows_add_and_remove(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(embedding_module, "STANDARDISATION_FROZEN_AFTER", 1)  # frozen: updated in place
+    monkeypatch.setattr(embedding_module, "DRIFT_BOUND", {"mean_shift": np.inf, "std_ratio": np.inf})  # and stays
     sources = corpus.sources()
     lib = Library.create(tmp_path / "lib", window=2, hop=0.5)
     lib.add(sources[:6], embedders=["features45"], progress=False, workers=1)

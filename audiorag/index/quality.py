@@ -28,17 +28,19 @@ from .factory import apply_search_params
 def neighbour_recall(found, truth) -> np.ndarray:
     """Share of each query's true neighbours (``truth[i]``) that ``found[i]`` contains: the
     recall@k of an approximate index against exact search, k = ``truth.shape[1]``. Padding
-    ids (-1) count as misses.
+    ids (-1) in ``found`` count as misses; in ``truth`` they are neighbours that do not exist (an
+    index of fewer than k + 1 vectors) and are not asked for (a query with none has recall 1).
 
-    >>> neighbour_recall([[3, 1, 9], [4, 5, 6]], [[1, 2, 3], [6, 5, 4]]).tolist()
-    [0.6666666666666666, 1.0]
+    >>> neighbour_recall([[3, 1, 9], [4, 5, 6], [2, 7, -1]], [[1, 2, 3], [6, 5, 4], [7, 2, -1]]).tolist()
+    [0.6666666666666666, 1.0, 1.0]
     """
     found, truth = np.asarray(found), np.asarray(truth)
     if found.ndim != 2 or truth.ndim != 2 or len(found) != len(truth):
         raise ParameterError(f"neighbour_recall: expected two [n_queries, k] arrays, "
                              f"got {found.shape} and {truth.shape}")
-    hits = [len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth)]
-    return np.asarray(hits, dtype=float) / truth.shape[1]
+    hits = np.array([len(np.intersect1d(f[f >= 0], t[t >= 0])) for f, t in zip(found, truth)], dtype=float)
+    wanted = (truth >= 0).sum(axis=1)
+    return np.where(wanted > 0, hits / np.maximum(wanted, 1), 1.0)
 
 
 def held_out(ids: np.ndarray, n_queries: int, *, seed: int = 0) -> np.ndarray:
@@ -54,7 +56,7 @@ def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     pos = np.searchsorted(ids, queries)
     _, found = faiss.knn(np.ascontiguousarray(x[pos]), x, k + 1, faiss.METRIC_INNER_PRODUCT)
-    return _drop_self(np.asarray(ids)[found], queries, k)
+    return _drop_self(np.where(found >= 0, np.asarray(ids)[found], -1), queries, k)  # -1: fewer than k + 1 vectors
 
 
 def _drop_self(found: np.ndarray, queries: np.ndarray | None, k: int) -> np.ndarray:
