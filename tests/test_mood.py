@@ -15,6 +15,7 @@ from audiorag.cli import app
 from audiorag.describe import describe as describe_moment
 from audiorag.descriptors.mood import MOODS, QUADRANTS, estimate
 from audiorag.descriptors.tonal import describe
+from audiorag.errors import ParameterError
 from audiorag.recommend import recommend
 from audiorag.search import search
 
@@ -96,6 +97,10 @@ def test_mood_is_stored_filterable_and_described(mood_library):
     assert [per_track[_track(lib, i)] for i in range(4)] == ["calm", "happy", "sad", "dark"]
     hits = search(lib, Query.moment(_track(lib, 1), 0.0), k=50, filters={"mood": "calm"})
     assert len(hits) and set(desc.loc[hits["segment_id"], "mood"]) == {"calm"}
+    same = search(lib, Query.moment(_track(lib, 1), 0.0), k=50, filters={"mood": " Calm"})  # as the user types it
+    assert same["segment_id"].tolist() == hits["segment_id"].tolist()
+    with pytest.raises(ParameterError, match="'elated' is not one of happy, calm, sad, dark"):  # not "no hits"
+        search(lib, Query.moment(_track(lib, 1), 0.0), k=50, filters={"mood": ["calm", "elated"]})
     sure = search(lib, Query.moment(_track(lib, 1), 0.0), k=50,
                   filters={"arousal": {"op": "<", "value": "0.3"}})
     assert len(sure) and (desc.loc[sure["segment_id"], "arousal"] < 0.3).all()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..descriptors.mood import QUADRANTS
+from ..descriptors.tonal import MODES, describe, harmonic_similarity, key_name, parse_key
 from ..descriptors.tonal import SR as TONAL_SR
-from ..descriptors.tonal import describe, harmonic_similarity, key_name, parse_key
 from ..errors import AudioragError, ParameterError
 from ..library import conditioning
 from ..library import descriptors as stored
@@ -91,7 +92,7 @@ def descriptor_filters(lib, filters: dict | None) -> tuple[dict | None, np.ndarr
         if col.startswith("track."):
             track[col.removeprefix("track.")] = want
         elif described and col in stored.COLUMNS:
-            moment[col] = _normalise_keys(want) if col == "key" else want
+            moment[col] = _normalise_keys(want) if col == "key" else _known_words(col, want)
         elif col in stored.COLUMNS and col not in lib.tracks.columns:
             raise ParameterError(f"filter on {col!r}: {lib.path} has no descriptors yet; the next build computes "
                                  "them (`audiorag build LIB --dataset SPEC`, or lib.add(...))")
@@ -100,6 +101,33 @@ def descriptor_filters(lib, filters: dict | None) -> tuple[dict | None, np.ndarr
     if not moment:
         return track or None, None
     return track or None, track_mask(lib.descriptors().reset_index(drop=True), moment, what="filter")
+
+
+#: the words a moment's text descriptors take (a value outside them is a typo, not an empty answer)
+WORDS = {"mood": tuple(QUADRANTS.values()), "mode": MODES}
+
+
+def _known_words(col: str, want):
+    """Equality conditions on ``mood`` / ``mode`` lower-cased and checked against :data:`WORDS`.
+
+    >>> _known_words("mood", ["Calm", {"op": "!=", "value": "sad"}])
+    ['calm', {'op': '!=', 'value': 'sad'}]
+    >>> _known_words("mood", "elated")
+    Traceback (most recent call last):
+    ...
+    audiorag.errors.ParameterError: filter on 'mood': 'elated' is not one of happy, calm, sad, dark
+    """
+    if col not in WORDS:
+        return want
+
+    def one(v):
+        if isinstance(v, dict):
+            return {**v, "value": one(v["value"])} if v.get("op") in ("=", "!=") else v
+        word = str(v).strip().lower()
+        if word not in WORDS[col]:
+            raise ParameterError(f"filter on {col!r}: {v!r} is not one of {', '.join(WORDS[col])}")
+        return word
+    return [one(v) for v in want] if isinstance(want, (list, tuple, set)) else one(want)
 
 
 def _normalise_keys(want):
