@@ -71,8 +71,7 @@ class RefinedIndex:
     def __init__(self, base: faiss.Index, vectors: np.ndarray, factory: str, *, k_factor: int = DEFAULT_K_FACTOR):
         self.base, self.vectors, self.k_factor = base, vectors, int(k_factor)
         self._l2 = F.metric(factory) == "l2"
-        self._error = half_precision_error if base_factory(factory) == CERTIFIED else None
-        self.certified = self._error is not None
+        self.certified = base_factory(factory) == CERTIFIED  # exact: a bound on the codes' error is known
         raw = getattr(vectors, "_mmap", None)
         if raw is not None and hasattr(raw, "madvise"):
             raw.madvise(mmap.MADV_RANDOM)  # a candidate row is one or two pages: no read-ahead
@@ -105,8 +104,8 @@ class RefinedIndex:
                 dist[i, :len(top)] = 2.0 - 2.0 * scores[top] if self._l2 else scores[top]
                 ids[i, :len(top)] = rows[top]
                 # certified: a vector left out scores at most the last candidate's code score + the codes' error
-                if self._error is not None and (found[j] >= 0).all() and len(top) == k \
-                        and approx[j, -1] + self._error(q[i]) >= scores[top[-1]]:
+                if self.certified and (found[j] >= 0).all() and len(top) == k \
+                        and approx[j, -1] + half_precision_error(q[i]) >= scores[top[-1]]:
                     widen.append(i)
             todo, width = np.asarray(widen, dtype=np.int64), 2 * width
         return dist, ids
