@@ -159,6 +159,15 @@ def test_eval_protocol_hum(melodic_lib, tmp_path):
     assert sum(m[f"noise={s}dB/n"] for s in ("10", "20", "30") if f"noise={s}dB/n" in m) == 8
 
 
+def test_the_melody_embedding_is_not_a_default(melodic_lib):
+    """A hum query finds the melody embedding itself; as the default of moment, clip and text searches it is
+    refused in one line (and the library keeps its default)."""
+    before = melodic_lib.default_embedding
+    res = CliRunner().invoke(app, ["default", str(melodic_lib.path), "melody"])
+    assert res.exit_code == 2 and "holds melody contours for --hum queries" in res.output, res.output
+    assert "Traceback" not in res.output and Library.open(melodic_lib.path).default_embedding == before
+
+
 def test_hum_with_filters(melodic_lib):
     """Filters apply to hum queries; a filter no track passes gives no hits, not an error."""
     y, _ = synthesise_hum(_track_notes(melodic_lib, 2), np.random.default_rng(7), phrase=(10, 21), snr_db=30,

@@ -323,6 +323,10 @@ class Library:
         """Make embedding ``ref`` (key, or name when unambiguous) the library's default and return its
         key; stored in ``library.json``, so every later search, evaluation and server uses it."""
         emb = self.embedding(ref)
+        if emb.kind == "melody":  # interval histograms: they answer hum queries, which find it themselves
+            raise ParameterError(f"{emb.key} holds melody contours for --hum queries (found without a default); "
+                                 f"a default embedding answers moment, clip and text searches: choose another of "
+                                 f"{', '.join(e.key for e in self.embeddings() if e.kind != 'melody') or 'none yet'}")
         with self.store.lock():
             self._store_meta(default_embedding=emb.key)
         return emb.key
