@@ -40,7 +40,7 @@ import pandas as pd
 from .descriptors.mood import words
 from .embedders import l2_normalise
 from .errors import ParameterError
-from .library.fanout import check_rerank, reports_missing
+from .library.fanout import reports_missing
 from .rerank import MOODS, Rerank, score, select
 from .search import Query, check_k, context, query_vectors
 from .search.factors import candidate_table
@@ -216,7 +216,6 @@ def recommend(lib, liked, *, history=(), k: int = 10, embedder=None, index: str 
     options = Rerank(harmonic=harmonic, tempo=tempo, key=key, mood=mood, mood_weight=mood_weight * factor,
                      diversity=diversity, max_per_track=max_per_track, max_per_artist=max_per_artist,
                      caps=dict(caps or {}), fan_out=fan_out)
-    check_rerank(lib, options)  # a sharded library: exact without the moments' descriptors
     n_taste = int(taste.max()) + 1
     totals = np.bincount(taste, weights=weights)
     quota = np.maximum(1, np.ceil(k * totals / totals.sum())).astype(int)

@@ -145,7 +145,7 @@ def test_serve_and_cli_search_on_a_sharded_library(built):
 
 def test_other_commands_refuse_in_one_line(built):
     for args in (["check", str(built["path"])], ["remove", str(built["path"]), "0"],
-                 ["search", str(built["path"]), "--track", "0", "--where", "key=C"]):
+                 ["search", str(built["path"]), "--track", "0", "--by", "track", "--aggregate", "mean"]):
         r = CliRunner().invoke(app, args)
         assert r.exit_code == 2, (args, r.output)
         line = r.output.strip()

@@ -35,10 +35,11 @@ def describe(library: Path = typer.Argument(..., help="library directory"),
              llm_retries: int = typer.Option(3, help="--llm: retries after a failed attempt (backoff 1, 2, 4 s)"),
              as_json: bool = typer.Option(False, "--json", help="print the description as JSON only")):
     """Describe a moment of LIBRARY (--track --at) or a clip (--audio): key, tempo, loudness, dynamics,
-    brightness, tags, instruments, voice, the labels of its nearest moments, and a summary."""
+    brightness, tags, instruments, voice, the labels of its nearest moments, and a summary. LIBRARY may be
+    a sharded library (global track ids)."""
     from ..describe import describe as run
     from ..describe import llm_summary, llm_token
-    from ..library import Library
+    from ..library.shards import open_library
     from ..search import Query
     if sum([track is not None, audio is not None, all_tracks]) != 1:
         raise ParameterError("give exactly one of --track ID (with --at), --audio FILE, or --all (with --out)")
@@ -55,7 +56,7 @@ def describe(library: Path = typer.Argument(..., help="library directory"),
     if llm_retries < 0:
         raise ParameterError(f"--llm-retries must be >= 0, got {llm_retries}")
     options.output_file("--out", out)
-    lib = Library.open(library)
+    lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
 
     def one(query):
         d = run(lib, query, k=k, embedder=embedder)

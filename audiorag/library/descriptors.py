@@ -154,7 +154,10 @@ def table(lib) -> pd.DataFrame:
     """Descriptor columns aligned with ``lib.segments`` (NA where a segment has none), indexed by
     ``segment_id``: ``key`` ("A minor"), ``mode`` ("major"/"minor"), ``key_confidence``,
     ``tempo`` (BPM), ``loudness_db`` (dBFS), ``onset_rate`` (per second), ``centroid_hz``, ``valence``,
-    ``arousal`` (0..1), ``mood`` (a word of :data:`audiorag.descriptors.mood.MOODS`), ``mood_confidence``."""
+    ``arousal`` (0..1), ``mood`` (a word of :data:`audiorag.descriptors.mood.MOODS`), ``mood_confidence``.
+    A sharded view (:class:`~audiorag.library.shards.ShardedLibrary`) reads its shards' tables, in its order."""
+    if _sharded(lib):
+        return lib.per_segment("descriptors", table)
     path = lib.data / _FILE
     taggers = _taggers(lib)
     stamp = ("table", str(path), os.stat(path).st_mtime_ns if path.exists() else 0, len(lib.segments),
@@ -211,7 +214,9 @@ def harmony(lib) -> np.ndarray:
 
 def arrays(lib) -> dict:
     """The stored arrays, one row per segment (``tonic``, ``mode``: −1 where none; read-only: shared
-    between calls)."""
+    between calls; a sharded view's: its shards', read by row on demand)."""
+    if _sharded(lib):
+        return lib.per_segment("descriptor arrays", arrays)
     path = lib.data / _FILE
     stamp = ("arrays", str(path), os.stat(path).st_mtime_ns if path.exists() else 0, len(lib.segments))
     if stamp not in _CACHE:
@@ -223,5 +228,12 @@ def arrays(lib) -> dict:
 
 
 def present(lib) -> bool:
-    """Whether the library stores descriptors (for any segment)."""
+    """Whether the library (a sharded view: any of its shards) stores descriptors (for any segment)."""
+    if _sharded(lib):
+        return any(present(s) for s in lib.shards)
     return os.path.exists(lib.data / _FILE)
+
+
+def _sharded(lib) -> bool:
+    """A sharded view (:mod:`audiorag.library.shards`, which imports this module): it gathers its shards'."""
+    return hasattr(lib, "per_segment")

@@ -5,11 +5,17 @@ by global segment id. Flat shards therefore give the top-k of one Flat index ove
 everything :func:`audiorag.search.search` builds on candidates (filters, exclusion, ``by="track"``,
 sequence matching of long clips) runs unchanged on the merged candidates, with global ids.
 
-Re-ranking (diversity, caps) and ``recommend`` run on the merged candidates: every shard is asked for
-the whole candidate depth (``k × fan_out``, deepened as one index would be), never ``depth / N``, so
-the merged list is one library's and the re-ranked hits are too (:func:`check_rerank`).
-Refused on a sharded library, with one line: re-ranking by the moments' descriptors, late fusion,
-hum queries, filters on the moments' descriptors and tag-space text queries.
+Every query kind runs on the merged candidates with the code it runs on one library, because the view
+(:class:`~audiorag.library.shards.ShardedLibrary`) shows the shards' per-segment data in global segment
+order: the moments' descriptors (re-ranking by harmony, tempo, key and mood; ``recommend`` and its mood
+inference; filters such as ``key="A minor"``, ``tempo>=100``, ``mood=calm``), the taggers' tags (tag-space
+text queries), the melody contours (hum: the coarse stage through this fan-out, the fine alignment on the
+candidates' contours) and every embedding's vectors (late fusion: each embedding's own fan-out proposes
+candidates). Where candidates are re-ranked (re-ranking, ``recommend``, hum, late fusion), every shard is
+asked for the whole candidate depth (``k × fan_out``, deepened as one index would be), never
+``depth / N``: a shard may hold all of the best candidates, so the merged list is one library's and the
+re-ranked hits are too. Not merged (refused in one line where asked): ``aggregate="mean" | "max"`` (the
+track indexes are per shard).
 
 >>> import numpy as np
 >>> maps = [np.array([0, 2]), np.array([1, 3, 4])]  # shard 0's segments are global 0 and 2, ...
@@ -24,11 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import ParameterError
 from ..index import choose
 from .cluster import watch
-from .descriptors import COLUMNS as DESCRIPTORS
-from .descriptors import present
 from .indexes import list_indexes, load_index
 from .shards import ShardedLibrary
 
@@ -56,35 +59,6 @@ def reports_missing(fn):
         out.attrs["missing_shards"] = sorted(missing)
         return out
     return answer
-
-
-def check_query(lib, query, *, rerank=None, fusion: str = "early", filters: dict | None = None) -> None:
-    """Refuse, in one line, what a sharded library cannot answer exactly (nothing for a library)."""
-    if not isinstance(lib, ShardedLibrary):
-        return
-    described = [c for c in filters or {} if c in DESCRIPTORS and c not in lib.tracks.columns]
-    what = ("late fusion" if fusion != "early" else "a hum query" if query.kind == "hum" else
-            f"a filter on the moments' {described[0]!r}" if described else None)
-    if what:
-        raise ParameterError(f"{lib.path} is a sharded library: {what} is not merged across shards; "
-                             f"search one shard ({lib.paths[0]} …) for it")
-    if rerank is not None:
-        check_rerank(lib, rerank)
-
-
-def check_rerank(lib, options) -> None:
-    """Re-ranking a sharded library's candidates is exact (each shard is asked for the whole candidate
-    depth, so the merged candidates are one library's) for the factors that need no descriptors:
-    similarity, MMR diversity, caps on track and metadata columns. The moments' descriptors (harmony,
-    tempo, key, mood) are not merged across shards: re-ranking with them is refused in one line when the
-    shards have descriptors (without descriptors those factors are 0, on shards as on one library)."""
-    if not isinstance(lib, ShardedLibrary):
-        return
-    used = [f for f, w in options.weights().items() if f != "similarity" and w]
-    if used and any(present(s) for s in lib.shards):
-        raise ParameterError(f"{lib.path} is a sharded library: re-ranking by the moments' descriptors "
-                             f"({', '.join(used)}) is not merged across shards; set their weights to 0 "
-                             f"(diversity and caps are exact), or search one shard ({lib.paths[0]} …)")
 
 
 class FanoutIndex:

@@ -359,9 +359,40 @@ class ShardedLibrary:
     def errors(self) -> pd.DataFrame:
         return pd.concat([lib.errors() for lib in self.shards], ignore_index=True)
 
-    def tagger(self, embedder=None):
-        raise ParameterError(f"{self.path} is a sharded library: tag-space text search is not merged across "
-                             "shards; search text with a text tower (clap), or search one shard")
+    # -- the shards' per-segment data in view order: descriptors, tags, melody contours ----------
+    # The same readers as a library's, on the view's embeddings and global segment ids.
+    tagger = Library.tagger
+    tags = Library.tags
+    descriptors = Library.descriptors  # audiorag.library.descriptors reads a view through per_segment()
+
+    def per_segment(self, name: str, read):
+        """``read(shard)`` (an array, a dict of arrays, or a table with one row per segment of that shard)
+        of every shard, in the view's segment order: row ``i`` is global segment ``i``. Built on first use
+        and kept until :meth:`reload`, like :attr:`segments`. Arrays stay in the shards (:class:`ShardRows`
+        reads the rows asked for); a table is gathered into one, indexed by global ``segment_id``.
+
+        >>> import tempfile
+        >>> lib = ShardedLibrary.create(tempfile.mkdtemp() + "/lib", 2)
+        >>> lib.per_segment("n", lambda shard: np.zeros(len(shard.segments))).shape
+        (0,)
+        """
+        key = ("per_segment", name)
+        if key not in self._cache:
+            self._cache[key] = self._gather([read(lib) for lib in self.shards])
+        return self._cache[key]
+
+    def _gather(self, parts: list):
+        shard, local = self.rows()
+        first = parts[0]
+        if isinstance(first, dict):
+            return {a: self._gather([p[a] for p in parts]) for a in first}
+        if isinstance(first, pd.DataFrame):
+            offsets = np.cumsum([0] + [len(p) for p in parts])[:-1]
+            whole = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+            out = whole.iloc[offsets[shard] + local].reset_index(drop=True)
+            out.index = pd.Index(np.arange(len(shard)), name=first.index.name)
+            return out
+        return ShardRows(parts, list(range(self.n)), shard, local)
 
     def _filled(self) -> list[int]:
         """The shards holding tracks (an empty shard has no embeddings yet)."""
@@ -422,21 +453,30 @@ class ShardedEmbedding:
     def postprocess(self, raw):
         return self.parts[0].postprocess(raw)
 
-    def vectors(self) -> ShardVectors:
-        return ShardVectors([e.vectors() for e in self.parts], self._shards, *self.lib.rows(), self.dim)
+    def vectors(self) -> ShardRows:
+        return ShardRows([e.vectors() for e in self.parts], self._shards, *self.lib.rows())
+
+    def tags(self) -> ShardRows:
+        """The shards' tag probabilities (a tagger) or melody contours, one row per global segment."""
+        return ShardRows([e.tags() for e in self.parts], self._shards, *self.lib.rows())
 
     def valid_rows(self, segment_track_ids, *, missing=None):
         ids = np.asarray(segment_track_ids)
         return (ids >= 0) & ~np.isin(ids, self.meta["missing_tracks"] if missing is None else missing)
 
 
-class ShardVectors:
-    """The shards' vectors as one ``[n_segments, dim]`` array over global segment ids, read on demand;
-    ``np.asarray`` gathers all of it."""
+class ShardRows:
+    """The shards' arrays (vectors, tags, descriptors: one row per shard segment) as one array over global
+    segment ids, read on demand; rows a shard does not have yet read as zeros; ``np.asarray`` gathers all of it.
 
-    def __init__(self, arrays: list, shards: list[int], row_shard: np.ndarray, row_local: np.ndarray, dim: int):
+    >>> rows = ShardRows([np.array([10, 11]), np.array([20])], [0, 1], np.array([1, 0, 0]), np.array([0, 1, 0]))
+    >>> rows[[0, 1, 2]].tolist(), int(rows[1]), rows.shape
+    ([20, 11, 10], 11, (3,))
+    """
+
+    def __init__(self, arrays: list, shards: list[int], row_shard: np.ndarray, row_local: np.ndarray):
         self.arrays, self.shards, self.row_shard, self.row_local = arrays, shards, row_shard, row_local
-        self.shape, self.dtype = (len(row_shard), dim), np.dtype(np.float32)
+        self.shape, self.dtype = (len(row_shard), *np.shape(arrays[0])[1:]), np.asarray(arrays[0]).dtype
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -444,7 +484,7 @@ class ShardVectors:
     def __getitem__(self, rows):
         single = np.ndim(rows) == 0
         rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
-        out = np.zeros((len(rows), self.shape[1]), np.float32)
+        out = np.zeros((len(rows), *self.shape[1:]), self.dtype)
         shard, local = self.row_shard[rows], self.row_local[rows]
         for a, s in zip(self.arrays, self.shards):
             pick = (shard == s) & (local < len(a))

@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..embedders import l2_normalise
 from ..errors import ParameterError
-from ..library.fanout import check_query, reports_missing
+from ..library.fanout import reports_missing
 from ..library.shards import ShardedLibrary
 from ..library.trackvectors import pool_query
 from .context import Context, Layout, context
@@ -112,7 +112,6 @@ def search(lib, query: Query, *, embedder=None, k: int = 10, index: str | None =
     if not isinstance(query, Query):
         raise ParameterError(f"search: expected a Query, got {type(query).__name__} "
                              "(use Query.audio / .moment / .text / .hybrid / .hum)")
-    check_query(lib, query, rerank=rerank, fusion=fusion, filters=filters)  # a sharded library: what it can merge
     if rerank is not None and (fusion != "early" or query.kind == "hum"):
         raise ParameterError("search: rerank= re-ranks audio, moment, text-tower and hybrid queries (early fusion)")
     if query.kind == "hum":  # melody: interval histograms, then alignment of contours (see audiorag.melody)

@@ -1,11 +1,13 @@
 """Hum queries: the hum's contour, the coarse FAISS stage on interval histograms, the fine alignment of
 contours (:func:`audiorag.melody.align`), one hit per phrase. The method is described in
 :mod:`audiorag.melody`.
+
+On a sharded library the coarse stage is the fan-out over the shards' indexes (threads, or the shard
+actors on Ray) and the candidates' contours are read from the shards' files by this process (the view's
+:meth:`~audiorag.library.shards.ShardedEmbedding.tags`): the same candidates and alignments as one library.
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 import pandas as pd
@@ -53,7 +55,7 @@ def hum_search(lib, query: Query, *, embedder=None, k: int = 10, index: str | No
     n = max(candidates, 4 * k)
     ids, coarse = index_candidates(ctx.index, q, n, keep)
     ids, coarse = ids[:n], coarse[:n]
-    contours = _contours(emb)[ids]
+    contours = np.asarray(emb.tags()[ids])  # memory-mapped: only the candidates' rows are read
     seconds = lay.ends[ids] - lay.starts[ids]
     points = contours.shape[1] / max(float(np.median(seconds)) if len(ids) else 1.0, 1e-3)  # per second
     hum = md.resample_contour(cents[cents > 0], max(8, int(round(np.count_nonzero(cents) / md.frame_rate() * points))))
@@ -64,20 +66,6 @@ def hum_search(lib, query: Query, *, embedder=None, k: int = 10, index: str | No
                              "end": lay.starts[ids] + b * step, "score": score})  # one hit per phrase
     hits["segment_id"] = hits["segment_id"].astype(np.int64)
     return with_metadata(ctx, per_track(hits, by, k))
-
-
-_CONTOURS: dict = {}
-
-
-def _contours(emb) -> np.ndarray:
-    """The stored contours of an embedding, memory-mapped once per file version."""
-    path = emb.path / "tags.npy"
-    key = (str(path), os.stat(path).st_mtime_ns)
-    if key not in _CONTOURS:
-        if len(_CONTOURS) > 8:
-            _CONTOURS.clear()
-        _CONTOURS[key] = emb.tags()
-    return _CONTOURS[key]
 
 
 def melody_key(lib) -> str:
