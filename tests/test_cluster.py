@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from audiorag import Library  # noqa: E402
 from audiorag.cli import app  # noqa: E402
-from audiorag.embedders import Embedder, register  # noqa: E402
+from audiorag.embedders import Embedder, get_embedder, register  # noqa: E402
 from audiorag.engines.ray import FAULT_ENV  # noqa: E402
 from audiorag.library.cluster import NAMESPACE  # noqa: E402
 from audiorag.library.shards import ShardedLibrary  # noqa: E402
@@ -164,29 +164,58 @@ def test_a_shard_that_stays_down_is_named_never_silently_dropped(cluster):
 
 def test_rerank_and_recommend_on_shards_equal_one_library_locally_and_through_ray(cluster):
     """Over-fetch rule: every shard is asked for the whole candidate depth (k × fan_out), so the merged
-    candidates are one library's and diversity / caps re-rank them to the same moments."""
+    candidates are one library's and diversity, caps and the moments' descriptors (harmony, tempo, key,
+    mood) re-rank them to the same moments; ``recommend`` infers the same listener's mood."""
     from audiorag.recommend import recommend
     from audiorag.rerank import Rerank
     single = cluster["single"]
     local = ShardedLibrary.open(cluster["path"])
     ray_lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"])
     ids = _ids(single, local)
-    plain = {"harmonic": 0.0, "tempo": 0.0, "key": 0.0}
-    for options in (Rerank(diversity=0.5, max_per_track=2, **plain), Rerank(max_per_track=1, fan_out=3, **plain)):
+    for options in (Rerank(diversity=0.5, max_per_track=2), Rerank(max_per_track=1, fan_out=3),
+                    Rerank(harmonic=1.0, tempo=0.5, key=0.5, mood="calm", mood_weight=0.5, diversity=0.2)):
         want = search(single, Query.moment(4, 5.0), k=6, rerank=options)
         for lib in (local, ray_lib):
             got = search(lib, Query.moment(ids[4], 5.0), k=6, rerank=options)
             assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
             np.testing.assert_allclose(got["score"], want["score"], rtol=0, atol=1e-6)
             np.testing.assert_allclose(got["start"], want["start"])
-    # the listener's mood is inferred from stored descriptors, which are not merged across shards: compared without
-    want = recommend(single, ["0@5", "4@2.5"], history=[8], k=5, diversity=0.3, infer_mood=False, **plain)
+    want = recommend(single, ["0@5", "4@2.5"], history=[8], k=5, diversity=0.3, harmonic=0.5)
+    assert want.attrs["mood_inferred"] is not None  # from the stored descriptors of the likes and the played track
     for lib in (local, ray_lib):
-        got = recommend(lib, [f"{ids[0]}@5", f"{ids[4]}@2.5"], history=[ids[8]], k=5, diversity=0.3,
-                        infer_mood=False, **plain)
-        assert got.attrs["missing_shards"] == [] or lib is local
+        got = recommend(lib, [f"{ids[0]}@5", f"{ids[4]}@2.5"], history=[ids[8]], k=5, diversity=0.3, harmonic=0.5)
+        assert got.attrs["missing_shards"] == [] and got.attrs["mood_inferred"] == want.attrs["mood_inferred"]
         assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
         np.testing.assert_allclose(got["score"], want["score"], rtol=0, atol=1e-6)
+
+
+def test_hum_through_the_shard_actors_equals_the_local_fanout(cluster, cache, tmp_path):
+    """The coarse stage of a hum query goes to the shard actors (RayFanoutIndex); the driver reads the
+    candidates' contours from the shards' files and aligns them: the local fan-out's hits, to the bit."""
+    from conftest import locked
+
+    from audiorag.datasets.melodic import SR, MelodicDataset, melodies_of, synthesise_hum
+    from audiorag.search import hum_search
+    melodic = MelodicDataset(6, seed=3, duration=20.0)
+    with locked(cache / ".melodic.lock"):
+        melodic.generate()
+    ShardedLibrary.create(tmp_path / "melodic", N, window=10, hop=2).add(melodic, embedders=[get_embedder("melody")],
+                                                                          workers=1, parallel=False)
+    local = ShardedLibrary.open(tmp_path / "melodic")
+    ray_lib = ShardedLibrary.open(tmp_path / "melodic", ray_address=cluster["address"])
+    try:
+        uri = local.tracks["uri"].iloc[2]
+        y, _ = synthesise_hum(melodies_of(uri), np.random.default_rng(7), phrase=(10, 21), snr_db=25, edit=None)
+        for by in ("segment", "track"):
+            a, b = search(ray_lib, Query.hum(y, sr=SR), k=5, by=by), search(local, Query.hum(y, sr=SR), k=5, by=by)
+            assert a.attrs["missing_shards"] == [] and len(a) > 0
+            assert a["segment_id"].tolist() == b["segment_id"].tolist() and a["score"].tolist() == b["score"].tolist()
+        assert a["track_id"].iloc[0] == local.tracks["track_id"].iloc[2]
+        a = hum_search(ray_lib, Query.hum(y, sr=SR), k=3, candidates=8)  # a coarse stage shorter than the corpus
+        b = hum_search(local, Query.hum(y, sr=SR), k=3, candidates=8)
+        assert a["segment_id"].tolist() == b["segment_id"].tolist() and a["score"].tolist() == b["score"].tolist()
+    finally:
+        ray_lib.cluster.stop()
 
 
 def test_the_cli_places_shards_and_says_where_their_actors_run(cluster):
