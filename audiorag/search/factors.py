@@ -52,11 +52,16 @@ def candidate_table(lib, hits: pd.DataFrame | dict, *, query: dict | None = None
 
 
 def _tags(lib, segment_ids) -> pd.DataFrame | None:
-    """Tag probabilities of the segments when the library has exactly one tagger."""
+    """Tag probabilities of the segments when the library has exactly one tagger, covering every segment
+    (only these rows are read: a sharded view gathers them from its shards)."""
     try:
-        return lib.tags(embedder=lib.tagger().key).iloc[segment_ids].reset_index(drop=True)
+        emb = lib.tagger()
     except AudioragError:
         return None
+    tags = emb.tags()
+    if len(tags) != len(lib.segments):  # a tagger still being built
+        return None
+    return pd.DataFrame(np.asarray(tags[np.asarray(segment_ids)]), columns=emb.tag_names)
 
 
 def moment_descriptors(lib, segment_id: int) -> dict:
