@@ -62,6 +62,19 @@ def aggregate(hits: dict) -> dict:
     return {**{c: np.asarray(v)[rows] for c, v in hits.items()}, "n_segments": counts[best]}
 
 
+def with_ties(ids: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` of candidates sorted by score, and those tied with the ``n``-th: the same set whatever
+    order an index gives equal scores (one FAISS index, or the fan-out over shards, which breaks ties by id).
+
+    >>> with_ties(np.array([4, 7, 2, 9]), np.array([.9, .5, .5, .1]), 2)[0].tolist()
+    [4, 7, 2]
+    """
+    if len(ids) <= n:
+        return ids, scores
+    keep = scores >= scores[n - 1]  # sorted: a prefix
+    return ids[keep], scores[keep]
+
+
 def head(hits: dict, k: int) -> dict:
     """The first ``k`` hits.
 

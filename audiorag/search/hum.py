@@ -18,7 +18,7 @@ from ..library import conditioning
 from ..melody import CANDIDATES, COARSE_WEIGHT, MAX_COST, align
 from .context import context
 from .hits import candidates as index_candidates
-from .hits import drop_overlapping, per_track, with_metadata
+from .hits import drop_overlapping, per_track, with_metadata, with_ties
 from .query import Query
 
 
@@ -54,7 +54,7 @@ def hum_search(lib, query: Query, *, embedder=None, k: int = 10, index: str | No
     keep = None if allowed is None else (lambda ids: np.isin(lay.seg_track[ids], allowed))
     n = max(candidates, 4 * k)
     ids, coarse = index_candidates(ctx.index, q, n, keep)
-    ids, coarse = ids[:n], coarse[:n]
+    ids, coarse = with_ties(ids, coarse, n)  # equal histograms (repeated phrases) at the cut: all of them
     contours = np.asarray(emb.tags()[ids])  # memory-mapped: only the candidates' rows are read
     seconds = lay.ends[ids] - lay.starts[ids]
     points = contours.shape[1] / max(float(np.median(seconds)) if len(ids) else 1.0, 1e-3)  # per second
