@@ -437,6 +437,7 @@ class ShardedEmbedding:
         self.kind = first.kind
         self.tag_names = first.tag_names
         self._shards = shards
+        self._tags = None  # opened on first use (a view is one generation of every shard)
         missing = [global_id(np.asarray(e.meta.get("missing_tracks", []), np.int64), s, lib.n)
                    for e, s in zip(parts, self._shards)]
         self.meta = {**first.meta, "n_segments": len(lib.segments),
@@ -457,8 +458,11 @@ class ShardedEmbedding:
         return ShardRows([e.vectors() for e in self.parts], self._shards, *self.lib.rows())
 
     def tags(self) -> ShardRows:
-        """The shards' tag probabilities (a tagger) or melody contours, one row per global segment."""
-        return ShardRows([e.tags() for e in self.parts], self._shards, *self.lib.rows())
+        """The shards' tag probabilities (a tagger) or melody contours, one row per global segment (their
+        memory-mapped files opened once)."""
+        if self._tags is None:
+            self._tags = ShardRows([e.tags() for e in self.parts], self._shards, *self.lib.rows())
+        return self._tags
 
     def valid_rows(self, segment_track_ids, *, missing=None):
         ids = np.asarray(segment_track_ids)
