@@ -382,6 +382,7 @@ class ShardedLibrary:
         return self._cache[key]
 
     def _gather(self, parts: list):
+        """Every shard's part (row ``j`` = its local segment ``j``) → the view's rows (see :meth:`per_segment`)."""
         shard, local = self.rows()
         first = parts[0]
         if isinstance(first, dict):
