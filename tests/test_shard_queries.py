@@ -73,9 +73,10 @@ def test_the_view_reads_its_shards_descriptors_tags_and_contours_in_global_order
     for t in (0, 4, 7):  # a track's moments carry its own descriptors in the view
         rows_a = np.flatnonzero(single.segments["track_id"].to_numpy() == t)
         rows_b = np.flatnonzero(lib.segments["track_id"].to_numpy() == ids[t])
-        pd_a, pd_b = a.iloc[rows_a].reset_index(drop=True), b.iloc[rows_b].reset_index(drop=True)
-        assert pd_a["key"].tolist() == pd_b["key"].tolist() and pd_a["mood"].tolist() == pd_b["mood"].tolist()
-        np.testing.assert_allclose(pd_a["tempo"], pd_b["tempo"])
+        rows_of_a, rows_of_b = a.iloc[rows_a].reset_index(drop=True), b.iloc[rows_b].reset_index(drop=True)
+        for column in ("key", "mood"):
+            assert rows_of_a[column].tolist() == rows_of_b[column].tolist()
+        np.testing.assert_allclose(rows_of_a["tempo"], rows_of_b["tempo"])
         np.testing.assert_allclose(single.descriptors(harmony=True)[rows_a], lib.descriptors(harmony=True)[rows_b])
         np.testing.assert_allclose(single.embedding("melody").tags()[rows_a], lib.embedding("melody").tags()[rows_b])
         np.testing.assert_allclose(single.tags(embedder="musicnn-mtt").to_numpy()[rows_a],
@@ -172,7 +173,7 @@ def test_tag_space_text_on_shards_equals_one_library(libs):
         np.testing.assert_allclose(a[tags].to_numpy(float), b[tags].to_numpy(float), atol=1e-6)
 
 
-def test_describe_on_shards_equals_one_library(libs, tmp_path):
+def test_describe_on_shards_equals_one_library(libs):
     single, lib, ids = libs["single"], libs["lib"], libs["ids"]
     clip = Query.audio(single.tracks["uri"].iloc[6], start=4.0, end=14.0)
     for qa, qb in ((Query.moment(6, 8.0), Query.moment(ids[6], 8.0)), (clip, clip)):
