@@ -140,6 +140,38 @@ def test_moment_search_returns_what_search_returns(lib, client):
     assert hit["audio"] == f"/tracks/{tid}/audio?start=4&end=8" and hit["metadata"]["genre"] == "drone"
 
 
+def test_answers_joined_from_track_cards_are_the_search_table_s_and_the_schema_s(lib, client):
+    """Moment and upload answers join the hits' columns (hit_columns) to track cards made once per generation,
+    with no table and no pydantic on the request path: the same hits, field for field, as search()'s table
+    gives, and JSON that the SearchResult model validates without changing a value."""
+    import pandas as pd
+
+    from audiorag.search import hit_columns, with_metadata
+    from audiorag.serve.answers import column_hits, table_hits
+    from audiorag.serve.models import SearchResult
+    tid = _by_uri(lib, "t1.wav")
+    queries = [Query.moment(tid, 5.0), Query.moment(_by_uri(lib, "t4.wav"), 0.0),
+               Query.audio(_track(3)[2 * SR:9 * SR], sr=SR)]
+    for query in queries:
+        for options in ({"k": 4}, {"k": 3, "by": "track"}, {"k": 5, "exclude_same_track": True},
+                        {"k": 3, "filters": {"genre": "pulse"}}, {"k": 50}):
+            table = search(lib, query, **options)
+            ctx, cols = hit_columns(lib, query, **options)
+            pd.testing.assert_frame_equal(with_metadata(ctx, cols), table)
+            assert column_hits(lib, cols) == table_hits(table), (query.kind, options)
+            assert len(table) and table["genre"].notna().all()  # hits with their tracks' columns
+    for params in ({"k": 4}, {"k": 3, "by": "track"}, {"k": 5, "exclude_same_track": True, "where": "year>=2005"},
+                   {"k": 3, "rerank": "diversity=0.5,max_per_track=1"}):
+        r = client.get("/search/moment", params={"track": tid, "at": 5.0, **params})
+        body = r.json()
+        assert r.headers["content-type"] == "application/json"
+        assert SearchResult.model_validate(body).model_dump(mode="json") == body, params
+        assert body["hits"] and all(h["file"].startswith("t") and "uri" not in h["metadata"] for h in body["hits"])
+    plain = client.get("/search/moment", params={"track": tid, "at": 5.0, "k": 4}).json()["hits"]
+    assert plain == table_hits(search(lib, Query.moment(tid, 5.0), k=4))
+    assert [h["metadata"]["genre"] for h in plain[:1]] == ["drone"] and plain[0]["tags"] is None
+
+
 def test_upload_search_finds_the_clip_and_trusts_the_decoder_not_the_content_type(lib, client):
     tid = _by_uri(lib, "t3.wav")
     clip = _wav(_track(3)[6 * SR:10 * SR])
