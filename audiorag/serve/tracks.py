@@ -28,8 +28,8 @@ _POSITIONS: dict = {}
 
 async def library(request: Request) -> Library:
     """The library at its latest committed generation, for one request (async: no thread hop, it
-    reads one small file)."""
-    return request.app.state.libraries.current()
+    reads one small file; a new generation is opened in a thread, :meth:`.state.Libraries.latest`)."""
+    return await request.app.state.libraries.latest()
 
 
 Lib = Annotated[Library, Depends(library)]
@@ -61,7 +61,7 @@ def plain(value):
 
 def track_position(lib: Library, track_id: int) -> int:
     """The row of ``track_id`` in ``lib.tracks`` (a lookup table per generation), else 404."""
-    position = _positions(lib)[0].get(track_id)
+    position = positions(lib)[0].get(track_id)
     if position is None:
         raise HTTPException(404, f"track {track_id} is not in this library")
     return position
@@ -71,13 +71,13 @@ def moment_position(lib: Library, track_id: int, at: float, field: str = "at") -
     """:func:`track_position`, and 416 when ``at`` seconds lie beyond the track's end (no moment there: a time
     outside the audio, as for uploads and audio spans)."""
     position = track_position(lib, track_id)
-    duration = _positions(lib)[1][position]
+    duration = positions(lib)[1][position]
     if at > duration:
         raise HTTPException(416, f"{field}: {at:g} s is beyond the end of track {track_id} ({duration:g} s)")
     return position
 
 
-def _positions(lib: Library) -> tuple[dict[int, int], list[float]]:
+def positions(lib: Library) -> tuple[dict[int, int], list[float]]:
     """Track id → row of ``lib.tracks``, and each row's duration (made once per generation)."""
     key = str(lib.data)
     found = _POSITIONS.get(key)
