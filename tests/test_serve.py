@@ -313,6 +313,42 @@ def test_a_new_generation_is_served_and_requests_go_on_during_a_build(tmp_path):
         assert (hit["track_id"], hit["file"]) == (new, "new.wav")
 
 
+def test_a_new_generation_is_prepared_once_in_a_thread_while_the_event_loop_goes_on(tmp_path):
+    import asyncio
+    import threading
+
+    from audiorag.serve.state import Libraries
+    writer = Library.create(tmp_path / "lib", window=2, hop=1)
+    prepared = []
+
+    def prepare(lib):  # slow on purpose: the event loop must keep running meanwhile
+        prepared.append((lib.generation, threading.current_thread() is threading.main_thread()))
+        time.sleep(0.3)
+
+    libs = Libraries(writer.path, prepare=prepare)
+    before = libs.current()
+    writer.set_track_column("mood", {})  # a commit: a new generation
+
+    async def requests():
+        ticks, done = 0, asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+        tick = asyncio.create_task(ticker())
+        got = await asyncio.gather(*(libs.latest() for _ in range(5)))
+        done.set()
+        await tick
+        return got, ticks
+    got, ticks = asyncio.run(requests())
+    assert {id(lib) for lib in got} == {id(got[0])} and got[0] is not before
+    assert got[0].generation == before.generation + 1 and prepared == [(got[0].generation, False)]
+    assert ticks >= 10  # the loop answered other work during the 0.3 s preparation
+    assert asyncio.run(libs.latest()) is got[0] and len(prepared) == 1
+
+
 # -- the bad-input corpus --------------------------------------------------------------------------
 
 _BAD_VALUES = ["", " ", "abc", "-1", "-0.0", "nan", "NaN", "inf", "-inf", "1e999", "9" * 40, "0x10", "1,5", "true",
