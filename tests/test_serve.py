@@ -313,6 +313,16 @@ def test_a_new_generation_is_served_and_requests_go_on_during_a_build(tmp_path):
         assert (hit["track_id"], hit["file"]) == (new, "new.wav")
 
 
+def test_a_form_field_sent_twice_is_refused_unless_it_is_repeatable(client):
+    good = _wav(_track(2, 3.0))
+    twice = client.post("/search/audio", files=[("file", ("a.wav", good)), ("file", ("b.wav", good))])
+    assert twice.status_code == 422 and twice.json()["detail"].startswith("file: sent more than once"), twice.text
+    k = client.post("/search/audio", files={"file": ("a.wav", good)}, data={"k": ["3", "4"]})
+    assert k.status_code == 422 and k.json()["detail"].startswith("k: sent more than once")
+    where = client.post("/search/audio", files={"file": ("a.wav", good)}, data={"where": ["year>=1999", "year<=2030"]})
+    assert where.status_code == 200 and len(where.json()["hits"]) == 10
+
+
 def test_a_new_generation_is_prepared_once_in_a_thread_while_the_event_loop_goes_on(tmp_path):
     import asyncio
     import threading

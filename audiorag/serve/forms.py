@@ -75,18 +75,23 @@ FORM_FIELDS = ("k", "embedder", "index", "by", "where", "rerank", "start", "end"
 
 
 async def filled_form(request: Request) -> None:
-    """Refuse (422) a declared form field sent empty: its type or enum, not its default, says what it may hold."""
+    """Refuse (422) a declared form field sent empty (its type or enum, not its default, says what it may hold),
+    or sent twice when it takes one value (FastAPI would read the last: schemathesis found two files accepted)."""
+    seen = set()
     for name, value in (await request.form()).multi_items():
-        if name in FORM_FIELDS and value == "":
+        if name in FORM_FIELDS and isinstance(value, str) and value == "":
             raise HTTPException(422, f"{name}: empty value; leave the field out for its default")
+        if name in seen and name in (*FORM_FIELDS, "file") and name != "where":
+            raise HTTPException(422, f"{name}: sent more than once; it takes one value")
+        seen.add(name)
 
 
 _Filled = Annotated[None, Depends(filled_form)]
 
 
 async def upload(file: Annotated[bytes, File(description="an audio file (WAV, FLAC, OGG, MP3); its content decides, "
-                                                   "not its declared type")],
-           _: _Filled, start: _Start = None, end: _End = None) -> Clip:
+                                                         "not its declared type")],
+                 _: _Filled, start: _Start = None, end: _End = None) -> Clip:
     return Clip(file, start, end)
 
 
