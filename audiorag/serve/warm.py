@@ -79,15 +79,15 @@ def warm(lib) -> dict[str, float]:
 def prepare(lib) -> None:
     """Fill what requests to a newly opened generation read first: the schema's names and patterns, the track
     tables and cards, each embedding's search context (its index opened); called in a thread before any request
-    gets the generation (:class:`.state.Libraries`)."""
-    vocabulary(lib)
-    positions(lib)
-    track_cards(lib)
-    for emb in lib.embeddings():
+    gets the generation (:class:`.state.Libraries`). A step that fails is left to the requests, which answer
+    its error as they would without preparation (this is only a head start)."""
+    steps = [vocabulary, positions, track_cards] + [
+        lambda lib, key=emb.key: context(lib, key) for emb in lib.embeddings()]
+    for step in steps:
         try:
-            context(lib, emb.key)
-        except AudioragError as exc:  # an embedding a build is filling: its first query says why
-            log.debug("prepare: %s: %s", emb.key, exc)
+            step(lib)
+        except Exception as exc:  # noqa: BLE001 - e.g. an embedding a build is filling: its first query says why
+            log.debug("prepare: %s: %s", getattr(step, "__name__", step), exc)
 
 
 def freeze_heap() -> None:
