@@ -218,7 +218,8 @@ def cluster_bench(root: Path) -> str:
 
 
 def serve_load(root: Path) -> str:
-    """Throughput and latency of ``audiorag serve`` per query and clients (``benchmarks/serve.py``)."""
+    """Throughput and latency of ``audiorag serve`` per query and clients (``benchmarks/serve.py``), each beside
+    one thread's in-process ``search()`` of the same query in the same run."""
     rec = _read(root, "serve-bench/serve.json")
     if rec is None:
         return _missing("REST API load", "python benchmarks/serve.py")
@@ -226,13 +227,18 @@ def serve_load(root: Path) -> str:
     cells = [(kind, cell) for kind, cs in rec["served"].items() for cell in cs]
     cells += [(f"{kind}, during a build", cell) for kind, cell in rec.get("during_build", {}).items()
               if kind != "builds"]
-    rows = [[kind, c["clients"], c["per_s"], c["p50_ms"], c["p99_ms"], c["errors"],
-             base[kind.split(",")[0]]["p50_ms"], c["load_after"][0]] for kind, c in cells]
-    text = _table(["query", "clients", "requests/s", "p50 ms", "p99 ms", "errors", "in-process p50 ms",
-                   "load (1 min)"], rows)
+    rows = []
+    for kind, c in cells:
+        alone = base[kind.split(",")[0]]
+        share = f"{100 * c['per_s'] / alone['per_s']:.0f} %" if alone.get("per_s") else "–"
+        rows.append([kind, c["clients"], c["per_s"], share, c["p50_ms"], c["p99_ms"], c["errors"], alone["p50_ms"],
+                     alone.get("per_s", "–"), c["load_after"][0]])
+    text = _table(["query", "clients", "requests/s", "of in-process", "p50 ms", "p99 ms", "errors",
+                   "in-process p50 ms", "in-process /s (1 thread)", "load (1 min)"], rows)
     text += (f"\n\n`{rec['embedding']}` (Flat), {rec['n_segments']:,} segments, {rec['workers']} server processes, "
-             f"{rec['seconds_per_cell']:g} s per cell, upload {rec['upload_bytes'] / 1e3:.0f} kB; text: "
-             f"`{rec.get('text_embedding')}`; run {rec['started']}, load at start {rec['load_start']}.")
+             f"clients: {rec.get('client', 'python http.client threads')}, {rec['seconds_per_cell']:g} s per cell, "
+             f"upload {rec['upload_bytes'] / 1e3:.0f} kB; text: `{rec.get('text_embedding')}`; run {rec['started']}, "
+             f"load at start {rec['load_start']}.")
     return text + _source("experiments/results/serve-bench/serve.json", command="python benchmarks/serve.py")
 
 

@@ -6,16 +6,18 @@
 On 127.0.0.1 only, in bounded loops (every cell stops after ``--seconds``; the script stops by itself):
 
 1. in-process baselines, in this run: ``search()`` of a moment, of a 10 s WAV (decode + embed + search,
-   from the upload's bytes) and of a text query;
+   from the upload's bytes) and of a text query, one after another on one thread (latency and queries/s);
 2. a server (``audiorag serve``, ``--workers`` processes) under 1, 8 and 32 concurrent clients for
    moment search (``GET /search/moment``), upload search (``POST /search/audio``, a 10 s WAV) and
    text search (``POST /search/text``, when the library has a tagger or a text tower);
 3. the same moment and upload load on a copy of the library while a build adds tracks to it
    (batches of generated files), counting the generations the server moved to.
 
-Every response that is not a 200 counts as an error. The record (with ``uptime`` load before and
-after each cell: the machine is shared) goes to ``--out``; the table of ``docs/serve.md`` is printed
-(``make docs`` puts it there).
+The clients are `wrk <https://github.com/wg/wrk>`_ (C, one thread, keep-alive connections; Debian's
+``wrk`` package) when it is installed, else Python threads with ``http.client`` (which take a core of
+their own on a small machine: the record names the client). Every response that is not a 200 counts as
+an error. The record (with ``uptime`` load before and after each cell: the machine is shared) goes to
+``--out``; the table of ``docs/serve.md`` is printed (``make docs`` puts it there).
 """
 
 # ruff: noqa: E402 - the thread settings below must precede the imports that load native libraries
@@ -101,22 +103,25 @@ def percentiles(times: list[float]) -> dict:
 
 
 def in_process(lib: Library, embedder: str, wav: bytes, moments: list, text_embedder: str | None,
-               repeats: int) -> dict:
-    """``search()`` in this process: the baselines the server's figures are compared with."""
+               repeats: int, seconds: float) -> dict:
+    """``search()`` in this process, one query after another on one thread: the baselines the server's
+    figures are compared with (``per_s``: queries a second that one thread answers). Moments run for
+    ``seconds`` (a cell's length: the load of a shared machine varies), the others ``repeats`` times."""
     out = {}
     kinds = {"moment": lambda i: search(lib, Query.moment(*moments[i % len(moments)]), embedder=embedder, k=10),
              "upload": lambda i: _upload_in_process(lib, wav, embedder)}
     if text_embedder:
         kinds["text"] = lambda i: search(lib, Query.text(TEXTS[i % len(TEXTS)]), embedder=text_embedder, k=10)
     for kind, fn in kinds.items():
-        n = repeats * (20 if kind == "moment" else 1)
         fn(0)  # warm caches and models
         times = []
-        for i in range(n):
+        stop = time.perf_counter() + seconds
+        while len(times) < repeats or (kind == "moment" and time.perf_counter() < stop):
             t0 = time.perf_counter()
-            fn(i)
+            fn(len(times))
             times.append(time.perf_counter() - t0)
-        out[kind] = {"n": n, **percentiles(times), "load": load_avg()}
+        out[kind] = {"n": len(times), **percentiles(times), "per_s": round(len(times) / sum(times), 1),
+                     "load": load_avg()}
     return out
 
 
@@ -126,25 +131,25 @@ def _upload_in_process(lib, wav: bytes, embedder: str):
 
 
 class Server:
-    """``audiorag serve`` in a child process on a free loopback port."""
+    """``audiorag serve`` in a child process on a free loopback port, ready when every worker process has
+    said so (its warm-up done: ``/health`` answers while a process warms, and a cell measured meanwhile
+    would time the warm-up's models loading beside the requests)."""
 
     def __init__(self, library: Path, workers: int):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k != "AUDIORAG_TOKEN"}
+        self.log = tempfile.NamedTemporaryFile(prefix="serve-bench-", suffix=".log")
         self.proc = subprocess.Popen([sys.executable, "-m", "audiorag", "serve", str(library), "--port",
-                                      str(self.port), "--workers", str(workers)], env=env)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                status, _ = request(self.port, "GET", "/health")
-                if status == 200:
-                    return
-            except OSError:
-                time.sleep(0.2)
+                                      str(self.port), "--workers", str(workers)], env=env, stderr=self.log)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if Path(self.log.name).read_text(errors="replace").count("ready: ") >= workers:
+                return
+            time.sleep(0.2)
         self.stop()
-        raise RuntimeError("the server did not start within 120 s")
+        raise RuntimeError(f"the server did not get ready within 300 s: {Path(self.log.name).read_text()[-500:]}")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -152,6 +157,7 @@ class Server:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None, ctype: str | None = None,
@@ -167,9 +173,81 @@ def request(port: int, method: str, path: str, body: bytes | None = None, ctype:
             conn.close()
 
 
+#: wrk's script: the cell's requests (a file: METHOD, path, content type, body file; one a line) in turn on
+#: every connection; each answer that is not a 200 counted, the generations named by the 200s collected
+WRK_SCRIPT = r"""
+local reqs, threads, i = {}, {}, 0
+bad, gens = 0, ""
+setup = function(thread) table.insert(threads, thread) end
+init = function(args)
+  for line in io.lines(args[1]) do
+    local m, p, c, f = line:match("^(%S+)\t([^\t]*)\t([^\t]*)\t([^\t]*)$")
+    local body, headers = nil, {}
+    if f ~= "" then local h = io.open(f, "rb"); body = h:read("*a"); h:close() end
+    if c ~= "" then headers["Content-Type"] = c end
+    reqs[#reqs + 1] = wrk.format(m, p, headers, body)
+  end
+end
+request = function() i = i + 1; return reqs[(i % #reqs) + 1] end
+response = function(status, headers, body)
+  if status ~= 200 then bad = bad + 1; return end
+  local g = body:match('"generation":(%d+)')
+  if g and not gens:find("," .. g .. ",", 1, true) then gens = gens .. "," .. g .. "," end
+end
+done = function(summary, latency, requests)
+  local n, g = 0, ""
+  for _, t in ipairs(threads) do n = n + t:get("bad"); g = g .. t:get("gens") end
+  local e = summary.errors
+  io.write(string.format('WRK {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "not_200": %d, ' ..
+    '"socket_errors": %d, "generations": "%s"}\n', summary.requests, summary.duration, latency:percentile(50),
+    latency:percentile(99), n, e.connect + e.read + e.write + e.timeout, g))
+end
+"""
+
+
+def client_name() -> str:
+    """The load generator this run uses: wrk when installed, else Python threads."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return "python http.client threads"
+    version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split()
+    return f"wrk {version[1] if len(version) > 1 else ''} (1 thread)".replace("  ", " ")
+
+
 def load_cell(port: int, make, clients: int, seconds: float) -> dict:
-    """``clients`` threads, each on its own keep-alive connection, sending ``make(i)`` requests for
-    ``seconds``; latency of each, errors (not 200), throughput."""
+    """``clients`` keep-alive connections sending ``make(i)`` requests for ``seconds``: throughput of 200s,
+    latency percentiles, errors (answers that are not 200), generations served; wrk when installed."""
+    before = load_avg()
+    run = _wrk_cell if shutil.which("wrk") else _python_cell
+    out = run(port, make, clients, seconds)
+    return {"clients": clients, **out, "load_before": before, "load_after": load_avg()}
+
+
+def _wrk_cell(port: int, make, clients: int, seconds: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="serve-bench-wrk-") as tmp:
+        lines, bodies = [], {}
+        for i in range(500):
+            method, path, body, ctype = make(i)
+            name = ""
+            if body is not None:
+                name = bodies.setdefault(body, str(Path(tmp) / f"body{len(bodies)}"))
+                Path(name).write_bytes(body)
+            lines.append(f"{method}\t{path}\t{ctype or ''}\t{name}")
+        requests = Path(tmp) / "requests.tsv"
+        requests.write_text("\n".join(dict.fromkeys(lines)) + "\n")
+        script = Path(tmp) / "cell.lua"
+        script.write_text(WRK_SCRIPT)
+        r = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "60s", "-s", str(script),
+                            f"http://127.0.0.1:{port}", "--", str(requests)], capture_output=True, text=True)
+    found = json.loads(next(line[4:] for line in r.stdout.splitlines() if line.startswith("WRK ")))
+    ok = found["requests"] - found["not_200"]
+    return {"requests": found["requests"], "errors": found["not_200"] + found["socket_errors"], "error_examples": [],
+            "per_s": round(ok / (found["duration_us"] / 1e6), 1), "p50_ms": round(found["p50_us"] / 1000, 2),
+            "p99_ms": round(found["p99_us"] / 1000, 2),
+            "generations": sorted(int(g) for g in found["generations"].split(",") if g)}
+
+
+def _python_cell(port: int, make, clients: int, seconds: float) -> dict:
     stop = time.monotonic() + seconds
     times: list[float] = []
     errors: list[str] = []
@@ -198,7 +276,6 @@ def load_cell(port: int, make, clients: int, seconds: float) -> dict:
                     errors.append(f"{status}: {data[:120]!r}")
         conn.close()
 
-    before = load_avg()
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     t0 = time.perf_counter()
     for t in threads:
@@ -206,10 +283,9 @@ def load_cell(port: int, make, clients: int, seconds: float) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    return {"clients": clients, "requests": len(times) + len(errors), "errors": len(errors),
-            "error_examples": sorted(set(errors))[:3], "per_s": round(len(times) / wall, 1), **percentiles(times),
-            "generations": sorted(g for g in generations if g is not None), "load_before": before,
-            "load_after": load_avg()}
+    return {"requests": len(times) + len(errors), "errors": len(errors), "error_examples": sorted(set(errors))[:3],
+            "per_s": round(len(times) / wall, 1), **percentiles(times),
+            "generations": sorted(g for g in generations if g is not None)}
 
 
 def warm(port: int, make) -> None:
@@ -245,7 +321,8 @@ def main(argv=None) -> None:
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each load cell")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="server processes")
-    ap.add_argument("--repeats", type=int, default=30, help="in-process baseline: upload/text runs (moment: 20x)")
+    ap.add_argument("--repeats", type=int, default=30, help="in-process baseline: upload/text runs (moments: a cell's "
+                                                            "length)")
     ap.add_argument("--kinds", default="moment,upload,text", help="which queries to load (text: when it can)")
     ap.add_argument("--no-build", action="store_true", help="skip the load during a build")
     ap.add_argument("--out", default=DEFAULT_OUT)
@@ -263,10 +340,11 @@ def main(argv=None) -> None:
     upload, ctype = multipart({"k": "10", "embedder": emb.key}, wav)
     record = {"library": str(library), "embedding": emb.key, "n_segments": int(len(segs)), "text_embedding": text_emb,
               "upload_bytes": len(wav), "workers": args.workers, "seconds_per_cell": args.seconds,
+              "client": client_name(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_start": load_avg()}
     print(f"in-process baselines ({emb.key}, {len(segs)} segments) ...", flush=True)
-    record["in_process"] = in_process(lib, emb.key, wav, moments, text_emb, args.repeats)
+    record["in_process"] = in_process(lib, emb.key, wav, moments, text_emb, args.repeats, args.seconds)
     kinds = {"moment": lambda i: ("GET", "/search/moment?track={}&at={}&k=10&embedder={}".format(
         *moments[i % len(moments)], emb.key), None, None),
              "upload": lambda i: ("POST", "/search/audio", upload, ctype)}

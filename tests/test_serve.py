@@ -140,6 +140,38 @@ def test_moment_search_returns_what_search_returns(lib, client):
     assert hit["audio"] == f"/tracks/{tid}/audio?start=4&end=8" and hit["metadata"]["genre"] == "drone"
 
 
+def test_answers_joined_from_track_cards_are_the_search_table_s_and_the_schema_s(lib, client):
+    """Moment and upload answers join the hits' columns (hit_columns) to track cards made once per generation,
+    with no table and no pydantic on the request path: the same hits, field for field, as search()'s table
+    gives, and JSON that the SearchResult model validates without changing a value."""
+    import pandas as pd
+
+    from audiorag.search import hit_columns, with_metadata
+    from audiorag.serve.answers import column_hits, table_hits
+    from audiorag.serve.models import SearchResult
+    tid = _by_uri(lib, "t1.wav")
+    queries = [Query.moment(tid, 5.0), Query.moment(_by_uri(lib, "t4.wav"), 0.0),
+               Query.audio(_track(3)[2 * SR:9 * SR], sr=SR)]
+    for query in queries:
+        for options in ({"k": 4}, {"k": 3, "by": "track"}, {"k": 5, "exclude_same_track": True},
+                        {"k": 3, "filters": {"genre": "pulse"}}, {"k": 50}):
+            table = search(lib, query, **options)
+            ctx, cols = hit_columns(lib, query, **options)
+            pd.testing.assert_frame_equal(with_metadata(ctx, cols), table)
+            assert column_hits(lib, cols) == table_hits(table), (query.kind, options)
+            assert len(table) and table["genre"].notna().all()  # hits with their tracks' columns
+    for params in ({"k": 4}, {"k": 3, "by": "track"}, {"k": 5, "exclude_same_track": True, "where": "year>=2005"},
+                   {"k": 3, "rerank": "diversity=0.5,max_per_track=1"}):
+        r = client.get("/search/moment", params={"track": tid, "at": 5.0, **params})
+        body = r.json()
+        assert r.headers["content-type"] == "application/json"
+        assert SearchResult.model_validate(body).model_dump(mode="json") == body, params
+        assert body["hits"] and all(h["file"].startswith("t") and "uri" not in h["metadata"] for h in body["hits"])
+    plain = client.get("/search/moment", params={"track": tid, "at": 5.0, "k": 4}).json()["hits"]
+    assert plain == table_hits(search(lib, Query.moment(tid, 5.0), k=4))
+    assert [h["metadata"]["genre"] for h in plain[:1]] == ["drone"] and plain[0]["tags"] is None
+
+
 def test_upload_search_finds_the_clip_and_trusts_the_decoder_not_the_content_type(lib, client):
     tid = _by_uri(lib, "t3.wav")
     clip = _wav(_track(3)[6 * SR:10 * SR])
@@ -279,6 +311,52 @@ def test_a_new_generation_is_served_and_requests_go_on_during_a_build(tmp_path):
         new = _by_uri(writer, "new.wav")
         hit = c.get("/search/moment", params={"track": new, "at": 2, "k": 1}).json()["hits"][0]
         assert (hit["track_id"], hit["file"]) == (new, "new.wav")
+
+
+def test_a_form_field_sent_twice_is_refused_unless_it_is_repeatable(client):
+    good = _wav(_track(2, 3.0))
+    twice = client.post("/search/audio", files=[("file", ("a.wav", good)), ("file", ("b.wav", good))])
+    assert twice.status_code == 422 and twice.json()["detail"].startswith("file: sent more than once"), twice.text
+    k = client.post("/search/audio", files={"file": ("a.wav", good)}, data={"k": ["3", "4"]})
+    assert k.status_code == 422 and k.json()["detail"].startswith("k: sent more than once")
+    where = client.post("/search/audio", files={"file": ("a.wav", good)}, data={"where": ["year>=1999", "year<=2030"]})
+    assert where.status_code == 200 and len(where.json()["hits"]) == 10
+
+
+def test_a_new_generation_is_prepared_once_in_a_thread_while_the_event_loop_goes_on(tmp_path):
+    import asyncio
+    import threading
+
+    from audiorag.serve.state import Libraries
+    writer = Library.create(tmp_path / "lib", window=2, hop=1)
+    prepared = []
+
+    def prepare(lib):  # slow on purpose: the event loop must keep running meanwhile
+        prepared.append((lib.generation, threading.current_thread() is threading.main_thread()))
+        time.sleep(0.3)
+
+    libs = Libraries(writer.path, prepare=prepare)
+    before = libs.current()
+    writer.set_track_column("mood", {})  # a commit: a new generation
+
+    async def requests():
+        ticks, done = 0, asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.01)
+        tick = asyncio.create_task(ticker())
+        got = await asyncio.gather(*(libs.latest() for _ in range(5)))
+        done.set()
+        await tick
+        return got, ticks
+    got, ticks = asyncio.run(requests())
+    assert {id(lib) for lib in got} == {id(got[0])} and got[0] is not before
+    assert got[0].generation == before.generation + 1 and prepared == [(got[0].generation, False)]
+    assert ticks >= 10  # the loop answered other work during the 0.3 s preparation
+    assert asyncio.run(libs.latest()) is got[0] and len(prepared) == 1
 
 
 # -- the bad-input corpus --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from .guards import Deadline, LimitBody, RequireToken
 from .media import ChangedFile, Moments
 from .settings import SETTINGS_ENV, Settings
 from .state import Busy, Libraries, Pool
-from .warm import Warmer
+from .warm import Warmer, freeze_heap, prepare
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                               "`{error, detail}`; with a token, every route but /health needs "
                               "`Authorization: Bearer <token>`.")
     app.state.settings = settings
-    app.state.libraries = Libraries(settings.library, ray_address=settings.ray_address)
+    app.state.libraries = Libraries(settings.library, ray_address=settings.ray_address, prepare=prepare)
     app.openapi = lambda: openapi(app, app.state.libraries.current())
     app.state.pool = Pool(settings.threads, settings.queue)
     app.state.moments = Moments()
@@ -127,8 +127,12 @@ _FOLDERS: dict = {}
 
 def app_from_env() -> FastAPI:
     """The app of a uvicorn worker process started by ``audiorag serve`` (settings in the environment)."""
-    app = create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+    settings = Settings.from_json(os.environ[SETTINGS_ENV])
+    app = create_app(settings)
     app.state.warmer.announce = lambda line: print(f"[{os.getpid()}] {line}", file=sys.stderr, flush=True)
+    app.state.warmer.freeze = True  # a server process's heap, once warm (not a test's, nor a notebook's)
+    if not settings.warm:
+        freeze_heap()
     return app
 
 

@@ -107,7 +107,10 @@ class LimitBody:
 
 
 class Deadline:
-    """A request that takes longer than ``timeout`` seconds (a slow upload included) ends with 504."""
+    """A request that takes longer than ``timeout`` seconds (a slow upload included) ends with 504.
+
+    A timer cancels the request's own task (``asyncio.wait_for`` would run it in a new task: 13 µs a
+    request, against 3)."""
 
     def __init__(self, app, timeout: float):
         self.app = app
@@ -116,16 +119,29 @@ class Deadline:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
+        started = expired = False
+        task = asyncio.current_task()
 
         async def watch(message):
             nonlocal started
             started = started or message["type"] == "http.response.start"
             await send(message)
 
+        def expire():
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(self.timeout, expire)
         try:
-            await asyncio.wait_for(self.app(scope, receive, watch), self.timeout)
-        except asyncio.TimeoutError:
+            await self.app(scope, receive, watch)
+        except asyncio.CancelledError:
+            if not expired:  # the server's own cancellation (the client went away, shutdown)
+                raise
+            if hasattr(task, "uncancel"):  # Python ≥ 3.11: this cancellation is handled here
+                task.uncancel()
             if not started:
                 await send_error(send, 504, "timeout", f"the request took longer than {self.timeout:g} s",
                                  {"Connection": "close"})
+        finally:
+            timer.cancel()

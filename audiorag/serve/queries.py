@@ -5,29 +5,29 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import time
 from typing import Annotated
 
 import numpy as np
 import soundfile as sf
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Query, Request, Response
 from starlette.exceptions import HTTPException
 
 from ..audio import load_clip
 from ..errors import AudioDecodeError, UnusableClipError
 from ..library import Library
+from ..library.shards import ShardedLibrary
 from ..rerank import Rerank
 from ..search import Query as SearchQuery
-from ..search import search
+from ..search import context, hit_columns, search
+from .answers import column_hits, json_response, table_hits
 from .contract import errors
 from .forms import OptionalUpload, PlainSearchForm, SearchForm, SearchParams, Upload
 from .models import RERANK, SearchBase, SearchResult, TextQuery
-from .tracks import ApiError, Lib, audio_url, filters, library, moment_position, plain, public_metadata
+from .tracks import ApiError, Lib, filters, library, moment_position
 
 router = APIRouter(tags=["search"])
 _KEYS: dict = {}
-_HIT_FIELDS = ("rank", "track_id", "segment_id", "start", "end", "score", "n_segments")
 
 
 def parse_rerank(text: str | None) -> Rerank | None:
@@ -57,32 +57,38 @@ def parse_rerank(text: str | None) -> Rerank | None:
 
 
 def run_search(lib: Library, query: SearchQuery, options: SearchBase, *, exclude_same_track: bool = False,
-               described: dict) -> SearchResult:
+               described: dict) -> Response:
     """``search()`` with the request's options (re-ranked when they are :class:`SearchOptions` with
-    ``rerank``), as the response body."""
+    ``rerank``), as the response: a :class:`~.models.SearchResult` body (:mod:`.answers`). A plain vector query
+    takes its hits as columns (:func:`audiorag.search.hit_columns`), without the table ``search()`` builds."""
     rerank = parse_rerank(getattr(options, "rerank", None))
     by = options.by
     if rerank is not None and by == "track":  # re-ranking returns moments: one per track is its cap
         rerank, by = dataclasses.replace(rerank, max_per_track=1), "segment"
+    where = filters(lib, options.where, search=True)
     t0 = time.perf_counter()
-    hits = search(lib, query, embedder=options.embedder, k=options.k, index=options.index,
-                  exclude_same_track=exclude_same_track, filters=filters(lib, options.where, search=True),
-                  by=by, rerank=rerank)
-    took = (time.perf_counter() - t0) * 1000
-    matched = hits.attrs.get("matched_tags")
-    columns = {c: values.tolist() for c, values in hits.items()}
-    out = []
-    for i in range(len(hits)):
-        row = {c: plain(v[i]) for c, v in columns.items()}
-        tags = {c[4:]: row[c] for c in row if c.startswith("tag:")} or None
-        meta = public_metadata(row, (*_HIT_FIELDS, "track_duration"))
-        meta = {c: v for c, v in meta.items() if not c.startswith("tag:")}
-        out.append({**{c: row[c] for c in _HIT_FIELDS if c in row}, "file": os.path.basename(str(row.get("uri", ""))),
-                    "metadata": meta, "tags": tags, "audio": audio_url(row["track_id"], row["start"], row["end"])})
-    return SearchResult(query=described, embedding=_embedding_key(lib, options, query.kind),
-                        generation=lib.generation, took_ms=round(took, 3),
-                        matched_tags={t: float(w) for t, w in matched.items()} if matched else None,
-                        missing_shards=hits.attrs.get("missing_shards", []), hits=out)
+    if rerank is None and plain_query(lib, query, options):
+        _, cols = hit_columns(lib, query, embedder=options.embedder, k=options.k, index=options.index,
+                              exclude_same_track=exclude_same_track, filters=where, by=by)
+        took, hits, attrs = time.perf_counter() - t0, column_hits(lib, cols), {}
+    else:
+        table = search(lib, query, embedder=options.embedder, k=options.k, index=options.index,
+                       exclude_same_track=exclude_same_track, filters=where, by=by, rerank=rerank)
+        took, hits, attrs = time.perf_counter() - t0, table_hits(table), table.attrs
+    matched = attrs.get("matched_tags")
+    return json_response({"query": described, "embedding": _embedding_key(lib, options, query.kind),
+                          "generation": lib.generation, "took_ms": round(took * 1000, 3),
+                          "matched_tags": {t: float(w) for t, w in matched.items()} if matched else None,
+                          "missing_shards": attrs.get("missing_shards", []), "hits": hits})
+
+
+def plain_query(lib: Library, query: SearchQuery, options: SearchBase) -> bool:
+    """Whether :func:`audiorag.search.hit_columns` answers ``query``: a moment or an audio clip (a text or hybrid
+    query only with a text tower; never a hum) on a library that is not sharded (``search()`` reports the
+    shards that did not answer)."""
+    if isinstance(lib, ShardedLibrary) or query.kind == "hum":
+        return False
+    return query.kind in ("moment", "audio") or context(lib, options.embedder, options.index, text=True).emb.has_text
 
 
 def _embedding_key(lib: Library, options: SearchBase, kind: str) -> str:
@@ -137,7 +143,7 @@ _UPLOAD_ERRORS = errors(409, 415, 416)
 async def moment(lib: Lib, options: SearchParams,
                  track: Annotated[int, Query(ge=0, le=2**53, description="an indexed track's id")],
                  at: Annotated[float, Query(ge=0, allow_inf_nan=False, description="seconds into the track")] = 0.0,
-                 exclude_same_track: bool = False) -> SearchResult:
+                 exclude_same_track: bool = False) -> Response:
     """Moments like ``at`` seconds into ``track`` (the library's own segment there: no decoding; about
     a millisecond, so it runs on the event loop, never queued behind uploads)."""
     moment_position(lib, track, at)
@@ -146,7 +152,7 @@ async def moment(lib: Lib, options: SearchParams,
 
 
 @router.post("/search/audio", response_model=SearchResult, responses=_UPLOAD_ERRORS)
-async def audio(request: Request, clip: Upload, options: SearchForm) -> SearchResult:
+async def audio(request: Request, clip: Upload, options: SearchForm) -> Response:
     """Moments like an uploaded clip (of its ``[start, end)`` span); a clip longer than one window is
     matched as a sequence of windows."""
     state = request.app.state
@@ -160,7 +166,7 @@ async def audio(request: Request, clip: Upload, options: SearchForm) -> SearchRe
 
 
 @router.post("/search/text", response_model=SearchResult, responses=errors(409))
-async def text(request: Request, body: TextQuery) -> SearchResult:
+async def text(request: Request, body: TextQuery) -> Response:
     """Moments matching a description: in a text tower's space (CLAP), else a tagger's tag space.
     409 when the library has neither."""
     lib = await library(request)
@@ -185,7 +191,7 @@ async def hybrid(request: Request, text: Annotated[str, Form(min_length=1, max_l
                  alpha: Annotated[float, Form(ge=0, le=1, allow_inf_nan=False,
                                               description="weight of the text; 1 - alpha: the audio")] = 0.7,
                  track: Annotated[int | None, Form(ge=0, le=2**53)] = None,
-                 at: Annotated[float, Form(ge=0, allow_inf_nan=False)] = 0.0) -> SearchResult:
+                 at: Annotated[float, Form(ge=0, allow_inf_nan=False)] = 0.0) -> Response:
     """``alpha``·text + (1 − ``alpha``)·audio, the audio an upload or a moment (``track``, ``at``);
     needs an embedder with a text tower (CLAP)."""
     state = request.app.state
@@ -208,7 +214,7 @@ async def hybrid(request: Request, text: Annotated[str, Form(min_length=1, max_l
 
 
 @router.post("/search/hum", response_model=SearchResult, responses=_UPLOAD_ERRORS)
-async def hum(request: Request, clip: Upload, options: PlainSearchForm) -> SearchResult:
+async def hum(request: Request, clip: Upload, options: PlainSearchForm) -> Response:
     """The recordings and moments a hummed phrase comes from (the library's ``melody`` embedding;
     409 without one, 422 when the upload holds no melody)."""
     state = request.app.state

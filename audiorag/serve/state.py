@@ -14,9 +14,10 @@ from ..library.shards import open_library
 class Libraries:
     """The served library at its latest committed generation.
 
-    Each request takes :meth:`current` once and reads only that object: a build that commits
+    Each request takes :meth:`latest` once and reads only that object: a build that commits
     meanwhile gives the *next* requests a newly opened :class:`~audiorag.Library`, while the
     ones in flight keep the generation they pinned (it is not deleted until they let it go).
+    ``prepare(lib)`` fills a new generation's caches before any request gets it.
 
     >>> import tempfile
     >>> lib = Library.create(tempfile.mkdtemp(), window=2, hop=1)
@@ -27,20 +28,43 @@ class Libraries:
     (False, True)
     """
 
-    def __init__(self, path, *, ray_address: str | None = None):
+    def __init__(self, path, *, ray_address: str | None = None, prepare=None):
         self._ray = ray_address  # a sharded library: its shard actors on Ray (docs/cluster.md)
+        self._prepare = prepare or (lambda lib: None)
         self._lib = open_library(path, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
         self._lock = threading.Lock()
+        self._opening: asyncio.Future | None = None
 
     def current(self) -> Library:
-        """The library at the committed generation (reopened when ``CURRENT`` moved on)."""
+        """The library at the committed generation (reopened, in this thread, when ``CURRENT`` moved on)."""
         lib = self._lib
         if lib.store.generation != lib.generation:  # reads the small CURRENT file: microseconds
-            with self._lock:
-                if self._lib.store.generation != self._lib.generation:
-                    self._lib = open_library(lib.path, ray_address=self._ray)
-                lib = self._lib
+            lib = self._open()
         return lib
+
+    async def latest(self) -> Library:
+        """:meth:`current` for a request on the event loop: a newly committed generation is opened and
+        prepared in a thread, once, while the requests in flight go on with theirs (opening it on the loop
+        stalled every one of them for 10–50 ms, each commit of a build); requests that start meanwhile wait
+        for it."""
+        lib = self._lib
+        if lib.store.generation == lib.generation:
+            return lib
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(asyncio.to_thread(self._open))
+            self._opening.add_done_callback(self._opened)
+        return await asyncio.shield(self._opening)
+
+    def _open(self) -> Library:
+        with self._lock:
+            if self._lib.store.generation != self._lib.generation:
+                lib = open_library(self._lib.path, ray_address=self._ray)
+                self._prepare(lib)
+                self._lib = lib
+            return self._lib
+
+    def _opened(self, future: asyncio.Future) -> None:
+        self._opening = None  # the next commit opens anew; a failure (a damaged library) is tried again
 
 
 class Busy(Exception):

@@ -28,8 +28,8 @@ _POSITIONS: dict = {}
 
 async def library(request: Request) -> Library:
     """The library at its latest committed generation, for one request (async: no thread hop, it
-    reads one small file)."""
-    return request.app.state.libraries.current()
+    reads one small file; a new generation is opened in a thread, :meth:`.state.Libraries.latest`)."""
+    return await request.app.state.libraries.latest()
 
 
 Lib = Annotated[Library, Depends(library)]
@@ -61,25 +61,33 @@ def plain(value):
 
 def track_position(lib: Library, track_id: int) -> int:
     """The row of ``track_id`` in ``lib.tracks`` (a lookup table per generation), else 404."""
-    key = str(lib.data)
-    positions = _POSITIONS.get(key)
-    if positions is None:
-        if len(_POSITIONS) > 16:
-            _POSITIONS.clear()
-        positions = _POSITIONS[key] = {int(t): i for i, t in enumerate(lib.tracks["track_id"].to_numpy())}
-    if track_id not in positions:
+    position = positions(lib)[0].get(track_id)
+    if position is None:
         raise HTTPException(404, f"track {track_id} is not in this library")
-    return positions[track_id]
+    return position
 
 
 def moment_position(lib: Library, track_id: int, at: float, field: str = "at") -> int:
     """:func:`track_position`, and 416 when ``at`` seconds lie beyond the track's end (no moment there: a time
     outside the audio, as for uploads and audio spans)."""
     position = track_position(lib, track_id)
-    duration = float(lib.tracks["duration"].iloc[position])
+    duration = positions(lib)[1][position]
     if at > duration:
         raise HTTPException(416, f"{field}: {at:g} s is beyond the end of track {track_id} ({duration:g} s)")
     return position
+
+
+def positions(lib: Library) -> tuple[dict[int, int], list[float]]:
+    """Track id → row of ``lib.tracks``, and each row's duration (made once per generation)."""
+    key = str(lib.data)
+    found = _POSITIONS.get(key)
+    if found is None:
+        if len(_POSITIONS) > 16:
+            _POSITIONS.clear()
+        tracks = lib.tracks
+        found = _POSITIONS[key] = ({int(t): i for i, t in enumerate(tracks["track_id"].tolist())},
+                                   [float(d) for d in tracks["duration"].tolist()])
+    return found
 
 
 def track_row(lib: Library, track_id: int) -> pd.Series:
