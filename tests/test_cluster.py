@@ -43,18 +43,18 @@ class Bands24(Embedder):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """9 tracks (24 band energies) as one library and as 3 shards; a Ray cluster of two nodes (a head
-    and a worker, 1 CPU each) whose processes see ``AUDIORAG_RAY_FAULT`` (a marker that exists: no
+    """9 tracks (24 band energies, landmark fingerprints) as one library and as 3 shards; a Ray cluster
+    of two nodes (a head and a worker, 1 CPU each) whose processes see ``AUDIORAG_RAY_FAULT`` (a marker that exists: no
     fault until a test removes it); shard s placed on node s % 2."""
     from ray.cluster_utils import Cluster
     root = tmp_path_factory.mktemp("cluster")
     emb = Bands24()
     ds = _corpus(root / "audio")
     single = Library.create(root / "single", window=5, hop=2.5)
-    single.add(ds, embedders=[emb], workers=1, progress=False)
+    single.add(ds, embedders=[emb], workers=1, progress=False, fingerprint=True)
     single.build_index(emb.key, "Flat")
     sharded = ShardedLibrary.create(root / "sharded", N, window=5, hop=2.5)
-    sharded.add(ds, embedders=[emb], workers=1, parallel=False)
+    sharded.add(ds, embedders=[emb], workers=1, parallel=False, fingerprint=True)
     marker = root / "actor-exited"
     marker.touch()
     old = os.environ.get(FAULT_ENV)
@@ -226,3 +226,21 @@ def test_eval_through_the_shard_actors_equals_the_local_fanout(cluster):
     b = evaluate(ShardedLibrary.open(cluster["path"], ray_address=cluster["address"]), protocol=protocol).record.metrics
     quality = [m for m in a if m.split("/")[0] in ("segment", "track")]
     assert quality and all(a[m] == b[m] for m in quality), {m: (a[m], b[m]) for m in quality if a[m] != b[m]}
+
+
+def test_identify_through_the_shard_actors_equals_one_library(cluster):
+    """The shard actors look up their fingerprints (ShardServer.run): the matches of one library."""
+    import soundfile as sf
+
+    from audiorag.identify import identify
+    single = cluster["single"]
+    lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"])
+    ids = _ids(single, lib)
+    y, sr = sf.read(cluster["uri"].removeprefix("file://"), dtype="float32")
+    clip = y[int(2.0 * sr): int(9.0 * sr)]
+    want = identify(single, clip, sr=sr, k=2)
+    got = identify(lib, clip, sr=sr, k=2)
+    assert got.attrs["missing_shards"] == [] and len(want) >= 1
+    assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
+    for col in ("offset", "stretch", "score", "confidence"):
+        assert got[col].tolist() == want[col].tolist(), col

@@ -1,0 +1,115 @@
+"""The commands beyond plain search on a sharded library (docs/shards.md): 3 shards built from the same
+generated tracks as one library give that library's answers — identify (fingerprints per shard, matches
+merged), every eval protocol, analyse / probe / project / fuse — or say precisely which figure differs."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from audiorag import Library
+from audiorag.cli import app
+from audiorag.datasets import resolve
+from audiorag.embedders import get_embedder
+from audiorag.evaluate.identify import degrade, evaluate_identify, music
+from audiorag.identify import identify
+from audiorag.library.shards import ShardedLibrary
+
+N = 3
+SR = 22050
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """9 tracks of 16 s of generated music that never repeats (3 genre folders), as one library and as 3
+    shards, both with features45 vectors, a Flat index and landmark fingerprints."""
+    root = tmp_path_factory.mktemp("shard-commands")
+    for i in range(9):
+        folder = root / "audio" / f"genre{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"m{i}.flac", music(16, SR, seed=i), SR)
+    ds = resolve(f"folder:{root / 'audio'}", label_from_folder=True)
+    single = Library.create(root / "single", window=5, hop=2.5)
+    single.add(ds, embedders=["features45"], fingerprint=True, workers=1, progress=False)
+    single.build_index("features45", "Flat")
+    sharded = ShardedLibrary.create(root / "sharded", N, window=5, hop=2.5)
+    sharded.add(ds, embedders=[get_embedder("features45")], fingerprint=True, workers=2)
+    lib = ShardedLibrary.open(root / "sharded")
+    assert all(len(s.tracks) for s in lib.shards), "every shard should hold tracks"
+    return {"root": root, "single": single, "path": root / "sharded", "lib": lib}
+
+
+def _ids(single, sharded) -> dict:
+    """One library's track id → the sharded library's global id (through the uri)."""
+    g = dict(zip(sharded.tracks["uri"], sharded.tracks["track_id"]))
+    return {int(t): int(g[u]) for t, u in zip(single.tracks["track_id"], single.tracks["uri"])}
+
+
+def _clip(single, track: int, at: float, seconds: float):
+    uri = single.tracks.set_index("track_id").loc[track, "uri"]
+    y, sr = sf.read(uri.removeprefix("file://"), dtype="float32")
+    return y[int(at * sr): int((at + seconds) * sr)]
+
+
+def test_identify_on_shards_gives_one_librarys_matches(built):
+    single, lib = built["single"], built["lib"]
+    ids = _ids(single, lib)
+    for track, at, seconds, kind in ((0, 3.2, 10, "clean"), (4, 5.5, 5, "noise-10dB"), (8, 1.0, 10, "stretch+5%"),
+                                     (2, 6.0, 3, "mp3-64k")):
+        clip = degrade(_clip(single, track, at, seconds), SR, kind, rng=np.random.default_rng(track))
+        want = identify(single, clip, sr=SR, k=3)
+        got = identify(lib, clip, sr=SR, k=3)
+        assert len(want) >= 1 and int(want["track_id"].iloc[0]) == track, (track, kind, want)
+        assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist(), (track, kind)
+        assert got["uri"].tolist() == want["uri"].tolist()
+        for col in ("offset", "stretch", "score", "confidence"):
+            np.testing.assert_allclose(got[col], want[col], rtol=0, atol=1e-9, err_msg=f"{col} {track} {kind}")
+        assert got.attrs["missing_shards"] == [] and got.attrs["n_hashes"] == want.attrs["n_hashes"]
+    unindexed = music(8, SR, seed=99)
+    assert len(identify(single, unindexed, sr=SR)) == len(identify(lib, unindexed, sr=SR)) == 0
+
+
+def test_identify_on_shards_from_the_cli(built):
+    single, lib = built["single"], built["lib"]
+    ids = _ids(single, lib)
+    y = _clip(single, 5, 2.0, 8)
+    sf.write(built["root"] / "clip.wav", y, SR)
+    r = runner.invoke(app, ["identify", str(built["path"]), "--audio", str(built["root"] / "clip.wav"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["matches"][0]["track_id"] == ids[5] and abs(out["matches"][0]["offset"] - 2.0) < 0.1
+    assert out["missing_shards"] == []
+
+
+def test_identify_on_a_shard_without_fingerprints_says_so_in_one_line(built, tmp_path):
+    lib = ShardedLibrary.create(tmp_path / "nofp", N, window=5, hop=2.5)
+    lib.add(built["root"] / "audio", embedders=[get_embedder("features45")], workers=1, parallel=False)
+    sf.write(tmp_path / "clip.wav", _clip(built["single"], 1, 2.0, 5), SR)
+    r = runner.invoke(app, ["identify", str(lib.path), "--audio", str(tmp_path / "clip.wav")])
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1 and "have no fingerprints; build them with" in r.output, r.output
+
+
+def test_eval_identify_on_shards_equals_one_library(built):
+    a, ta = evaluate_identify(built["single"], clips=2, seed=3)
+    b, tb = evaluate_identify(built["lib"], clips=2, seed=3)
+    quality = [m for m in a.metrics if "latency" not in m]
+    assert len(quality) >= 40
+    assert {m: a.metrics[m] for m in quality} == {m: b.metrics[m] for m in quality}
+
+
+def test_serve_identifies_on_shards(built, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from audiorag.serve import Settings, create_app
+    single, lib = built["single"], built["lib"]
+    ids = _ids(single, lib)
+    sf.write(tmp_path / "clip.wav", _clip(single, 7, 4.0, 6), SR)
+    with TestClient(create_app(Settings(str(built["path"]), warm=False))) as c:
+        r = c.post("/identify", files={"file": ("clip.wav", (tmp_path / "clip.wav").read_bytes())})
+        assert r.status_code == 200, r.text
+        match = r.json()["matches"][0]
+        assert match["track_id"] == ids[7] and abs(match["offset"] - 4.0) < 0.1
