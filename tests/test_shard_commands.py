@@ -13,6 +13,7 @@ from audiorag import Library
 from audiorag.cli import app
 from audiorag.datasets import resolve
 from audiorag.embedders import get_embedder
+from audiorag.errors import ParameterError
 from audiorag.evaluate.identify import degrade, evaluate_identify, music
 from audiorag.identify import identify
 from audiorag.library.shards import ShardedLibrary
@@ -24,14 +25,18 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """9 tracks of 16 s of generated music that never repeats (3 genre folders), as one library and as 3
-    shards, both with features45 vectors, a Flat index and landmark fingerprints."""
+    """9 tracks of 16 s of generated music that never repeats (3 labels, 3 artists each spanning the 3
+    labels), as one library and as 3 shards, both with features45 vectors, a Flat index and landmark
+    fingerprints."""
     root = tmp_path_factory.mktemp("shard-commands")
+    rows = ["path,label,artist"]
     for i in range(9):
         folder = root / "audio" / f"genre{i % 3}"
         folder.mkdir(parents=True, exist_ok=True)
         sf.write(folder / f"m{i}.flac", music(16, SR, seed=i), SR)
-    ds = resolve(f"folder:{root / 'audio'}", label_from_folder=True)
+        rows.append(f"audio/genre{i % 3}/m{i}.flac,genre{i % 3},artist{i // 3}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    ds = resolve(f"folder:{root / 'audio'}", labels=root / "labels.csv")
     single = Library.create(root / "single", window=5, hop=2.5)
     single.add(ds, embedders=["features45"], fingerprint=True, workers=1, progress=False)
     single.build_index("features45", "Flat")
@@ -113,3 +118,64 @@ def test_serve_identifies_on_shards(built, tmp_path):
         assert r.status_code == 200, r.text
         match = r.json()["matches"][0]
         assert match["track_id"] == ids[7] and abs(match["offset"] - 4.0) < 0.1
+
+
+def test_eval_retrieval_on_shards_gives_every_figure_of_one_library(built):
+    """Quality, clusters by label and moment accuracy: the samples and KMeans run in the corpus's order, so
+    a sharded library gets one library's figures; only the timings (and what depends on them) differ."""
+    from audiorag.evaluate import Protocol, evaluate
+    for protocol in (Protocol(label="label", ks=[1, 5], moment_queries=12, seed=4),
+                     Protocol(label="label", ks=[1, 5], moment_queries=0, queries="sample", n_queries=20, seed=5)):
+        a = evaluate(built["single"], protocol=protocol).record.metrics
+        b = evaluate(built["lib"], protocol=protocol).record.metrics
+        timed = [m for m in a if m.split("/")[0] in ("latency", "throughput") or m == "moment/clip_query_ms"]
+        same = sorted(set(a) - set(timed) - {"memory/index_bytes_per_segment"})
+        assert set(a) == set(b) and "cluster/nmi" in same and len(same) > 20
+        assert {m: round(a[m], 9) for m in same} == {m: round(b[m], 9) for m in same}
+        # the index files: one header per shard (a Flat index's header is under 100 bytes)
+        extra = (b["memory/index_bytes_per_segment"] - a["memory/index_bytes_per_segment"]) * len(built["lib"].segments)
+        assert 0 < extra < (N - 1) * 100
+
+
+def test_eval_recommend_on_shards_equals_one_library(built):
+    """Listeners drawn in the corpus's order, the same recommendations: every figure but the timings. The
+    settings' descriptor factors are set to 0 (the shards' descriptors are not merged: see docs/shards.md)."""
+    from audiorag.evaluate.recommend import evaluate_recommend
+    plain = {"harmonic": 0.0, "tempo": 0.0, "key": 0.0, "infer_mood": False}
+    a, _ = evaluate_recommend(built["single"], label="label", n_listeners=6, seed=2, **plain)
+    b, _ = evaluate_recommend(built["lib"], label="label", n_listeners=6, seed=2, **plain)
+    same = [m for m in a.metrics if not m.endswith("ms")]
+    assert len(same) > 50 and a.metrics["search/P@10"] > 0
+    assert {m: round(a.metrics[m], 9) for m in same} == {m: round(b.metrics[m], 9) for m in same}
+
+
+@pytest.mark.slow
+def test_eval_hum_on_shards_equals_one_library_or_says_why(cache, tmp_path):
+    """The hums are drawn in the corpus's order (the same phrases for every library of the same files). Where
+    a hum search is merged across shards, every figure but the timings is one library's; where it is not,
+    ``eval --protocol hum`` says so in one line."""
+    from conftest import locked
+
+    from audiorag.datasets.melodic import MelodicDataset
+    from audiorag.evaluate.hum import evaluate_hum
+    from audiorag.search import Query, search
+    ds = MelodicDataset(6, seed=3, duration=20.0)
+    with locked(cache / ".melodic.lock"):
+        ds.generate()
+    single = Library.create(tmp_path / "single", window=10, hop=2)
+    single.add(ds, embedders=["melody"], workers=1, progress=False)
+    single.build_index("melody")
+    lib = ShardedLibrary.create(tmp_path / "sharded", N, window=10, hop=2)
+    lib.add(ds, embedders=[get_embedder("melody")], indexes=["auto"], workers=1, parallel=False)
+    lib = ShardedLibrary.open(lib.path)
+    hum = Query.hum(music(4, 22050, seed=5), sr=22050)
+    try:
+        search(lib, hum, k=3)
+    except ParameterError as exc:  # hum queries not merged across shards: the protocol refuses the same way
+        r = runner.invoke(app, ["eval", str(lib.path), "--protocol", "hum", "--queries", "4"])
+        assert r.exit_code == 2 and r.output.strip() == f"error: {exc}", r.output
+        return
+    a, _ = evaluate_hum(single, n_hums=8, seed=1)
+    b, _ = evaluate_hum(lib, n_hums=8, seed=1)
+    same = [m for m in a if not m.startswith(("latency/", "cpu/"))]
+    assert {m: round(a[m], 9) for m in same} == {m: round(b[m], 9) for m in same}

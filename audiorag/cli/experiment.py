@@ -15,7 +15,8 @@ from . import options
 from ._app import app
 
 #: Evaluation protocols besides retrieval: name -> ``run(library, checked)``, where ``checked`` holds eval's
-#: checked options (embedder, index, label, ks, queries, seed, out, as_json, wait). The run prints its own result.
+#: checked options (embedder, index, label, ks, queries, seed, out, as_json, ray_address). The run prints its own
+#: result; it opens LIBRARY with :func:`audiorag.library.shards.open_library` (a sharded library too).
 #: The modules of this package that add a query type register its protocol here (e.g. "recommend").
 EVAL_PROTOCOLS: dict[str, Callable[[Path, dict], None]] = {}
 
@@ -59,7 +60,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         options.choice("--protocol", protocol_name, ["retrieval", *EVAL_PROTOCOLS])
         options.output_dir("--out", out)
         checked = {"embedder": embedder, "index": index, "label": label, "ks": ks, "queries": queries, "seed": seed,
-                   "out": out, "as_json": as_json}
+                   "out": out, "as_json": as_json, "ray_address": ray_address}
         EVAL_PROTOCOLS[protocol_name](library, checked)
         return
     if depth < 1:

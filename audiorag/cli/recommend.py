@@ -96,9 +96,9 @@ def _eval_recommend(library: Path, checked: dict) -> None:
     """``eval --protocol recommend``: simulated listeners from ``--label``, a grid of settings; writes
     ``metrics.json``, ``tradeoff.csv``/``.md`` and ``recommend_tradeoff.png`` to ``--out``."""
     from ..evaluate.recommend import evaluate_recommend, markdown
-    from ..library import Library
+    from ..library.shards import open_library
     from ..plots import recommend_tradeoff
-    lib = Library.open(library)
+    lib = open_library(library, ray_address=checked["ray_address"])  # a library, or a sharded one
     record, table = evaluate_recommend(lib, embedder=checked["embedder"], index=checked["index"],
                                        label=checked["label"], n_listeners=checked["queries"] or 40,
                                        seed=checked["seed"])

@@ -27,6 +27,7 @@ from ..datasets.synth import add_noise
 from ..errors import ParameterError
 from ..identify import identify
 from .metrics import latency_summary
+from .protocol import content_order
 
 DEGRADATIONS = ("clean", "noise-10dB", "noise-0dB", "lowpass-3kHz", "mp3-64k", "stretch+5%", "stretch-5%",
                 "speed+3%", "speed-3%")
@@ -124,9 +125,7 @@ def run(lib, *, clips: int = 20, seconds=CLIP_SECONDS, degradations=DEGRADATIONS
     """
     from tqdm.auto import tqdm
     rng = np.random.default_rng(seed)
-    # drawn from the tracks in content order, not the library's row order: a sharded library (rows by
-    # global id) or another library holding the same files draws the same clips
-    tracks = lib.tracks.sort_values(["content_hash", "uri"], kind="stable", ignore_index=True)
+    tracks = lib.tracks.iloc[content_order(lib.tracks)]  # every library of the same files draws the same clips
     if not len(tracks):
         raise ParameterError(f"{lib.path}: no tracks to cut clips from")
     rows = []

@@ -134,14 +134,37 @@ def exclusion_keys(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Proto
     return keys
 
 
-def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Segment ids used as queries (only segments with real vectors)."""
+def content_order(tracks: pd.DataFrame, segments: pd.DataFrame | None = None) -> np.ndarray:
+    """Rows in an order set by the corpus, not by a library's ids: the tracks' rows by content hash (then
+    uri), or with ``segments`` the segments' rows by their track's place in that order, then start.
+    Samples and clusterings drawn in this order are the same in every library holding the same files,
+    sharded or not (a sharded library numbers its tracks otherwise).
+
+    >>> t = pd.DataFrame({"track_id": [0, 1], "content_hash": ["b", "a"], "uri": ["x", "y"]})
+    >>> content_order(t).tolist(), content_order(t, pd.DataFrame({"track_id": [0, 0, 1], "start": [0, 5, 0]})).tolist()
+    ([1, 0], [2, 0, 1])
+    """
+    tracks_order = np.lexsort((tracks["uri"].astype(str).to_numpy(), tracks["content_hash"].astype(str).to_numpy()))
+    if segments is None:
+        return tracks_order
+    place = pd.Series(np.arange(len(tracks)), index=tracks["track_id"].to_numpy()[tracks_order])
+    rank = segments["track_id"].map(place).fillna(len(tracks)).to_numpy()
+    return np.lexsort((segments["start"].to_numpy(), rank))
+
+
+def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol,
+                   tracks: pd.DataFrame | None = None) -> np.ndarray:
+    """Segment ids used as queries (only segments with real vectors). A sample is drawn in
+    :func:`content_order` when ``tracks`` are given (the same queries in every library of the same files)."""
     ids = segments["segment_id"].to_numpy()[valid]
     if protocol.queries == "all":
         return ids
     if protocol.queries == "sample":
         if not protocol.n_queries:
             raise ParameterError("protocol queries='sample' needs n_queries")
+        if tracks is not None:
+            order = content_order(tracks, segments)
+            ids = segments["segment_id"].to_numpy()[order[valid[order]]]
         rng = np.random.default_rng(protocol.seed)
         return np.sort(rng.choice(ids, min(protocol.n_queries, len(ids)), replace=False))
     seg = segments[valid]

@@ -94,7 +94,8 @@ class FanoutIndex:
     def __init__(self, indexes: list, maps: list[np.ndarray], n: int):
         self.indexes, self.maps, self.n = indexes, maps, n
         first = indexes[0].sidecar
-        self.sidecar = {**first, "n": self.ntotal, "shards": n,
+        self.sidecar = {**first, "n": self.ntotal, "shards": n,  # bytes: every shard's index file
+                        "bytes": sum(i.sidecar.get("bytes") or 0 for i in indexes),
                         "factories": sorted({i.sidecar["factory"] for i in indexes})}
         self._pool = ThreadPoolExecutor(max_workers=len(indexes), thread_name_prefix="audiorag-fanout")
 
@@ -127,6 +128,7 @@ class RayFanoutIndex:
         self.name = sidecars[0]["name"]
         self.sizes = [int(c.get("n") or 0) for c in sidecars]
         self.sidecar = {**sidecars[0], "n": self.ntotal, "shards": cluster.lib.n, "ray": True,
+                        "bytes": sum(c.get("bytes") or 0 for c in sidecars),
                         "factories": sorted({c["factory"] for c in sidecars})}
 
     @property
