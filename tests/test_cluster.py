@@ -244,3 +244,38 @@ def test_identify_through_the_shard_actors_equals_one_library(cluster):
     assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
     for col in ("offset", "stretch", "score", "confidence"):
         assert got[col].tolist() == want[col].tolist(), col
+
+
+def test_serve_answers_503_naming_shards_that_stay_down_when_asked(cluster):
+    """``serve --missing-shards 503`` (Settings.missing_shards): no partial hits but a 503 naming the shards;
+    the default answers the other shards' hits and names them; ShardedLibrary.open(missing="error") raises."""
+    from fastapi.testclient import TestClient
+
+    from audiorag.library.cluster import ShardsMissing
+    from audiorag.serve import Settings, create_app
+    local = ShardedLibrary.open(cluster["path"])
+    ids = _ids(cluster["single"], local)
+    track = next(g for g in ids.values() if g % N != 1)
+    gone = ShardedLibrary.open(cluster["path"])
+    gone.place(1, node=cluster["nodes"][1], path="/nonexistent/shard-001")
+    lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"], missing="error")
+    try:
+        lib.cluster.stop([1])
+        with pytest.raises(ShardsMissing) as err:
+            search(lib, Query.moment(track, 5.0), k=5)
+        assert err.value.shards == [1]
+        for policy, status in (("503", 503), ("partial", 200)):
+            settings = Settings(str(cluster["path"]), ray_address=cluster["address"], warm=False,
+                                missing_shards=policy)
+            with TestClient(create_app(settings)) as c:
+                r = c.get("/search/moment", params={"track": track, "at": 5.0, "k": 5})
+            assert r.status_code == status, r.text
+            assert r.json()["missing_shards"] == [1]
+            if status == 503:
+                assert r.json()["error"] == "shards_missing" and "hits" not in r.json()
+                assert r.headers["retry-after"] == "1"
+            else:
+                assert len(r.json()["hits"]) == 5
+    finally:
+        lib.cluster.stop([1])
+        gone.place(1, node=cluster["nodes"][1])

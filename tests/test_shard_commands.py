@@ -179,3 +179,10 @@ def test_eval_hum_on_shards_equals_one_library_or_says_why(cache, tmp_path):
     b, _ = evaluate_hum(lib, n_hums=8, seed=1)
     same = [m for m in a if not m.startswith(("latency/", "cpu/"))]
     assert {m: round(a[m], 9) for m in same} == {m: round(b[m], 9) for m in same}
+
+
+def test_a_bad_missing_shards_policy_is_refused_in_one_line(built):
+    r = runner.invoke(app, ["serve", str(built["path"]), "--missing-shards", "drop"])
+    assert r.exit_code == 2 and r.output.strip() == "error: --missing-shards must be partial or 503, got 'drop'"
+    with pytest.raises(ParameterError, match="missing must be 'partial' or 'error'"):
+        ShardedLibrary.open(built["path"], missing="drop")

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from ..engines.ray import connect, fault_hook, require_ray
+from ..errors import AudioragError
 from . import Library
 from .indexes import load_index
 
@@ -207,6 +208,19 @@ class ShardCluster:
         except ValueError:
             return False
         return True
+
+
+class ShardsMissing(AudioragError):
+    """Shards of a sharded library opened with ``missing="error"`` did not answer a query: no partial answer.
+
+    >>> str(ShardsMissing("lib", [2, 0])), ShardsMissing("lib", [2, 0]).shards
+    ('lib: shard(s) 0, 2 did not answer, and partial answers are off (see the log for the reason)', [0, 2])
+    """
+
+    def __init__(self, path, shards):
+        self.shards = sorted(int(s) for s in shards)
+        super().__init__(f"{path}: shard(s) {', '.join(map(str, self.shards))} did not answer, and partial answers "
+                         "are off (see the log for the reason)")
 
 
 class watch:

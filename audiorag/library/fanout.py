@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..index import choose
-from .cluster import watch
+from .cluster import ShardsMissing, watch
 from .descriptors import COLUMNS as DESCRIPTORS
 from .descriptors import present
 from .indexes import list_indexes, load_index
@@ -46,13 +46,16 @@ def open_index(lib, emb, name: str | None = None):
 
 def reports_missing(fn):
     """Decorate a query function ``fn(lib, ...)`` returning a DataFrame: on a sharded library its result
-    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered)."""
+    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered), or, when the
+    library was opened with ``missing="error"``, it raises :class:`~audiorag.library.cluster.ShardsMissing`."""
     @functools.wraps(fn)
     def answer(lib, *args, **kwargs):
         if not isinstance(lib, ShardedLibrary):
             return fn(lib, *args, **kwargs)
         with watch() as missing:
             out = fn(lib, *args, **kwargs)
+        if missing and lib.missing == "error":  # opened with missing="error": no partial answer
+            raise ShardsMissing(lib.path, missing)
         out.attrs["missing_shards"] = sorted(missing)
         return out
     return answer

@@ -27,9 +27,10 @@ class Libraries:
     (False, True)
     """
 
-    def __init__(self, path, *, ray_address: str | None = None):
+    def __init__(self, path, *, ray_address: str | None = None, missing: str = "partial"):
         self._ray = ray_address  # a sharded library: its shard actors on Ray (docs/cluster.md)
-        self._lib = open_library(path, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
+        self._missing = missing  # "error": a query whose shards did not all answer raises ShardsMissing (503)
+        self._lib = open_library(path, ray_address=ray_address, missing=missing)  # a library, or a sharded one
         self._lock = threading.Lock()
 
     def current(self) -> Library:
@@ -38,7 +39,7 @@ class Libraries:
         if lib.store.generation != lib.generation:  # reads the small CURRENT file: microseconds
             with self._lock:
                 if self._lib.store.generation != self._lib.generation:
-                    self._lib = open_library(lib.path, ray_address=self._ray)
+                    self._lib = open_library(lib.path, ray_address=self._ray, missing=self._missing)
                 lib = self._lib
         return lib
 
