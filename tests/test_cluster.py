@@ -279,3 +279,16 @@ def test_serve_answers_503_naming_shards_that_stay_down_when_asked(cluster):
     finally:
         lib.cluster.stop([1])
         gone.place(1, node=cluster["nodes"][1])
+
+
+def test_a_sweep_cell_through_the_shard_actors_gives_one_librarys_figures(cluster, tmp_path):
+    """``ray_address`` in the sweep file reaches 03_evaluate's parameters: the cell's kernel queries the
+    sharded library through shard actors on this cluster, with one library's figures."""
+    from test_shard_commands import sweep_equals_one_library
+    metrics = sweep_equals_one_library(tmp_path, ray_address=cluster["address"])
+    lib = ShardedLibrary.open(next((tmp_path / "out" / "libraries").iterdir()), ray_address=cluster["address"])
+    try:
+        assert all(lib.cluster.running(s) for s in range(N)), "the kernel's queries made no shard actors"
+        assert metrics["segment/P@1"] > 0
+    finally:
+        lib.cluster.stop()

@@ -186,3 +186,65 @@ def test_a_bad_missing_shards_policy_is_refused_in_one_line(built):
     assert r.exit_code == 2 and r.output.strip() == "error: --missing-shards must be partial or 503, got 'drop'"
     with pytest.raises(ParameterError, match="missing must be 'partial' or 'error'"):
         ShardedLibrary.open(built["path"], missing="drop")
+
+
+TINY_SWEEP = {"name": "tiny-shards", "dataset": "synthetic:12:7", "shards": N,
+              "grid": {"embedders": ["features45"], "indexes": ["Flat"], "segmentations": [{"window": 10, "hop": 2}],
+                       "protocols": [{"name": "tiny", "label": "genre", "ks": [1, 5], "queries": "sample",
+                                      "n_queries": 30, "moment_queries": 4, "latency_queries": 5}]}}
+
+
+def sweep_equals_one_library(tmp_path, ray_address=None) -> dict:
+    """Run :data:`TINY_SWEEP` (its library sharded, queried through ``ray_address``) and check its cell's
+    record against ``evaluate()`` on one library built from the same dataset; returns the record's metrics."""
+    import yaml
+
+    from audiorag.evaluate import EvaluationRecord, Protocol, evaluate
+    from audiorag.experiments import SweepConfig, run_sweep
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({**TINY_SWEEP, "ray_address": ray_address}))
+    summary = run_sweep(SweepConfig.load(path), output=tmp_path / "out", progress=False)
+    cell = tmp_path / "out" / "cells" / "features45-flat-w10-h2-tiny"
+    assert len(summary) == 1, list(cell.glob("*"))
+    build = json.loads((cell / "build.json").read_text())
+    assert build["shards"] == N and build["tracks"] == 12
+    got = EvaluationRecord.read(cell / "metrics.json")
+    single = Library.create(tmp_path / "single", window=10, hop=2)
+    single.add("synthetic:12:7", embedders=["features45"], workers=1, progress=False)
+    single.build_index("features45", "Flat")
+    want = evaluate(single, protocol=Protocol(**got.protocol.model_dump())).record.metrics
+    same = [m for m in want if m.split("/")[0] in ("segment", "track", "chance", "cluster")
+            or m in ("moment/accuracy", "moment/track_accuracy")]
+    assert len(same) > 20
+    assert {m: round(want[m], 9) for m in same} == {m: round(got.metrics[m], 9) for m in same}
+    return got.metrics
+
+
+@pytest.mark.slow
+def test_a_sharded_sweep_gives_one_librarys_figures_through_the_local_fanout(tmp_path):
+    sweep_equals_one_library(tmp_path)
+
+
+def test_ray_address_on_a_library_without_shards_is_refused_in_one_line(built):
+    for args in (["recommend", str(built["single"].path), "--liked", "0@2"],
+                 ["identify", str(built["single"].path), "--audio", str(built["root"] / "labels.csv")],
+                 ["eval", str(built["single"].path), "--protocol", "recommend", "--label", "label"]):
+        r = runner.invoke(app, [*args, "--ray-address", "auto"])
+        assert r.exit_code == 2, (args, r.output)
+        assert r.output.strip() == (f"error: --ray-address: {built['single'].path} is a library without shards; "
+                                    "Ray serves sharded libraries (build --shards N)"), r.output
+
+
+def test_recommend_on_shards_from_the_cli(built):
+    """The CLI opens the sharded library (``--ray-address`` too: tests/test_cluster.py) and answers what
+    ``recommend()`` answers on it, naming no missing shard (one library's answer: test_cluster.py)."""
+    from audiorag.recommend import recommend
+    lib = built["lib"]
+    track = int(lib.tracks["track_id"].iloc[4])
+    r = runner.invoke(app, ["recommend", str(built["path"]), "--liked", f"{track}@2.5", "--harmonic", "0", "--tempo",
+                            "0", "--key", "0", "-k", "4", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    want = recommend(lib, [(track, 2.5)], k=4, harmonic=0.0, tempo=0.0, key=0.0)
+    assert sorted(m["segment_id"] for m in got["moments"]) == sorted(want["segment_id"].tolist())
+    assert got["missing_shards"] == []
