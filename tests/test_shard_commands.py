@@ -248,3 +248,66 @@ def test_recommend_on_shards_from_the_cli(built):
     want = recommend(lib, [(track, 2.5)], k=4, harmonic=0.0, tempo=0.0, key=0.0)
     assert sorted(m["segment_id"] for m in got["moments"]) == sorted(want["segment_id"].tolist())
     assert got["missing_shards"] == []
+
+
+def test_analyse_probe_and_projected_eval_on_shards_equal_one_library(built):
+    """Items in the corpus's order, folds over the tracks' names: the figures of one library (timings apart)."""
+    from audiorag.analysis import analyse
+    from audiorag.evaluate import Protocol
+    from audiorag.evaluate.probe import probe
+    from audiorag.evaluate.projection import evaluate_projected
+    single, lib = built["single"], built["lib"]
+    kw = {"label": "label", "clusters": ["kmeans:3", "dbscan:0.9"], "ks": range(2, 5), "contamination": 0.1,
+          "inject_rounds": 1, "maps": ["pca"], "tag_k": 3}
+    a, b = analyse(single, **kw), analyse(lib, **kw)
+    assert len(a.record.metrics) > 15
+    assert {m: round(v, 9) for m, v in a.record.metrics.items()} == \
+        {m: round(v, 9) for m, v in b.record.metrics.items()}
+    assert a.items["uri"].tolist() == b.items["uri"].tolist() and a.items["start"].tolist() == b.items["start"].tolist()
+    np.testing.assert_allclose(a.maps["pca"], b.maps["pca"], atol=1e-5)
+    for level, group in (("segment", None), ("track", "artist"), ("segment", "artist")):
+        pa = probe(single, label="label", group=group, folds=3, level=level).record.metrics
+        pb = probe(lib, label="label", group=group, folds=3, level=level).record.metrics
+        assert {m: round(v, 9) for m, v in pa.items()} == {m: round(v, 9) for m, v in pb.items()}, (level, group)
+    protocol = Protocol(label="label", ks=[1, 5])
+    ra, _ = evaluate_projected(single, method="lda", cv_group="artist", folds=3, protocol=protocol)
+    rb, _ = evaluate_projected(lib, method="lda", cv_group="artist", folds=3, protocol=protocol)
+    assert {m: round(v, 9) for m, v in ra.metrics.items()} == {m: round(v, 9) for m, v in rb.metrics.items()}
+
+
+def test_project_and_fuse_on_shards_search_as_one_library(built, tmp_path):
+    """A projection fitted once over every shard and stored in each, and a fusion stored shard by shard:
+    searched on the sharded library, one library's hits (CLI for the sharded one)."""
+    from audiorag.library.shardedits import fuse, project
+    from audiorag.search import Query, search
+    single, path = built["single"], built["path"]
+    ids = _ids(single, built["lib"])
+    want_proj = project(single, "features45", label="label", method="lda")
+    r = runner.invoke(app, ["project", str(path), "--embedder", "features45", "--label", "label", "--json"])
+    assert r.exit_code == 0, r.output
+    got_proj = json.loads(r.stdout)["key"]
+    want_fused = fuse(single, ["features45", want_proj], weights=[1.0, 2.0])
+    r = runner.invoke(app, ["fuse", str(path), "features45", got_proj, "--weights", "1,2", "--json"])
+    assert r.exit_code == 0, r.output
+    got_fused = json.loads(r.stdout)["key"]
+    lib = ShardedLibrary.open(path)
+    assert {got_proj, got_fused} <= {e.key for e in lib.embeddings()}
+    for want_key, got_key in ((want_proj, got_proj), (want_fused, got_fused)):
+        for t in (0, 5):
+            a = search(single, Query.moment(t, 2.5), k=12, embedder=want_key)
+            b = search(lib, Query.moment(ids[t], 2.5), k=12, embedder=got_key)
+            assert [ids[x] for x in a["track_id"]] == b["track_id"].tolist(), (want_key, t)
+            np.testing.assert_allclose(a["start"], b["start"])
+            np.testing.assert_allclose(a["score"], b["score"], atol=1e-5)
+
+
+def test_analyse_on_shards_from_the_cli_writes_a_column_in_each_shard(built, tmp_path):
+    r = runner.invoke(app, ["analyse", str(built["path"]), "--label", "", "--level", "track", "--clusters",
+                            "kmeans:2", "--ks", "", "--anomalies", "0", "--maps", "pca", "--write-column", "cluster2",
+                            "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    lib = ShardedLibrary.open(built["path"])
+    assert lib.tracks["cluster2"].notna().all() and set(lib.tracks["cluster2"]) <= {0, 1}
+    items = __import__("pandas").read_csv(tmp_path / "items.csv")
+    assert dict(zip(items["track_id"], items["cluster:kmeans:2"])) == dict(zip(lib.tracks["track_id"],
+                                                                               lib.tracks["cluster2"]))

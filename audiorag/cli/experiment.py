@@ -157,7 +157,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     """Clusters (silhouette, purity, NMI, k-sweep, composition), outliers, maps and kNN tagging of one embedding."""
     from ..analysis import analyse as run
     from ..analysis import clusters as C
-    from ..library import Library
+    from ..library.shards import open_library
     specs = [c.strip() for c in clusters.split(",") if c.strip()]
     for spec in specs:
         C.parse(spec)
@@ -171,7 +171,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     if write_column is not None and (level != "track" or not specs):
         raise ParameterError("--write-column needs --level track and at least one --clusters entry")
     options.output_dir("--out", out)
-    result = run(Library.open(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
+    result = run(open_library(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
                  clusters=specs, ks=k_range, contamination=anomalies, maps=projections, seed=seed, out_dir=out,
                  write_column=write_column, progress=not as_json and sys.stderr.isatty())
     m = result.record.metrics

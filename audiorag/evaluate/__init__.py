@@ -19,9 +19,10 @@ from ..analysis import clusters
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
 from ..library.fanout import open_index
+from ..library.order import content_order
 from ..search import Query, search
 from . import metrics as M
-from .protocol import Protocol, content_order, exclusion_keys, query_segments, segment_labels, subset_tracks
+from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
 from .records import EvaluationRecord, provenance
 
 log = logging.getLogger(__name__)

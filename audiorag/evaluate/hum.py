@@ -28,9 +28,9 @@ import pandas as pd
 from ..datasets.melodic import REPORT_SEED, SR, melodies_of, synthesise_hum
 from ..errors import ParameterError
 from ..io import decode_path
+from ..library.order import content_order
 from ..search import Query, search
 from .metrics import latency_summary
-from .protocol import content_order
 from .records import Record, provenance
 
 DEPTH = 20

@@ -26,8 +26,8 @@ from ..audio import load, resample
 from ..datasets.synth import add_noise
 from ..errors import ParameterError
 from ..identify import identify
+from ..library.order import content_order
 from .metrics import latency_summary
-from .protocol import content_order
 
 DEGRADATIONS = ("clean", "noise-10dB", "noise-0dB", "lowpass-3kHz", "mp3-64k", "stretch+5%", "stretch-5%",
                 "speed+3%", "speed-3%")

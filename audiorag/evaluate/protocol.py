@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
+from ..library.order import content_order
 from ..search.filters import track_mask
 
 
@@ -132,24 +133,6 @@ def exclusion_keys(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Proto
         codes[missing] = -1 - np.arange(int(missing.sum()))  # unique negative codes
         keys.append(segments["track_id"].map(pd.Series(codes, index=tracks["track_id"].to_numpy())).to_numpy())
     return keys
-
-
-def content_order(tracks: pd.DataFrame, segments: pd.DataFrame | None = None) -> np.ndarray:
-    """Rows in an order set by the corpus, not by a library's ids: the tracks' rows by content hash (then
-    uri), or with ``segments`` the segments' rows by their track's place in that order, then start.
-    Samples and clusterings drawn in this order are the same in every library holding the same files,
-    sharded or not (a sharded library numbers its tracks otherwise).
-
-    >>> t = pd.DataFrame({"track_id": [0, 1], "content_hash": ["b", "a"], "uri": ["x", "y"]})
-    >>> content_order(t).tolist(), content_order(t, pd.DataFrame({"track_id": [0, 0, 1], "start": [0, 5, 0]})).tolist()
-    ([1, 0], [2, 0, 1])
-    """
-    tracks_order = np.lexsort((tracks["uri"].astype(str).to_numpy(), tracks["content_hash"].astype(str).to_numpy()))
-    if segments is None:
-        return tracks_order
-    place = pd.Series(np.arange(len(tracks)), index=tracks["track_id"].to_numpy()[tracks_order])
-    rank = segments["track_id"].map(place).fillna(len(tracks)).to_numpy()
-    return np.lexsort((segments["start"].to_numpy(), rank))
 
 
 def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol,

@@ -43,10 +43,11 @@ import pandas as pd
 
 from ..analysis.records import Record, provenance
 from ..errors import ParameterError
+from ..library.order import content_order
 from ..recommend import recommend
 from ..search import Query, search
 from . import metrics as M
-from .protocol import Protocol, content_order, segment_labels
+from .protocol import Protocol, segment_labels
 
 log = logging.getLogger(__name__)
 K = 10
