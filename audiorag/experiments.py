@@ -375,7 +375,7 @@ def run_probes(config: SweepConfig, cell: Cell, root: Path) -> None:
     ``probes/<embedder>-w<window>-h<hop>-<probe>/``; a failure is recorded there (``error.json``)."""
     from .embedders import get_embedder
     from .evaluate.probe import probe
-    from .library import Library
+    from .library.shards import open_library
     seg = cell.segmentation
     for spec in config.grid.probes:
         out = root / "probes" / f"{cell.embedder.slug}-w{seg.window:g}-h{seg.hop:g}-{spec.slug}"
@@ -383,7 +383,7 @@ def run_probes(config: SweepConfig, cell: Cell, root: Path) -> None:
             continue
         out.mkdir(parents=True, exist_ok=True)
         try:
-            probe(Library.open(config.library_dir(root, seg)), out_dir=out, **spec.model_dump(exclude={"name"}),
+            probe(open_library(config.library_dir(root, seg)), out_dir=out, **spec.model_dump(exclude={"name"}),
                   embedder=get_embedder(cell.embedder.name, **cell.embedder.params).key)
         except Exception as exc:  # recorded; the sweep goes on
             write_json(out / "error.json", {"probe": out.name, "error": type(exc).__name__, "message": str(exc)})
