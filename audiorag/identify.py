@@ -184,7 +184,7 @@ def shard_counts(shard, q_hashes: np.ndarray) -> tuple[np.ndarray, int, int] | N
 
 
 def shard_aligned(shard, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float,
-                  candidates: int) -> list[tuple[int, dict | None]]:
+                  candidates: int) -> list[tuple[tuple[int, int, int], dict | None]]:
     """One shard's best coarse alignments, fitted (:func:`aligned`; shard-local track ids)."""
     return aligned(postings(shard), q_hashes, q_frames, n_frames, candidates)
 
@@ -234,7 +234,14 @@ def aligned(post: fingerprints.Postings, q_hashes: np.ndarray, q_frames: np.ndar
 def decide(found: list, min_score: int = MIN_SCORE) -> list[dict]:
     """The fitted candidates (best coarse bins first; None: no line) → the matches: one per moment (a
     candidate near a better one is the same alignment), each with its confidence against its best rival,
-    those reaching ``min_score`` and :data:`MIN_CONFIDENCE`, best first (step 3 of the module doc)."""
+    those reaching ``min_score`` and :data:`MIN_CONFIDENCE`, best first (step 3 of the module doc).
+
+    >>> fit = {"track_id": 3, "offset": 12.0, "stretch": 1.0, "score": 40, "coverage": 0.9, "confidence": 0.0}
+    >>> # margin (40 - 1.5 × 6) / 40 = 0.775 against the rival, times the coverage 0.9; the rival scores too low
+    >>> rival = {**fit, "track_id": 5, "score": 6}
+    >>> [(f["track_id"], round(f["confidence"], 3)) for f in decide([rival, None, fit])]
+    [(3, 0.697)]
+    """
     found = sorted((dict(f) for f in found if f is not None), key=lambda f: -f["score"])
     out = []
     for f in found:
