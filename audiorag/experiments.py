@@ -532,12 +532,15 @@ def sharded_build_step(*, dataset: str, library: str, embedder, shards: int, win
                        index: str, out_dir: str | None, workers: int | None) -> dict:
     """:func:`build_step` into a sharded library of ``shards`` shards (created, or reopened with that many),
     built in parallel (:meth:`~audiorag.library.shards.ShardedLibrary.add`), each shard with the index."""
+    from .datasets import resolve
     from .index import index_name
     from .library.fanout import open_index
     from .library.shards import ShardedLibrary
-    lib = ShardedLibrary.create(library, shards, window=window, hop=hop, tail=tail, exist_ok=True)
+    source = resolve(dataset)
+    lib = ShardedLibrary.create(library, shards, window=window, hop=hop, tail=tail, exist_ok=True,
+                                dataset=getattr(source, "id", None))  # the records' dataset id, as build's
     t0 = time.perf_counter()
-    reports = lib.add(dataset, embedders=[embedder], indexes=[index], workers=workers)
+    reports = lib.add(source, embedders=[embedder], indexes=[index], workers=workers)
     seconds = time.perf_counter() - t0
     lib = ShardedLibrary.open(library)
     sidecar = open_index(lib, lib.embedding(embedder.key), index_name(index)).sidecar

@@ -222,7 +222,9 @@ def sweep_equals_one_library(tmp_path, ray_address=None) -> dict:
     single = Library.create(tmp_path / "single", window=10, hop=2)
     single.add("synthetic:12:7", embedders=["features45"], workers=1, progress=False)
     single.build_index("features45", "Flat")
-    want = evaluate(single, protocol=Protocol(**got.protocol.model_dump())).record.metrics
+    record = evaluate(single, protocol=Protocol(**got.protocol.model_dump())).record
+    assert got.dataset["id"] == record.dataset["id"] == single.meta["dataset"], got.dataset  # the same provenance
+    want = record.metrics
     same = [m for m in want if m.split("/")[0] in ("segment", "track", "chance", "cluster")
             or m in ("moment/accuracy", "moment/track_accuracy")]
     assert len(same) > 20
