@@ -123,6 +123,11 @@ class SweepConfig(BaseModel):
     notebook_dir: str | None = None
     output: str | None = None
     workers: int | None = None
+    #: build each library as this many shards (``build --shards N``, docs/shards.md); None: one library
+    shards: int | None = Field(None, ge=1)
+    #: a sharded sweep's queries through one Ray actor per shard on this cluster (``"auto"``, ``"HOST:PORT"``;
+    #: docs/cluster.md); None: the local fan-out
+    ray_address: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> SweepConfig:
@@ -335,9 +340,9 @@ def cell_parameters(config: SweepConfig, cell: Cell, root: Path) -> dict:
         "01_build_index.ipynb": {"dataset": config.dataset, "library": lib, "embedder": cell.embedder.name,
                                  "embedder_params": cell.embedder.params, "window": cell.segmentation.window,
                                  "hop": cell.segmentation.hop, "tail": cell.segmentation.tail, "index": cell.index,
-                                 "out_dir": out, "workers": config.workers},
+                                 "out_dir": out, "workers": config.workers, "shards": config.shards},
         "03_evaluate.ipynb": {"library": lib, "embedder": key, "index": index_name(cell.index), "protocol": proto,
-                              "out_dir": out},
+                              "out_dir": out, "ray_address": config.ray_address},
         "05_reported_metrics.ipynb": {"library": lib, "embedder": key, "index": index_name(cell.index),
                                       "label": cell.protocol.label, "out_dir": out},
     }
@@ -370,7 +375,7 @@ def run_probes(config: SweepConfig, cell: Cell, root: Path) -> None:
     ``probes/<embedder>-w<window>-h<hop>-<probe>/``; a failure is recorded there (``error.json``)."""
     from .embedders import get_embedder
     from .evaluate.probe import probe
-    from .library import Library
+    from .library.shards import open_library
     seg = cell.segmentation
     for spec in config.grid.probes:
         out = root / "probes" / f"{cell.embedder.slug}-w{seg.window:g}-h{seg.hop:g}-{spec.slug}"
@@ -378,7 +383,7 @@ def run_probes(config: SweepConfig, cell: Cell, root: Path) -> None:
             continue
         out.mkdir(parents=True, exist_ok=True)
         try:
-            probe(Library.open(config.library_dir(root, seg)), out_dir=out, **spec.model_dump(exclude={"name"}),
+            probe(open_library(config.library_dir(root, seg)), out_dir=out, **spec.model_dump(exclude={"name"}),
                   embedder=get_embedder(cell.embedder.name, **cell.embedder.params).key)
         except Exception as exc:  # recorded; the sweep goes on
             write_json(out / "error.json", {"probe": out.name, "error": type(exc).__name__, "message": str(exc)})
@@ -496,15 +501,20 @@ def notebook_path(value: str | Path | None, *, start: str | Path | None = None) 
 
 def build_step(*, dataset: str, library: str, embedder: str, embedder_params: dict | None = None,
                window: float = 10.0, hop: float = 2.0, tail: str = "keep-short", index: str = "Flat",
-               out_dir: str | None = None, workers: int | None = None, progress: bool = False) -> dict:
+               out_dir: str | None = None, workers: int | None = None, progress: bool = False,
+               shards: int | None = None) -> dict:
     """What ``01_build_index`` does: create/open the library, add the dataset, embed, build the index.
-    ``progress``: bars (tqdm) over the tracks decoded and embedded, then the index build."""
+    ``progress``: bars (tqdm) over the tracks decoded and embedded, then the index build. ``shards``: a
+    sharded library of that many shards instead (:func:`sharded_build_step`)."""
     from tqdm.auto import tqdm
 
-    from .library import Library
-    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
     from .embedders import get_embedder
+    from .library import Library
     e = get_embedder(embedder, **(embedder_params or {}))
+    if shards is not None:
+        return sharded_build_step(dataset=dataset, library=library, embedder=e, shards=shards, window=window,
+                                  hop=hop, tail=tail, index=index, out_dir=out_dir, workers=workers)
+    lib = Library.create(library, window=window, hop=hop, tail=tail, exist_ok=True)
     t0 = time.perf_counter()
     report = lib.add(dataset, embedders=[e], workers=workers, progress=progress)
     key = e.key
@@ -515,6 +525,34 @@ def build_step(*, dataset: str, library: str, embedder: str, embedder_params: di
     result = {"library": str(lib.path), "dataset": lib.meta.get("dataset"), "embedding": key,
               "added": report.added, "failed": report.failed, "tracks": int(len(lib.tracks)),
               "segments": int(len(lib.segments)), "ingest_seconds": round(embed_seconds, 3), "index": sidecar}
+    return _build_record(result, out_dir)
+
+
+def sharded_build_step(*, dataset: str, library: str, embedder, shards: int, window: float, hop: float, tail: str,
+                       index: str, out_dir: str | None, workers: int | None) -> dict:
+    """:func:`build_step` into a sharded library of ``shards`` shards (created, or reopened with that many),
+    built in parallel (:meth:`~audiorag.library.shards.ShardedLibrary.add`), each shard with the index."""
+    from .datasets import resolve
+    from .index import index_name
+    from .library.fanout import open_index
+    from .library.shards import ShardedLibrary
+    source = resolve(dataset)
+    lib = ShardedLibrary.create(library, shards, window=window, hop=hop, tail=tail, exist_ok=True,
+                                dataset=getattr(source, "id", None))  # the records' dataset id, as build's
+    t0 = time.perf_counter()
+    reports = lib.add(source, embedders=[embedder], indexes=[index], workers=workers)
+    seconds = time.perf_counter() - t0
+    lib = ShardedLibrary.open(library)
+    sidecar = open_index(lib, lib.embedding(embedder.key), index_name(index)).sidecar
+    result = {"library": str(lib.path), "dataset": lib.meta.get("dataset"), "embedding": embedder.key,
+              "shards": lib.n, "added": sum(r["added"] for r in reports), "failed": sum(r["failed"] for r in reports),
+              "tracks": int(len(lib.tracks)), "segments": int(len(lib.segments)), "ingest_seconds": round(seconds, 3),
+              "index": sidecar}
+    return _build_record(result, out_dir)
+
+
+def _build_record(result: dict, out_dir: str | None) -> dict:
+    """``result`` written to ``out_dir/build.json`` (when given), and returned."""
     if out_dir:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         write_json(Path(out_dir) / "build.json", result)

@@ -5,8 +5,8 @@ postings (:mod:`audiorag.index.fingerprints`); each hit says "this query landmar
 track frame ``r``". A clip cut from a track at offset ``o`` and played ``s`` times slower gives
 ``r = o + q / s`` for its true hits, a straight line; chance hits scatter. Voting finds the line:
 
-1. coarse: offsets computed at ``s = 1`` around the clip's centre, binned by one second (a ±7 %
-   stretch moves them by less than half a bin over a 10 s clip); the best bins are candidates;
+1. coarse: offsets computed at ``s = 1`` around the clip's centre, binned by one second of each track
+   (a ±7 % stretch moves them by less than half a bin over a 10 s clip); the best bins are candidates;
 2. fine: for each candidate, every stretch of a grid (0.5 % steps over ±7 %) votes on one-frame
    offsets; the best (stretch, offset) and the hits within ±1 frame of it are the inliers;
 3. verification: a least-squares line through the inliers gives the stretch and offset precisely;
@@ -47,6 +47,9 @@ from .descriptors import landmarks
 from .errors import ParameterError
 from .index import fingerprints
 from .library import conditioning
+from .library.fanout import reports_missing
+from .library.pershard import each_shard
+from .library.shards import ShardedLibrary, global_id
 from .search import Query, check_k
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ MIN_SCORE = 12
 MIN_CONFIDENCE = 0.15
 MIN_SECONDS = 1.0
 STOP_FACTOR, STOP_MIN = 30, 100  # a hash with more postings than this × the mean (and STOP_MIN) is a stop word
+CANDIDATES = 8  # coarse alignments fitted per clip
 
 
 def postings(lib) -> fingerprints.Postings:
@@ -70,6 +74,13 @@ def postings(lib) -> fingerprints.Postings:
     return cache["postings"]
 
 
+def has_fingerprints(lib) -> bool:
+    """Whether ``lib`` keeps landmark fingerprints (a sharded library: every shard holding tracks)."""
+    libs = [s for s in lib.shards if len(s.tracks)] if isinstance(lib, ShardedLibrary) else [lib]
+    return all(fingerprints.exists(one.data / fingerprints.DIR) for one in libs)
+
+
+@reports_missing  # a sharded library served by Ray: attrs['missing_shards'] names shards that did not answer
 def identify(lib, query, *, sr: int | None = None, start: float | None = None, end: float | None = None,
              k: int = 1, min_score: int = MIN_SCORE) -> pd.DataFrame:
     """The track and moment a clip was cut from, best first (at most ``k`` rows; empty: no match).
@@ -79,6 +90,8 @@ def identify(lib, query, *, sr: int | None = None, start: float | None = None, e
     Columns: ``track_id, uri, offset`` (seconds into the track where the clip starts), ``stretch``
     (the clip's time scale: 1.05 = played 5 % slower), ``score`` (landmarks aligned), ``confidence``.
     ``attrs``: ``reason`` when empty, ``seconds`` (time spent), ``n_hashes``, ``clip_seconds``.
+    A sharded library is searched shard by shard (:func:`match_shards`), through its shard actors when it
+    was opened with a ``ray_address``; ``attrs["missing_shards"]`` names shards that did not answer.
 
     >>> import numpy as np
     >>> from audiorag import Library
@@ -98,10 +111,13 @@ def identify(lib, query, *, sr: int | None = None, start: float | None = None, e
                              f"got a {query.kind} query" + (" and sr/start/end" if query.kind == "audio" else ""))
     clip = query.clip(conditioning(lib))
     y, sr = clip.y, clip.sr
-    post = postings(lib)
+    sharded = isinstance(lib, ShardedLibrary)
+    post = None if sharded else postings(lib)
     q_hashes, q_frames = landmarks.fingerprint(y, sr)
     duration = len(y) / sr
-    found = match(post, q_hashes, q_frames, duration / landmarks.FRAME_SECONDS, min_score=min_score)[:k]
+    n_frames = duration / landmarks.FRAME_SECONDS
+    found = (match_shards(lib, q_hashes, q_frames, n_frames, min_score=min_score) if sharded else
+             match(post, q_hashes, q_frames, n_frames, min_score=min_score))[:k]
     uris = dict(zip(lib.tracks["track_id"], lib.tracks["uri"]))
     rows = [{**r, "uri": uris.get(r["track_id"])} for r in found if r["track_id"] in uris]
     out = pd.DataFrame(rows, columns=COLUMNS)
@@ -115,34 +131,120 @@ def identify(lib, query, *, sr: int | None = None, start: float | None = None, e
 
 
 def match(post: fingerprints.Postings, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float, *,
-          min_score: int = MIN_SCORE, candidates: int = 8) -> list[dict]:
+          min_score: int = MIN_SCORE, candidates: int = CANDIDATES) -> list[dict]:
     """Matches of a clip's landmarks in ``post`` (plain arrays in): dicts with ``track_id, offset, stretch,
     score, confidence``, best first; ``n_frames`` is the clip's length in frames."""
     if len(q_hashes) == 0 or n_frames * landmarks.FRAME_SECONDS < MIN_SECONDS:
         return []
-    # stop words: the commonest hashes (tonal music piles up near-zero band differences) carry little
-    # information but most of the hits — at 100 h, 46 % of the postings sit in 0.9 % of the hashes
-    counts = post.counts(q_hashes)
-    common = counts > max(STOP_MIN, STOP_FACTOR * len(post.postings) / (len(post.offsets) - 1))
-    q_hashes, q_frames = q_hashes[~common], q_frames[~common]
+    stop = stop_words(post.counts(q_hashes), len(post.postings), len(post.offsets) - 1)
+    return decide([fit for _, fit in aligned(post, q_hashes[~stop], q_frames[~stop], n_frames, candidates)],
+                  min_score)
+
+
+def match_shards(lib, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float, *,
+                 min_score: int = MIN_SCORE, candidates: int = CANDIDATES) -> list[dict]:
+    """:func:`match` on a sharded library (:class:`~audiorag.library.shards.ShardedLibrary`), global track ids.
+
+    The steps of one library's :func:`match`, with what it computes over all the postings merged from the
+    shards: the stop words from the query hashes' posting counts and the postings summed over the shards
+    (:func:`shard_counts`); each shard's ``candidates`` best coarse bins, fitted where the shard is
+    (:func:`shard_aligned`, a shard actor on Ray), then the best ``candidates`` bins over every shard by
+    their votes and tie-breaks (:func:`aligned`: any of them is among its own shard's best), and
+    :func:`decide` on those: rivals and confidences over the whole corpus. The same matches, offsets,
+    stretches, scores and confidences as one library holding every track (tested). Two calls to each
+    shard, the second one with the clip's landmarks that are not stop words.
+    """
+    if len(q_hashes) == 0 or n_frames * landmarks.FRAME_SECONDS < MIN_SECONDS:
+        return []
+    filled = [s for s, shard in enumerate(lib.shards) if len(shard.tracks)]
+    counts = each_shard(lib, shard_counts, q_hashes, shards=filled)
+    lacking = [s for s, c in counts.items() if c is None]
+    if lacking:
+        raise ParameterError(f"{lib.path}: shard(s) {', '.join(map(str, lacking))} have no fingerprints; build them "
+                             f"with `audiorag build {lib.path} --fingerprint` (or lib.add(..., fingerprint=True))")
+    if not counts:
+        return []
+    stop = stop_words(sum(c[0] for c in counts.values()), sum(c[1] for c in counts.values()),
+                      next(iter(counts.values()))[2])
+    bins = each_shard(lib, shard_aligned, q_hashes[~stop], q_frames[~stop], n_frames, candidates,
+                      shards=list(counts))
+    ranked = sorted(((-votes, first, place, s, fit) for s, found in bins.items()
+                     for (votes, first, place), fit in found), key=lambda b: b[:4])[:candidates]
+    return decide([fit and {**fit, "track_id": int(global_id(fit["track_id"], s, lib.n))}
+                   for *_, s, fit in ranked], min_score)
+
+
+def shard_counts(shard, q_hashes: np.ndarray) -> tuple[np.ndarray, int, int] | None:
+    """One shard's part of the stop words: ``(postings of each query hash, postings, possible hashes)``,
+    None when the shard keeps no fingerprints (runs where the shard is: :func:`match_shards`)."""
+    if not fingerprints.exists(shard.data / fingerprints.DIR):
+        return None
+    post = postings(shard)
+    return post.counts(q_hashes), len(post.postings), len(post.offsets) - 1
+
+
+def shard_aligned(shard, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float,
+                  candidates: int) -> list[tuple[tuple[int, int, int], dict | None]]:
+    """One shard's best coarse alignments, fitted (:func:`aligned`; shard-local track ids)."""
+    return aligned(postings(shard), q_hashes, q_frames, n_frames, candidates)
+
+
+def stop_words(counts: np.ndarray, n_postings: int, n_hashes: int) -> np.ndarray:
+    """Which query hashes are stop words, from their posting ``counts`` among ``n_postings`` spread over
+    ``n_hashes`` possible hashes: the commonest (tonal music piles up near-zero band differences) carry
+    little information but most of the hits — at 100 h, 46 % of the postings sit in 0.9 % of the hashes.
+
+    >>> stop_words(np.array([5, 400, 90]), 1000, 100).tolist()
+    [False, True, False]
+    """
+    return np.asarray(counts) > max(STOP_MIN, STOP_FACTOR * n_postings / n_hashes)
+
+
+def aligned(post: fingerprints.Postings, q_hashes: np.ndarray, q_frames: np.ndarray, n_frames: float,
+            candidates: int = CANDIDATES) -> list[tuple[tuple[int, int, int], dict | None]]:
+    """The ``candidates`` best coarse alignments of the clip's (non-stop) landmarks in ``post``, best first
+    (steps 1 and 2 of the module doc): ``((votes of the bin and its neighbour, the first query landmark in
+    the bin, the bin in its track), the fitted line's dict or None)``.
+
+    The bins are laid on each track's own frames, not on the library's frame counter, and ties are broken
+    by the query landmarks and the bin's place in its track: what is chosen depends on the tracks' audio
+    only, not on where a library put them (another library, or a shard, holding them chooses the same)."""
     which, ref = post.lookup(q_hashes)
     if len(which) == 0:
         return []
     q = q_frames[which].astype(np.float64) - n_frames / 2  # query frames around the clip's centre
+    row = np.clip(np.searchsorted(post.tracks[:, 1], ref, side="right") - 1, 0, None)
     ref = ref.astype(np.float64)
-    coarse = np.floor((ref - q) / 32).astype(np.int64)
-    keys, counts = np.unique(coarse, return_counts=True)
+    in_track = np.floor((ref - post.tracks[row, 1] - q) / 32).astype(np.int64) + (1 << 26)
+    coarse = row.astype(np.int64) * (1 << 28) + in_track  # a bin: (track, 32 frames of alignment in it)
+    keys, inverse, counts = np.unique(coarse, return_inverse=True, return_counts=True)
+    first = np.full(len(keys), len(q_hashes), np.int64)
+    np.minimum.at(first, inverse, which)
     nxt = np.searchsorted(keys, keys + 1)
     pair = counts + np.where(nxt < len(keys), counts[np.minimum(nxt, len(keys) - 1)], 0) * (
         keys[np.minimum(nxt, len(keys) - 1)] == keys + 1)
-    found = []
-    for key in keys[np.argsort(-pair, kind="stable")[:candidates]]:
-        sel = (coarse >= key - 1) & (coarse <= key + 2)
-        found.append(_fit(post, which[sel], q[sel], ref[sel], n_frames))
-    found = [f for f in found if f is not None]
-    found.sort(key=lambda f: -f["score"])
     out = []
-    for f in found:  # one row per moment: a candidate near a better one is the same alignment
+    for i in np.lexsort((keys, keys % (1 << 28), first, -pair))[:candidates]:
+        sel = (coarse >= keys[i] - 1) & (coarse <= keys[i] + 2)
+        rank = (int(pair[i]), int(first[i]), int(keys[i] % (1 << 28)))
+        out.append((rank, _fit(post, which[sel], q[sel], ref[sel], n_frames)))
+    return out
+
+
+def decide(found: list, min_score: int = MIN_SCORE) -> list[dict]:
+    """The fitted candidates (best coarse bins first; None: no line) → the matches: one per moment (a
+    candidate near a better one is the same alignment), each with its confidence against its best rival,
+    those reaching ``min_score`` and :data:`MIN_CONFIDENCE`, best first (step 3 of the module doc).
+
+    >>> fit = {"track_id": 3, "offset": 12.0, "stretch": 1.0, "score": 40, "coverage": 0.9, "confidence": 0.0}
+    >>> # margin (40 - 1.5 × 6) / 40 = 0.775 against the rival, times the coverage 0.9; the rival scores too low
+    >>> rival = {**fit, "track_id": 5, "score": 6}
+    >>> [(f["track_id"], round(f["confidence"], 3)) for f in decide([rival, None, fit])]
+    [(3, 0.697)]
+    """
+    found = sorted((dict(f) for f in found if f is not None), key=lambda f: -f["score"])
+    out = []
+    for f in found:
         if any(f["track_id"] == o["track_id"] and abs(f["offset"] - o["offset"]) < 1.0 for o in out):
             continue
         out.append(f)

@@ -43,18 +43,18 @@ class Bands24(Embedder):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """9 tracks (24 band energies) as one library and as 3 shards; a Ray cluster of two nodes (a head
-    and a worker, 1 CPU each) whose processes see ``AUDIORAG_RAY_FAULT`` (a marker that exists: no
+    """9 tracks (24 band energies, landmark fingerprints) as one library and as 3 shards; a Ray cluster
+    of two nodes (a head and a worker, 1 CPU each) whose processes see ``AUDIORAG_RAY_FAULT`` (a marker that exists: no
     fault until a test removes it); shard s placed on node s % 2."""
     from ray.cluster_utils import Cluster
     root = tmp_path_factory.mktemp("cluster")
     emb = Bands24()
     ds = _corpus(root / "audio")
     single = Library.create(root / "single", window=5, hop=2.5)
-    single.add(ds, embedders=[emb], workers=1, progress=False)
+    single.add(ds, embedders=[emb], workers=1, progress=False, fingerprint=True)
     single.build_index(emb.key, "Flat")
     sharded = ShardedLibrary.create(root / "sharded", N, window=5, hop=2.5)
-    sharded.add(ds, embedders=[emb], workers=1, parallel=False)
+    sharded.add(ds, embedders=[emb], workers=1, parallel=False, fingerprint=True)
     marker = root / "actor-exited"
     marker.touch()
     old = os.environ.get(FAULT_ENV)
@@ -255,3 +255,69 @@ def test_eval_through_the_shard_actors_equals_the_local_fanout(cluster):
     b = evaluate(ShardedLibrary.open(cluster["path"], ray_address=cluster["address"]), protocol=protocol).record.metrics
     quality = [m for m in a if m.split("/")[0] in ("segment", "track")]
     assert quality and all(a[m] == b[m] for m in quality), {m: (a[m], b[m]) for m in quality if a[m] != b[m]}
+
+
+def test_identify_through_the_shard_actors_equals_one_library(cluster):
+    """The shard actors look up their fingerprints (ShardServer.run): the matches of one library."""
+    import soundfile as sf
+
+    from audiorag.identify import identify
+    single = cluster["single"]
+    lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"])
+    ids = _ids(single, lib)
+    y, sr = sf.read(cluster["uri"].removeprefix("file://"), dtype="float32")
+    clip = y[int(2.0 * sr): int(9.0 * sr)]
+    want = identify(single, clip, sr=sr, k=2)
+    got = identify(lib, clip, sr=sr, k=2)
+    assert got.attrs["missing_shards"] == [] and len(want) >= 1
+    assert [ids[t] for t in want["track_id"]] == got["track_id"].tolist()
+    for col in ("offset", "stretch", "score", "confidence"):
+        assert got[col].tolist() == want[col].tolist(), col
+
+
+def test_serve_answers_503_naming_shards_that_stay_down_when_asked(cluster):
+    """``serve --missing-shards 503`` (Settings.missing_shards): no partial hits but a 503 naming the shards;
+    the default answers the other shards' hits and names them; ShardedLibrary.open(missing="error") raises."""
+    from fastapi.testclient import TestClient
+
+    from audiorag.library.cluster import ShardsMissing
+    from audiorag.serve import Settings, create_app
+    local = ShardedLibrary.open(cluster["path"])
+    ids = _ids(cluster["single"], local)
+    track = next(g for g in ids.values() if g % N != 1)
+    gone = ShardedLibrary.open(cluster["path"])
+    gone.place(1, node=cluster["nodes"][1], path="/nonexistent/shard-001")
+    lib = ShardedLibrary.open(cluster["path"], ray_address=cluster["address"], missing="error")
+    try:
+        lib.cluster.stop([1])
+        with pytest.raises(ShardsMissing) as err:
+            search(lib, Query.moment(track, 5.0), k=5)
+        assert err.value.shards == [1]
+        for policy, status in (("503", 503), ("partial", 200)):
+            settings = Settings(str(cluster["path"]), ray_address=cluster["address"], warm=False,
+                                missing_shards=policy)
+            with TestClient(create_app(settings)) as c:
+                r = c.get("/search/moment", params={"track": track, "at": 5.0, "k": 5})
+            assert r.status_code == status, r.text
+            assert r.json()["missing_shards"] == [1]
+            if status == 503:
+                assert r.json()["error"] == "shards_missing" and "hits" not in r.json()
+                assert r.headers["retry-after"] == "1"
+            else:
+                assert len(r.json()["hits"]) == 5
+    finally:
+        lib.cluster.stop([1])
+        gone.place(1, node=cluster["nodes"][1])
+
+
+def test_a_sweep_cell_through_the_shard_actors_gives_one_librarys_figures(cluster, tmp_path):
+    """``ray_address`` in the sweep file reaches 03_evaluate's parameters: the cell's kernel queries the
+    sharded library through shard actors on this cluster, with one library's figures."""
+    from test_shard_commands import sweep_equals_one_library
+    metrics = sweep_equals_one_library(tmp_path, ray_address=cluster["address"])
+    lib = ShardedLibrary.open(next((tmp_path / "out" / "libraries").iterdir()), ray_address=cluster["address"])
+    try:
+        assert all(lib.cluster.running(s) for s in range(N)), "the kernel's queries made no shard actors"
+        assert metrics["segment/P@1"] > 0
+    finally:
+        lib.cluster.stop()

@@ -50,6 +50,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
 
     from .. import plots
     from ..errors import ParameterError
+    from ..library.shardedits import set_track_column  # a sharded library: each shard its tracks' values
     from . import anomalies, tagging
     from . import clusters as C
     from . import maps as P
@@ -114,7 +115,7 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
     steps.update(bool(named))
     steps.close()
     if write_column and clusters and level == "track":
-        lib.set_track_column(write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
+        set_track_column(lib, write_column, dict(zip(items["track_id"], out.clusters[clusters[0]].tolist())))
     out.record = Record(
         kind="analysis", **provenance(lib, emb, [label] if label else [], n_tracks=len(lib.tracks), level=level),
         protocol={"label": label or "genre", "seed": seed}, seed=seed,
@@ -128,17 +129,21 @@ def analyse(lib, *, embedder=None, level: str = "segment", label: str | None = "
 
 
 def items_table(lib, emb, level: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per analysed item (track metadata joined) and the items' vectors, row for row."""
+    """One row per analysed item (track metadata joined) and the items' vectors, row for row, in the corpus's
+    order (:mod:`audiorag.library.order`): a sharded library, or any library of the same files, analyses
+    the same rows in the same order (clusterings, samples and maps depend on it)."""
+    from ..library.order import content_order, content_rows
     from .clusters import track_vectors
     meta = lib.tracks.drop(columns=[c for c in ("sample_rate", "channels", "content_hash") if c in lib.tracks])
     if level == "track":
         ids, x = track_vectors(lib, emb.key)
-        df = pd.DataFrame({"track_id": ids})
+        tracks = lib.tracks.set_index("track_id").loc[ids].reset_index()
+        order = content_order(tracks)
+        df, x = pd.DataFrame({"track_id": ids[order]}), x[order]
     else:
-        seg = lib.segments.iloc[: emb.n_segments]
-        valid = emb.valid_rows(seg["track_id"].to_numpy())
-        df = seg[valid][["segment_id", "track_id", "start", "end"]]
-        x = np.asarray(emb.vectors())[valid]
+        rows = content_rows(lib, emb)
+        df = lib.segments.iloc[rows][["segment_id", "track_id", "start", "end"]]
+        x = emb.vectors()[rows]
     return df.merge(meta, on="track_id", how="left", sort=False), np.ascontiguousarray(x, dtype=np.float32)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ParameterError
+from ..library.order import content_rows
 
 KINDS = ("noise", "silence", "clicks")
 
@@ -94,8 +95,7 @@ def injected_check(lib, *, embedder=None, rounds: int = 5, kinds=KINDS, k: int =
     """
     emb = lib.embedding(embedder)
     e = emb.embedder
-    seg = lib.segments.iloc[: emb.n_segments]
-    x = np.asarray(emb.vectors())[emb.valid_rows(seg["track_id"].to_numpy())]
+    x = np.asarray(emb.vectors()[content_rows(lib, emb)])  # the corpus's order: the same in every library
     found = {"iforest": [], "knn": []}
     for r in range(rounds):
         fake = np.vstack([emb.postprocess(e.embed(outlier_clips(kind, 1, sr=e.sample_rate,

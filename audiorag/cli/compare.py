@@ -31,13 +31,13 @@ def probe(library: Path = typer.Argument(..., help="library directory"),
     """Linear probe: predict LABEL from the vectors on group-disjoint folds (accuracy, macro-F1, per-class recall)."""
     from ..evaluate.probe import MODELS
     from ..evaluate.probe import probe as run
-    from ..library import Library
+    from ..library.shards import open_library
     options.choice("--model", model, MODELS)
     options.choice("--level", level, ("segment", "track"))
     if folds == 1 or folds < 0:
         raise ParameterError(f"--folds must be 0 (leave one group out) or >= 2, got {folds}")
     options.output_dir("--out", out)
-    result = run(Library.open(library), embedder=embedder, label=label, group=group, model=model, folds=folds,
+    result = run(open_library(library), embedder=embedder, label=label, group=group, model=model, folds=folds,
                  level=level, subset=parse_where(only, option="--only") or None, seed=seed, out_dir=out)
     rec = result.record
     m = rec.metrics
@@ -64,12 +64,12 @@ def project(library: Path = typer.Argument(..., help="library directory"),
             as_json: bool = typer.Option(False, "--json", help="print the new embedding's description as JSON")):
     """Store a supervised projection of an embedding (its own key, vectors, indexes; the fitted map and what it
     was trained on), searchable like any other. Evaluate it only on tracks it was not fitted on."""
-    from ..library import Library
     from ..library.derived import METHODS
-    from ..library.derived import project as run
+    from ..library.shardedits import project as run
+    from ..library.shards import open_library
     from ..search.filters import track_mask
     options.choice("--method", method, METHODS)
-    lib = Library.open(library, **options.open_kw(wait))
+    lib = open_library(library, **options.open_kw(wait))  # a sharded one: fitted once, stored in each shard
     subset = parse_where(where, option="--where")
     train = lib.tracks["track_id"][track_mask(lib.tracks, subset, what="--where")] if subset else None
     key = run(lib, embedder, label=label, method=method, train_tracks=train, seed=seed,
@@ -92,10 +92,10 @@ def fuse(library: Path = typer.Argument(..., help="library directory"),
          as_json: bool = typer.Option(False, "--json", help="print the new embedding's description as JSON")):
     """Store the early fusion E1+E2+...: weighted concatenation of L2-normalised vectors, renormalised; it follows
     the library's adds and removes. Search or evaluate it with --embedder E1+E2."""
-    from ..library import Library
-    from ..library.derived import fuse as run
+    from ..library.shardedits import fuse as run
+    from ..library.shards import open_library
     w = options.weights(weights) if weights else None
-    lib = Library.open(library, **options.open_kw(wait))
+    lib = open_library(library, **options.open_kw(wait))  # a sharded one: each shard fuses its own rows
     key = run(lib, embedders, weights=w, indexes=index)
     meta = lib.embedding(key).meta
     options.show(meta, as_json, f"stored {key}: {meta['dim']}-D, weights " + ", ".join(
@@ -107,14 +107,14 @@ def eval_projected(library: Path, protocol, *, embedder: str | None, projection:
                    folds: int, out: Path | None, as_json: bool) -> None:
     """``audiorag eval --projection METHOD --cv-group COL``: out-of-fold supervised retrieval, printed and recorded."""
     from ..evaluate.projection import CHOICES, evaluate_projected
-    from ..library import Library
+    from ..library.shards import open_library
     options.choice("--projection", projection, CHOICES)
     if folds == 1 or folds < 0:
         raise ParameterError(f"--folds must be 0 (leave one group out) or >= 2, got {folds}")
     if protocol.queries != "all":
         raise ParameterError("--projection queries with every segment once, in the fold holding out its group; "
                              "drop --queries / --per-track")
-    record, per_query = evaluate_projected(Library.open(library), embedder=embedder, method=projection,
+    record, per_query = evaluate_projected(open_library(library), embedder=embedder, method=projection,
                                            cv_group=cv_group, folds=folds, protocol=protocol)
     if out:
         record.write(out)

@@ -15,7 +15,8 @@ from . import options
 from ._app import app
 
 #: Evaluation protocols besides retrieval: name -> ``run(library, checked)``, where ``checked`` holds eval's
-#: checked options (embedder, index, label, ks, queries, seed, out, as_json, wait). The run prints its own result.
+#: checked options (embedder, index, label, ks, queries, seed, out, as_json, ray_address). The run prints its own
+#: result; it opens LIBRARY with :func:`audiorag.library.shards.open_library` (a sharded library too).
 #: The modules of this package that add a query type register its protocol here (e.g. "recommend").
 EVAL_PROTOCOLS: dict[str, Callable[[Path, dict], None]] = {}
 
@@ -59,7 +60,7 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         options.choice("--protocol", protocol_name, ["retrieval", *EVAL_PROTOCOLS])
         options.output_dir("--out", out)
         checked = {"embedder": embedder, "index": index, "label": label, "ks": ks, "queries": queries, "seed": seed,
-                   "out": out, "as_json": as_json}
+                   "out": out, "as_json": as_json, "ray_address": ray_address}
         EVAL_PROTOCOLS[protocol_name](library, checked)
         return
     if depth < 1:
@@ -156,7 +157,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     """Clusters (silhouette, purity, NMI, k-sweep, composition), outliers, maps and kNN tagging of one embedding."""
     from ..analysis import analyse as run
     from ..analysis import clusters as C
-    from ..library import Library
+    from ..library.shards import open_library
     specs = [c.strip() for c in clusters.split(",") if c.strip()]
     for spec in specs:
         C.parse(spec)
@@ -170,7 +171,7 @@ def analyse(library: Path = typer.Argument(..., help="library directory"),
     if write_column is not None and (level != "track" or not specs):
         raise ParameterError("--write-column needs --level track and at least one --clusters entry")
     options.output_dir("--out", out)
-    result = run(Library.open(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
+    result = run(open_library(library, **options.open_kw(wait)), embedder=embedder, level=level, label=label or None,
                  clusters=specs, ks=k_range, contamination=anomalies, maps=projections, seed=seed, out_dir=out,
                  write_column=write_column, progress=not as_json and sys.stderr.isatty())
     m = result.record.metrics

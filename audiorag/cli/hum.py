@@ -19,8 +19,8 @@ def _eval_hum(library: Path, checked: dict) -> None:
     """``--queries N`` hums (default 200) synthesised with ``--seed`` from the library's melodic tracks;
     prints MRR / top-1 / top-10 / moment@1, the transposition × tempo × noise table and latency."""
     from ..evaluate.hum import evaluate_hum, record, table
-    from ..library import Library
-    lib = Library.open(library)
+    from ..library.shards import open_library
+    lib = open_library(library, ray_address=checked.get("ray_address"))  # a library, or a sharded one
     n = checked.get("queries") or 200
     metrics, per = evaluate_hum(lib, n_hums=n, seed=checked["seed"], embedder=checked.get("embedder"),
                                 index=checked.get("index"))

@@ -20,18 +20,23 @@ def identify(library: Path = typer.Argument(..., help="library directory (built 
              start: float | None = typer.Option(None, help="clip start in the file (s)"),
              end: float | None = typer.Option(None, help="clip end in the file (s)"),
              k: int = typer.Option(1, "-k", help="at most this many candidate moments"),
+             ray_address: str | None = typer.Option(None, help="a sharded library: its shard actors on this Ray "
+                                                               "cluster look up the fingerprints (docs/cluster.md)"),
              as_json: bool = typer.Option(False, "--json", help="print the result as JSON only")):
     """Identify the track and the exact moment AUDIO was recorded from (landmark fingerprints: robust to
     noise, EQ, MP3, ±5 % tempo and ±3 % speed). Says "no match" when the clip is not in LIBRARY."""
     from ..identify import identify as run_identify
-    from ..library import Library
+    from ..library.shards import open_library
+    from .shards import warn_missing
     if k < 1:
         raise ParameterError(f"-k must be >= 1, got {k}")
     clip_span(start, end)
-    lib = Library.open(library)
+    lib = open_library(library, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
     found = run_identify(lib, audio, start=start, end=end, k=k)
+    warn_missing(found)
     out = {"matches": found.to_dict("records"), "reason": found.attrs.get("reason"),
-           "ms": round(found.attrs["seconds"] * 1000, 1)}
+           "ms": round(found.attrs["seconds"] * 1000, 1),
+           **({"missing_shards": found.attrs["missing_shards"]} if "missing_shards" in found.attrs else {})}
     columns = {"track_id": COMMON["track_id"], "offset": ("at s", "{:.2f}"), "stretch": ("stretch", "{:.3f}"),
                "score": ("landmarks", "{:d}"), "confidence": ("confidence", "{:.2f}"), "uri": COMMON["uri"]}
     text = (text_table(found, columns, legend="at s: where the clip starts in the track; stretch: its tempo "
@@ -52,8 +57,8 @@ def _eval_identify(library: Path, checked: dict) -> None:
     """``eval --protocol identify``: clips of 3/5/10 s cut from the library, degraded, identified; writes
     ``metrics.json`` and ``identify.csv`` to ``--out``. ``--queries`` = clips per degradation (20)."""
     from ..evaluate.identify import evaluate_identify
-    from ..library import Library
-    lib = Library.open(library)
+    from ..library.shards import open_library
+    lib = open_library(library, ray_address=checked["ray_address"])  # a sharded one: the same clips and answers
     record, table = evaluate_identify(lib, clips=checked["queries"] or 20, seed=checked["seed"],
                                       progress=not checked["as_json"])
     out = options.output_dir("--out", checked["out"])

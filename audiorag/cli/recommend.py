@@ -41,12 +41,15 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
                                                                  "the history or the likes, e.g. 0.34"),
               embedder: str | None = typer.Option(None, help="embedding name or key (default: the library's default)"),
               index: str | None = typer.Option(None, help="index name (default: flat or the only one)"),
+              ray_address: str | None = typer.Option(None, help="a sharded library: its queries go to one Ray actor "
+                                                                "per shard on this cluster (docs/cluster.md)"),
               as_json: bool = typer.Option(False, "--json", help="print the moments as JSON only")):
     """Recommend moments of LIBRARY for a listener who liked --liked moments and played --history tracks."""
     from ..library.shards import open_library
     from ..recommend import parse_moment, read_history
     from ..recommend import recommend as run
     from ..rerank import MOODS
+    from .shards import warn_missing
     if k < 1:
         raise ParameterError(f"--k must be >= 1, got {k}")
     options.number("--diversity", diversity, minimum=0, maximum=1)
@@ -58,7 +61,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
     hour = int(time_of_day) if time_of_day is not None and time_of_day.isdigit() else time_of_day
     moments = [parse_moment(m) for m in liked]
     played = read_history(history) if history is not None else []
-    lib = open_library(library)  # a library, or a sharded one (docs/shards.md)
+    lib = open_library(library, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
     ids = set(lib.tracks["track_id"].tolist())
     for option, tracks in (("--liked", [t for t, _ in moments]), ("--history", played)):
         unknown = sorted(set(tracks) - ids)
@@ -71,6 +74,7 @@ def recommend(library: Path = typer.Argument(..., help="library directory"),
     attrs = out.attrs
     out = out.sort_values("score", ascending=False, kind="stable").assign(rank=range(1, len(out) + 1))
     out.attrs = attrs
+    warn_missing(out)
     columns = {**{c: COMMON[c] for c in ("rank", "track_id", "start", "end")}, "artist": ("artist", None),
                "genre": ("genre", None), "key": ("key", None), "tempo": COMMON["tempo"], "taste": ("taste", "{:d}"),
                "new_artist": ("new", None), "similarity": ("cosine", "{:.3f}"), "score": ("score", "{:.3f}"),
@@ -96,9 +100,9 @@ def _eval_recommend(library: Path, checked: dict) -> None:
     """``eval --protocol recommend``: simulated listeners from ``--label``, a grid of settings; writes
     ``metrics.json``, ``tradeoff.csv``/``.md`` and ``recommend_tradeoff.png`` to ``--out``."""
     from ..evaluate.recommend import evaluate_recommend, markdown
-    from ..library import Library
+    from ..library.shards import open_library
     from ..plots import recommend_tradeoff
-    lib = Library.open(library)
+    lib = open_library(library, ray_address=checked["ray_address"])  # a library, or a sharded one
     record, table = evaluate_recommend(lib, embedder=checked["embedder"], index=checked["index"],
                                        label=checked["label"], n_listeners=checked["queries"] or 40,
                                        seed=checked["seed"])

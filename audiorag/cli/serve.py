@@ -31,7 +31,10 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
                                                "not load models or code (/health says 'warming' meanwhile)"),
           ray_address: str | None = typer.Option(None, help="a sharded library: serve it through one Ray actor per "
                                                             "shard on this cluster (auto | HOST:PORT; "
-                                                            "docs/cluster.md)")):
+                                                            "docs/cluster.md)"),
+          missing_shards: str = typer.Option("partial", help="with --ray-address, when shards do not answer: "
+                                                             "partial (the others' hits; missing_shards names them) "
+                                                             "or 503 (no hits: HTTP 503 naming them)")):
     """Serve LIBRARY over HTTP (FastAPI + uvicorn; OpenAPI at /docs). Safe by default: loopback only,
     uploads limited, CORS off."""
     # one native thread per search or embedding: concurrency comes from requests, and idle OpenMP threads
@@ -56,7 +59,8 @@ def serve(library: Path = typer.Argument(..., help="library directory"),
         except ParameterError as exc:
             raise ParameterError(f"{option}: {exc}") from None
     settings = Settings(str(Path(library).resolve()), token=token or None, cors_origins=tuple(cors_origin),
-                        warm=warm, ray_address=ray_address, **limits, **({"threads": threads} if threads else {}))
+                        warm=warm, ray_address=ray_address, missing_shards=missing_shards, **limits,
+                        **({"threads": threads} if threads else {}))
     open_library(library, ray_address=ray_address)  # a missing or damaged library (or cluster): one line here
     os.environ[SETTINGS_ENV] = settings.to_json()
     sock = _listen(host, port)  # a port in use or a bad host: one line and exit 2, before uvicorn logs anything

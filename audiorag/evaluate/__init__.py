@@ -19,6 +19,7 @@ from ..analysis import clusters
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
 from ..library.fanout import open_index
+from ..library.order import content_order
 from ..search import Query, search
 from . import metrics as M
 from .protocol import Protocol, exclusion_keys, query_segments, segment_labels, subset_tracks
@@ -97,7 +98,7 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     if n_unlabelled:
         log.warning("evaluate: %d track(s) with no %r value left out (neither queries nor relevant)",
                     n_unlabelled, protocol.label)
-    queries = query_segments(segments, valid, protocol)
+    queries = query_segments(segments, valid, protocol, tracks)
     if len(queries) == 0:
         why = f" (every track in it lacks a {protocol.label!r} value)" if n_unlabelled and not labelled.any() else ""
         raise ParameterError(f"evaluate: no query segments{why}")
@@ -173,7 +174,9 @@ def evaluate(lib, *, embedder=None, index: str | None = None, protocol: Protocol
     result["n_unlabelled_segments"] = float(n_unlabelled_segments)
     steps.update()
     steps.set_postfix_str("clusters by label")
-    result.update(_label_clusters(vectors[valid], labels[valid].astype(str), protocol.seed))
+    order = content_order(tracks, segments)  # KMeans' start depends on row order: the corpus's, not the ids'
+    rows = order[valid[order]]
+    result.update(_label_clusters(vectors[rows], labels[rows].astype(str), protocol.seed))
     steps.update()
     steps.set_postfix_str("moment localisation")
     moment, moment_seconds = _moment_accuracy(lib, emb, protocol, sidecar["name"])
@@ -236,7 +239,8 @@ def _moment_accuracy(lib, emb, protocol: Protocol, index_name: str) -> tuple[dic
     seg = lib.segmentation
     tol = protocol.moment_tolerance if protocol.moment_tolerance is not None else seg.hop
     rng = np.random.default_rng(protocol.seed + 1)
-    tracks = lib.tracks[subset_tracks(lib.tracks, protocol)]
+    tracks = lib.tracks.iloc[content_order(lib.tracks)]  # drawn in the corpus's order, not the ids'
+    tracks = tracks[subset_tracks(tracks, protocol)]
     tracks = tracks[tracks["duration"] > seg.window]
     if tracks.empty:
         return {}, 0.0

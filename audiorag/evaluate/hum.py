@@ -28,6 +28,7 @@ import pandas as pd
 from ..datasets.melodic import REPORT_SEED, SR, melodies_of, synthesise_hum
 from ..errors import ParameterError
 from ..io import decode_path
+from ..library.order import content_order
 from ..search import Query, search
 from .metrics import latency_summary
 from .records import Record, provenance
@@ -47,7 +48,7 @@ def bucket_transpose(t: int) -> str:
 
 def hums(lib, n_hums: int, seed: int) -> list[tuple[np.ndarray, dict]]:
     """``n_hums`` synthesised hums of the library's melodic tracks: (audio at 22.05 kHz, info with ``track_id``)."""
-    tracks = lib.tracks
+    tracks = lib.tracks.iloc[content_order(lib.tracks)]  # every library of the same files hums the same phrases
     known = [(int(t), m) for t, u in zip(tracks["track_id"], tracks["uri"])
              if (m := melodies_of(decode_path(u))) is not None]
     if not known:

@@ -13,6 +13,7 @@ within ±0.5 s of the true offset (for a stretched clip, the offset in the origi
 
 from __future__ import annotations
 
+import hashlib
 import io as _io
 import time
 
@@ -25,6 +26,7 @@ from ..audio import load, resample
 from ..datasets.synth import add_noise
 from ..errors import ParameterError
 from ..identify import identify
+from ..library.order import content_order
 from .metrics import latency_summary
 
 DEGRADATIONS = ("clean", "noise-10dB", "noise-0dB", "lowpass-3kHz", "mp3-64k", "stretch+5%", "stretch-5%",
@@ -117,11 +119,13 @@ def run(lib, *, clips: int = 20, seconds=CLIP_SECONDS, degradations=DEGRADATIONS
     """One row per (degradation, clip length): ``moment@1, track@1, stretch_error, latency_p50_ms,
     latency_p99_ms, n``; with ``unindexed`` (paths of files not in the library) one row per clip length
     with ``false_positive_rate``. The same clips (offsets) are used for every degradation. Used by
-    ``audiorag eval --protocol identify`` and ``benchmarks/identify.py`` (docs/identify.md).
+    ``audiorag eval --protocol identify`` and ``benchmarks/identify.py`` (docs/identify.md). The clips are
+    drawn from the tracks ordered by content hash: the same for every library holding the same files,
+    sharded or not.
     """
     from tqdm.auto import tqdm
     rng = np.random.default_rng(seed)
-    tracks = lib.tracks
+    tracks = lib.tracks.iloc[content_order(lib.tracks)]  # every library of the same files draws the same clips
     if not len(tracks):
         raise ParameterError(f"{lib.path}: no tracks to cut clips from")
     rows = []
@@ -142,7 +146,7 @@ def run(lib, *, clips: int = 20, seconds=CLIP_SECONDS, degradations=DEGRADATIONS
                     audio[uri] = load(_path(uri))
                 y, sr = audio[uri]
                 clip = degrade(y[int(at * sr): int((at + length) * sr)], sr, kind,
-                               rng=np.random.default_rng([seed, tid, int(at * 1000)]))
+                               rng=np.random.default_rng([seed, _number(uri), int(at * 1000)]))
                 t0 = time.perf_counter()
                 res = identify(lib, clip, sr=sr)
                 lat.append(time.perf_counter() - t0)
@@ -174,6 +178,11 @@ def _latency(seconds: list) -> dict:
         return {}
     p = latency_summary(seconds)
     return {"latency_p50_ms": p["p50_ms"], "latency_p99_ms": p["p99_ms"]}
+
+
+def _number(text: str) -> int:
+    """A stable number for a track's noise seed (its uri: not its id, which another library numbers otherwise)."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16)
 
 
 def _path(uri: str) -> str:

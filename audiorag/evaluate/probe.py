@@ -33,6 +33,7 @@ from ..analysis.clusters import label_array
 from ..analysis.records import Record, provenance
 from ..errors import ParameterError
 from ..io import write_with
+from ..library.order import track_keys
 from ..search.filters import track_mask
 from .protocol import Protocol, segment_labels
 
@@ -214,7 +215,9 @@ def probe(lib, *, embedder=None, label: str = "genre", group: str | None = None,
         keep &= items["track_id"].isin(tracks["track_id"][track_mask(tracks, subset, what="probe subset")]).to_numpy()
     items, x, labels = items[keep].reset_index(drop=True), x[keep], labels[keep]
     groups = item_groups(items, group)
-    out = probe_arrays(x, labels, groups, model=model, folds=folds, seed=seed)
+    # folds drawn over the tracks' names in the corpus (not their ids): the same folds in every library of the files
+    named = item_groups(items.assign(track_id=items["track_id"].map(track_keys(tracks))), group)
+    out = probe_arrays(x, labels, named, model=model, folds=folds, seed=seed)
     metrics = {**out["metrics"], "probe/n_unlabelled": float(n_unlabelled)}
     record = ProbeRecord(**provenance(lib, emb, [label, *([group] if group else [])], n_tracks=len(tracks)),
                          protocol=protocol, seed=seed, metrics=metrics,

@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_limits
 from ..embedders import l2_normalise
 from ..errors import ParameterError
 from ..library.derived import METHODS, fit_projection
+from ..library.order import content_order, track_keys
 from . import metrics as M
 from .probe import group_folds, item_groups
 from .protocol import Protocol, exclusion_keys, segment_labels, subset_tracks
@@ -117,11 +118,12 @@ def evaluate_projected(lib, *, embedder=None, method: str = "lda", cv_group: str
     in_subset = segments["track_id"].isin(tracks["track_id"][subset_tracks(tracks, protocol)]).to_numpy()
     valid = emb.valid_rows(segments["track_id"].to_numpy()) & in_subset
     valid &= np.array([v is not None for v in labels], dtype=bool)
-    rows = np.flatnonzero(valid)
+    order = content_order(tracks, segments)  # the corpus's order and names: the same folds in every library
+    rows = order[valid[order]]
     if not len(rows):
         raise ParameterError("evaluate_projected: no labelled segments")
     items = segments.iloc[rows].merge(tracks, on="track_id", how="left")
-    groups = item_groups(items, cv_group)
+    groups = item_groups(items.assign(track_id=items["track_id"].map(track_keys(tracks))), cv_group)
     out = projected_retrieval(np.asarray(lib.vectors(emb.key))[rows], labels[rows], groups, method=method,
                               folds=folds, ks=protocol.ks, seed=protocol.seed, depth=protocol.depth,
                               exclude=[k[rows] for k in keys])

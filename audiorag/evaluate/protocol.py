@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from ..analysis.clusters import label_array
 from ..errors import ParameterError
+from ..library.order import content_order
 from ..search.filters import track_mask
 
 
@@ -134,14 +135,19 @@ def exclusion_keys(tracks: pd.DataFrame, segments: pd.DataFrame, protocol: Proto
     return keys
 
 
-def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol) -> np.ndarray:
-    """Segment ids used as queries (only segments with real vectors)."""
+def query_segments(segments: pd.DataFrame, valid: np.ndarray, protocol: Protocol,
+                   tracks: pd.DataFrame | None = None) -> np.ndarray:
+    """Segment ids used as queries (only segments with real vectors). A sample is drawn in
+    :func:`content_order` when ``tracks`` are given (the same queries in every library of the same files)."""
     ids = segments["segment_id"].to_numpy()[valid]
     if protocol.queries == "all":
         return ids
     if protocol.queries == "sample":
         if not protocol.n_queries:
             raise ParameterError("protocol queries='sample' needs n_queries")
+        if tracks is not None:
+            order = content_order(tracks, segments)
+            ids = segments["segment_id"].to_numpy()[order[valid[order]]]
         rng = np.random.default_rng(protocol.seed)
         return np.sort(rng.choice(ids, min(protocol.n_queries, len(ids)), replace=False))
     seg = segments[valid]

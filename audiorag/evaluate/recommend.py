@@ -43,6 +43,7 @@ import pandas as pd
 
 from ..analysis.records import Record, provenance
 from ..errors import ParameterError
+from ..library.order import content_order
 from ..recommend import recommend
 from ..search import Query, search
 from . import metrics as M
@@ -124,7 +125,10 @@ def evaluate_recommend(lib, *, embedder=None, index: str | None = None, label: s
     ctx_emb = lib.embedding(embedder)
     tracks, segments = lib.tracks, lib.segments
     labels = segment_labels(tracks, segments, Protocol(label=label))
-    people = listeners(tracks, segments, labels, n=n_listeners, seed=seed, artist_column=artist_column)
+    # drawn in the corpus's order: every library of the same files (sharded or not) gets the same listeners
+    t_order, s_order = content_order(tracks), content_order(tracks, segments)
+    people = listeners(tracks.iloc[t_order], segments.iloc[s_order], labels[s_order], n=n_listeners, seed=seed,
+                       artist_column=artist_column)
     vectors = np.asarray(lib.vectors(ctx_emb.key))
     artist_of = tracks.set_index("track_id")[artist_column]
     seen = pd.Series([t for p in people for t in set(p["history"])]).value_counts()
@@ -139,7 +143,8 @@ def evaluate_recommend(lib, *, embedder=None, index: str | None = None, label: s
                     "per artist?), so every list has discovery 1.0 by construction; use a corpus with several "
                     "tracks per artist to measure discovery")
     # warm the search context once so the first timed call does not pay for it
-    recommend(lib, people[0]["liked"], history=people[0]["history"], k=K, embedder=ctx_emb.key, index=index)
+    recommend(lib, people[0]["liked"], history=people[0]["history"], k=K, embedder=ctx_emb.key, index=index,
+              artist_column=artist_column, **fixed)
     rows = []
     for s in settings:
         params = {**fixed, **{k: v for k, v in s.items() if k != "name"}}

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from ..engines.ray import connect, fault_hook, require_ray
+from ..errors import AudioragError
 from . import Library
 from .indexes import load_index
 
@@ -60,6 +61,21 @@ class ShardServer:
 
     def search(self, key: str, name: str | None, queries: np.ndarray, k: int, generation: int):
         """``(scores, local ids)`` of the top-``k`` of ``queries`` in this shard's index ``name`` of ``key``."""
+        self._at(generation)
+        if (key, name) not in self.indexes:
+            self.indexes[(key, name)] = load_index(self.lib, self.lib.embedding(key), name)
+        index = self.indexes[(key, name)]
+        return index.search(queries, min(k, index.ntotal))
+
+    def run(self, fn, args: tuple, generation: int):
+        """``fn(shard library, *args)`` on this shard: work a query needs from every shard besides the index
+        search (e.g. :func:`audiorag.identify.identify`'s fingerprint lookups). ``fn`` is a module-level
+        function of audiorag, sent by reference (every node has audiorag installed)."""
+        self._at(generation)
+        return fn(self.lib, *args)
+
+    def _at(self, generation: int) -> None:
+        """A call's start: the test fault, and this shard at the driver's ``generation`` (reloaded if behind)."""
         fault_hook()
         if self.lib.generation != generation:
             self.lib.reload()
@@ -67,10 +83,6 @@ class ShardServer:
             if self.lib.generation != generation:
                 raise RuntimeError(f"{self.path} is at generation {self.lib.generation}, the query's view at "
                                    f"{generation}: copy the shard again (audiorag shards place)")
-        if (key, name) not in self.indexes:
-            self.indexes[(key, name)] = load_index(self.lib, self.lib.embedding(key), name)
-        index = self.indexes[(key, name)]
-        return index.search(queries, min(k, index.ntotal))
 
     def node(self) -> str:
         """The Ray node id this actor runs on."""
@@ -121,8 +133,18 @@ class ShardCluster:
 
     def search(self, shards: list[int], key: str, name: str | None, queries: np.ndarray, k: int) -> dict:
         """``{shard: (scores, local ids)}`` of the shards that answered; the others are noted missing."""
+        return self.ask(shards, "search", key, name, queries, k)
+
+    def run(self, shards: list[int], fn, *args) -> dict:
+        """``{shard: fn(that shard's library, *args)}`` computed by the shard actors (:meth:`ShardServer.run`),
+        for the shards that answered; the others are noted missing."""
+        return self.ask(shards, "run", fn, args)
+
+    def ask(self, shards: list[int], method: str, *args) -> dict:
+        """``{shard: answer}`` of ``method(*args)`` on each shard's actor, all at once; a shard that does not
+        answer is noted missing (see the module doc), never dropped silently."""
         held = {s for s in shards if s in self._actors}
-        calls = {s: self._call(s, key, name, queries, k) for s in shards}
+        calls = {s: self._call(s, method, args) for s in shards}
         out = {}
         for s, ref in calls.items():
             try:
@@ -133,17 +155,17 @@ class ShardCluster:
                     continue
                 self.forget(s)  # a handle held from before, to an actor gone since: look it up or make it, once
                 try:
-                    out[s] = self._answer(self._call(s, key, name, queries, k))
+                    out[s] = self._answer(self._call(s, method, args))
                 except Exception as exc:  # noqa: BLE001 - still down: named, not dropped
                     self._missing(s, exc)
             except Exception as exc:  # noqa: BLE001 - timed out, or failed: named, not dropped
                 self._missing(s, exc)
         return out
 
-    def _call(self, s: int, key: str, name: str | None, queries: np.ndarray, k: int):
+    def _call(self, s: int, method: str, args: tuple):
         """The object ref of shard ``s``'s answer (its actor looked up or made first), or why there is none."""
         try:
-            return self.actor(s).search.remote(key, name, queries, k, self.lib.shards[s].generation)
+            return getattr(self.actor(s), method).remote(*args, self.lib.shards[s].generation)
         except Exception as exc:  # noqa: BLE001 - an actor that cannot be placed (its node is not in the cluster)
             return exc
 
@@ -186,6 +208,19 @@ class ShardCluster:
         except ValueError:
             return False
         return True
+
+
+class ShardsMissing(AudioragError):
+    """Shards of a sharded library opened with ``missing="error"`` did not answer a query: no partial answer.
+
+    >>> str(ShardsMissing("lib", [2, 0])), ShardsMissing("lib", [2, 0]).shards
+    ('lib: shard(s) 0, 2 did not answer, and partial answers are off (see the log for the reason)', [0, 2])
+    """
+
+    def __init__(self, path, shards):
+        self.shards = sorted(int(s) for s in shards)
+        super().__init__(f"{path}: shard(s) {', '.join(map(str, self.shards))} did not answer, and partial answers "
+                         "are off (see the log for the reason)")
 
 
 class watch:

@@ -41,6 +41,7 @@ from .. import io
 from ..errors import ParameterError
 from . import trackvectors
 from .embedding import DerivedEmbedder, Embedding, combine, sources
+from .order import content_rows
 from .store import write_npz
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def fuse(lib, embedders, *, weights=None, indexes=("Flat",)) -> str:
     meta = {"name": name, "params": params, "dim": int(sum(s.dim for s in sources)),
             "has_text": all(s.has_text for s in sources),  # text is fused like audio (each tower, then combine)
             "derived": {"kind": "fusion", "sources": params["sources"], "weights": w}}
-    return _store(lib, meta, indexes)
+    return store(lib, meta, indexes)
 
 
 def project(lib, embedder, *, label: str, method: str = "lda", train_tracks=None, seed: int = 0,
@@ -125,6 +126,16 @@ def project(lib, embedder, *, label: str, method: str = "lda", train_tracks=None
     stored projection only on tracks it was not fitted on (``audiorag eval --only``), or use the
     out-of-fold protocol of :mod:`audiorag.evaluate.projection`.
     """
+    meta, W, b = fit(lib, embedder, label=label, method=method, train_tracks=train_tracks, seed=seed,
+                     provenance=provenance)
+    return store(lib, meta, indexes, projection=(W, b))
+
+
+def fit(lib, embedder, *, label: str, method: str = "lda", train_tracks=None, seed: int = 0,
+        provenance: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The fitting half of :func:`project`: ``(the derived embedding's meta, W, b)``, fitted on the labelled
+    segments in the corpus's order (:mod:`audiorag.library.order`). ``lib`` may be any view with tracks,
+    segments and vectors (a sharded library's: :mod:`audiorag.library.shardedits` stores it in each shard)."""
     source = lib.embedding(embedder)
     if label not in lib.tracks.columns:
         raise ParameterError(f"project: {label!r} is not a track column; have {list(lib.tracks.columns)}")
@@ -134,12 +145,13 @@ def project(lib, embedder, *, label: str, method: str = "lda", train_tracks=None
     labels = labels.map(lambda v: None if v is None or not str(v).strip() else str(v))
     train = tracks[chosen & labels.notna()]
     seg = lib.segments.iloc[: source.n_segments]
-    rows = np.flatnonzero(source.valid_rows(seg["track_id"].to_numpy()) & seg["track_id"].isin(train["track_id"]))
+    rows = content_rows(lib, source)  # NCA samples its items: from the same rows in every library of the files
+    rows = rows[seg["track_id"].iloc[rows].isin(train["track_id"]).to_numpy()]
     if not len(rows):
         raise ParameterError(f"project: no labelled segments of {source.key} to fit on")
     y = seg["track_id"].iloc[rows].map(dict(zip(train["track_id"], labels[train.index]))).to_numpy()
     t0 = time.perf_counter()
-    W, b = fit_projection(method, np.asarray(lib.vectors(source.key))[rows], y, seed=seed)
+    W, b = fit_projection(method, np.asarray(lib.vectors(source.key)[rows]), y, seed=seed)
     ids = sorted(int(t) for t in train["track_id"])
     trained = {"n_tracks": len(ids), "n_segments": int(len(rows)), "label": label, "method": method, "seed": seed,
                "track_ids_sha256": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
@@ -150,7 +162,7 @@ def project(lib, embedder, *, label: str, method: str = "lda", train_tracks=None
               "train": trained["track_ids_sha256"][:16]}
     meta = {"name": f"{source.name}-{method}-{label}", "params": params, "dim": int(W.shape[1]),
             "derived": {"kind": "projection", "sources": [source.key], "trained_on": trained}}
-    return _store(lib, meta, indexes, projection=(W, b))
+    return meta, W, b
 
 
 def _weights(weights, n: int) -> list[float]:
@@ -160,8 +172,9 @@ def _weights(weights, n: int) -> list[float]:
     return [v / sum(w) for v in w]
 
 
-def _store(lib, meta: dict, indexes, projection=None) -> str:
-    """Write a derived embedding (vectors computed now) and build its indexes, in one commit."""
+def store(lib, meta: dict, indexes, projection=None) -> str:
+    """Write a derived embedding (vectors computed now; a ``projection``'s ``(W, b)`` kept beside them) and
+    build its indexes, in one commit; returns its key (from its name and params)."""
     from ..index.factory import index_name
     from .indexes import build_index
     blob = json.dumps({"name": meta["name"], "params": meta["params"]}, sort_keys=True)

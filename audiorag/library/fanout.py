@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from ..index import choose
-from .cluster import watch
+from .cluster import ShardsMissing, watch
 from .indexes import list_indexes, load_index
 from .shards import ShardedLibrary
 
@@ -49,13 +49,16 @@ def open_index(lib, emb, name: str | None = None):
 
 def reports_missing(fn):
     """Decorate a query function ``fn(lib, ...)`` returning a DataFrame: on a sharded library its result
-    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered)."""
+    says which shards did not answer, in ``attrs["missing_shards"]`` (``[]``: all answered), or, when the
+    library was opened with ``missing="error"``, it raises :class:`~audiorag.library.cluster.ShardsMissing`."""
     @functools.wraps(fn)
     def answer(lib, *args, **kwargs):
         if not isinstance(lib, ShardedLibrary):
             return fn(lib, *args, **kwargs)
         with watch() as missing:
             out = fn(lib, *args, **kwargs)
+        if missing and lib.missing == "error":  # opened with missing="error": no partial answer
+            raise ShardsMissing(lib.path, missing)
         out.attrs["missing_shards"] = sorted(missing)
         return out
     return answer
@@ -68,7 +71,8 @@ class FanoutIndex:
     def __init__(self, indexes: list, maps: list[np.ndarray], n: int):
         self.indexes, self.maps, self.n = indexes, maps, n
         first = indexes[0].sidecar
-        self.sidecar = {**first, "n": self.ntotal, "shards": n,
+        self.sidecar = {**first, "n": self.ntotal, "shards": n,  # bytes: every shard's index file
+                        "bytes": sum(i.sidecar.get("bytes") or 0 for i in indexes),
                         "factories": sorted({i.sidecar["factory"] for i in indexes})}
         self._pool = ThreadPoolExecutor(max_workers=len(indexes), thread_name_prefix="audiorag-fanout")
 
@@ -101,6 +105,7 @@ class RayFanoutIndex:
         self.name = sidecars[0]["name"]
         self.sizes = [int(c.get("n") or 0) for c in sidecars]
         self.sidecar = {**sidecars[0], "n": self.ntotal, "shards": cluster.lib.n, "ray": True,
+                        "bytes": sum(c.get("bytes") or 0 for c in sidecars),
                         "factories": sorted({c["factory"] for c in sidecars})}
 
     @property

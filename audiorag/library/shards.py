@@ -65,11 +65,12 @@ def refuse(path: Path) -> None:
         f"{dirs[0]} … {dirs[-1]} (build, search, info, eval and serve take the sharded library itself)")
 
 
-def open_library(path, *, ray_address: str | None = None, **kw):
+def open_library(path, *, ray_address: str | None = None, missing: str = "partial", **kw):
     """A :class:`ShardedLibrary` or a :class:`~audiorag.Library`, whichever is at ``path``; ``ray_address``
-    (a sharded library only): search it through shard actors on that Ray cluster (docs/cluster.md)."""
+    (a sharded library only): search it through shard actors on that Ray cluster (docs/cluster.md);
+    ``missing``: see :meth:`ShardedLibrary.open` (a library has no shards to miss)."""
     if is_sharded(path):
-        return ShardedLibrary.open(path, ray_address=ray_address)
+        return ShardedLibrary.open(path, ray_address=ray_address, missing=missing)
     if ray_address is not None:
         raise ParameterError(f"--ray-address: {path} is a library without shards; Ray serves sharded libraries "
                              "(build --shards N)")
@@ -107,6 +108,7 @@ class ShardedLibrary:
         self.store = _Generation(self.shards)
         self._cache: dict = {}
         self.cluster = None  # the shard actors answering its searches (open with ray_address)
+        self.missing = "partial"  # what a query whose shards did not all answer gives (see open)
 
     @classmethod
     def create(cls, path, n: int, *, window: float = 10.0, hop: float = 2.0, tail: str = "keep-short",
@@ -135,10 +137,16 @@ class ShardedLibrary:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path, *, ray_address: str | None = None, timeout: float | None = None) -> ShardedLibrary:
+    def open(cls, path, *, ray_address: str | None = None, timeout: float | None = None,
+             missing: str = "partial") -> ShardedLibrary:
         """Open the sharded library at ``path``. With ``ray_address`` (``"auto"``, ``"HOST:PORT"``, or
         ``"local"``: a Ray on this machine, or the one this process already joined) its searches go to one
-        Ray actor per shard (:mod:`audiorag.library.cluster`; ``timeout``: seconds to wait for a shard)."""
+        Ray actor per shard (:mod:`audiorag.library.cluster`; ``timeout``: seconds to wait for a shard).
+        ``missing``: when shards do not answer a query, ``"partial"`` answers from the others and names
+        them (``attrs["missing_shards"]``); ``"error"`` raises
+        :class:`~audiorag.library.cluster.ShardsMissing` naming them instead."""
+        if missing not in ("partial", "error"):
+            raise ParameterError(f"missing must be 'partial' or 'error', got {missing!r}")
         path = Path(path)
         if not is_sharded(path):
             raise LibraryNotFoundError(f"{path}: no sharded library here ({SHARDS_FILE} missing)")
@@ -148,6 +156,7 @@ class ShardedLibrary:
                                            f"{len(meta.get('shards', []))} shard directories for n={meta.get('n')}; "
                                            f"this audiorag reads format {FORMAT_VERSION}")
         lib = cls(path, meta)
+        lib.missing = missing
         if ray_address is not None:
             from .cluster import ShardCluster
             lib.cluster = ShardCluster(lib, None if ray_address == "local" else ray_address,

@@ -21,6 +21,7 @@ from ..errors import (
     MissingDependencyError,
     UnknownEmbedderError,
 )
+from ..library.cluster import ShardsMissing
 from .contract import openapi
 from .guards import Deadline, LimitBody, RequireToken
 from .media import ChangedFile, Moments
@@ -82,7 +83,8 @@ def create_app(settings: Settings) -> FastAPI:
                               "`{error, detail}`; with a token, every route but /health needs "
                               "`Authorization: Bearer <token>`.")
     app.state.settings = settings
-    app.state.libraries = Libraries(settings.library, ray_address=settings.ray_address, prepare=prepare)
+    app.state.libraries = Libraries(settings.library, ray_address=settings.ray_address, prepare=prepare,
+                                    missing="error" if settings.missing_shards == "503" else "partial")
     app.openapi = lambda: openapi(app, app.state.libraries.current())
     app.state.pool = Pool(settings.threads, settings.queue)
     app.state.moments = Moments()
@@ -154,6 +156,12 @@ def _handle_errors(app: FastAPI) -> None:
         status, code = next((s, c) for cls, s, c in _FAILURES if isinstance(exc, cls))
         # the server's folders are not the client's business
         return error(status, without_folders(str(exc), folders(app.state.libraries.current())), code)
+
+    @app.exception_handler(ShardsMissing)
+    async def shards_missing(request: Request, exc: ShardsMissing):  # serve --missing-shards 503
+        return JSONResponse({"error": "shards_missing", "detail": f"shard(s) {', '.join(map(str, exc.shards))} of "
+                             "the sharded library did not answer; no partial answer (--missing-shards 503)",
+                             "missing_shards": exc.shards}, 503, headers={"Retry-After": "1"})
 
     @app.exception_handler(ChangedFile)
     async def changed(request: Request, exc: ChangedFile):

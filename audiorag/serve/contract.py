@@ -36,7 +36,8 @@ _KEY = rf"[A-Ga-g][#b]?(?:\s*(?:m|min|minor|maj|{'|'.join(MODES)}))?"
 COMMON_ERRORS = {400: "a malformed request (a Content-Length that is not a number)",
                  413: "the request body is larger than the server takes",
                  422: "a parameter the schema refuses, or values that do not fit together",
-                 503: "the server is busy (Retry-After), or the library cannot be read",
+                 503: "the server is busy (Retry-After), the library cannot be read, or shards of a sharded "
+                      "library did not answer (serve --missing-shards 503: missing_shards names them)",
                  504: "the request took longer than the server's deadline"}
 #: statuses a route answers besides :data:`COMMON_ERRORS` (routes of other modules)
 _ROUTE_ERRORS = {"/map": {409: "too few moments to draw a map"}}

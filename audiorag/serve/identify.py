@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from pydantic import BaseModel, Field
 
+from ..identify import has_fingerprints
 from ..identify import identify as run_identify
-from ..index import fingerprints
 from .contract import errors
 from .forms import Upload
 from .queries import decode_upload
@@ -45,7 +45,7 @@ async def identify(request: Request, clip: Upload, k: Annotated[int, Form(ge=1, 
     409 when the library has no fingerprints."""
     state = request.app.state
     lib = await library(request)
-    if not fingerprints.exists(lib.data / fingerprints.DIR):
+    if not has_fingerprints(lib):  # a sharded library: every shard's
         raise ApiError(409, "no_fingerprints", "identify needs the library's fingerprints; build them with: "
                                                "audiorag build LIBRARY --fingerprint ...")
 

@@ -35,7 +35,9 @@ class Settings:
     one ``/tracks/{id}/audio`` response may hold; ``timeout``: seconds a request may take
     (upload included) before 504; ``threads``: the pool decoding and embedding uploads (default:
     the cores); ``queue``: requests that may wait for that pool before 503; ``warm``: run one query of
-    each kind at start (:mod:`audiorag.serve.warm`; ``/health`` says ``warming`` meanwhile).
+    each kind at start (:mod:`audiorag.serve.warm`; ``/health`` says ``warming`` meanwhile);
+    ``missing_shards``: a sharded library's answer when shards did not answer: ``"partial"`` (the other
+    shards' hits, ``missing_shards`` naming them) or ``"503"`` (no hits: 503 naming them).
     """
 
     library: str
@@ -49,6 +51,7 @@ class Settings:
     queue: int = 64
     warm: bool = True
     ray_address: str | None = None  # a sharded library: served by its shard actors on this Ray cluster
+    missing_shards: str = "partial"  # shards that did not answer: "partial" hits naming them, or "503"
 
     def __post_init__(self):
         if self.token is not None and not self.token.strip():
@@ -56,6 +59,8 @@ class Settings:
         for name in ("max_upload", "max_clip", "max_span", "timeout", "threads", "queue"):
             if not getattr(self, name) > 0:
                 raise ParameterError(f"serve: {name} must be > 0, got {getattr(self, name)}")
+        if self.missing_shards not in ("partial", "503"):
+            raise ParameterError(f"--missing-shards must be partial or 503, got {self.missing_shards!r}")
         object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
 
     def to_json(self) -> str:

@@ -28,10 +28,11 @@ class Libraries:
     (False, True)
     """
 
-    def __init__(self, path, *, ray_address: str | None = None, prepare=None):
+    def __init__(self, path, *, ray_address: str | None = None, prepare=None, missing: str = "partial"):
         self._ray = ray_address  # a sharded library: its shard actors on Ray (docs/cluster.md)
+        self._missing = missing  # "error": a query whose shards did not all answer raises ShardsMissing (503)
         self._prepare = prepare or (lambda lib: None)
-        self._lib = open_library(path, ray_address=ray_address)  # a library, or a sharded one (docs/shards.md)
+        self._lib = open_library(path, ray_address=ray_address, missing=missing)  # a library, or a sharded one
         self._lock = threading.Lock()
         self._opening: asyncio.Future | None = None
 
@@ -58,7 +59,7 @@ class Libraries:
     def _open(self) -> Library:
         with self._lock:
             if self._lib.store.generation != self._lib.generation:
-                lib = open_library(self._lib.path, ray_address=self._ray)
+                lib = open_library(self._lib.path, ray_address=self._ray, missing=self._missing)
                 self._prepare(lib)
                 self._lib = lib
             return self._lib
