@@ -257,7 +257,7 @@ def search_overhead(root: Path) -> str:
 
 
 def ingest_bench(root: Path) -> str:
-    """Decode only vs full ingest vs naive per-window features (``benchmarks/ingest.py``)."""
+    """Decode only vs decode + features45 vs full ingest vs naive per-window features (``benchmarks/ingest.py``)."""
     recs = _records(root, "ingest-bench/*.json")
     if not recs:
         return _missing("ingest benchmark", INGEST)
@@ -265,12 +265,17 @@ def ingest_bench(root: Path) -> str:
     for _, r in recs:
         fmt = r["source"].rsplit(":", 1)[-1]
         what = {"flac": "FLAC 22.05 kHz mono", "mp3": "MP3 44.1 kHz stereo (FMA-like)"}.get(fmt, r["source"])
+        features = r.get("features_rtf")  # records before the features-only pass lack it
         rows.append([what, f"{r['files']} × {r['audio_seconds'] / r['files']:.0f} s", f"{r['decode_rtf']:,.0f}×",
-                     f"**{r['ingest_rtf']:,.0f}×**", f"{r['naive_rtf']:,.0f}×", f"{r['ingest_over_decode']:.2f}",
-                     f"{r['speedup_over_naive']:.1f}×", r["workers"]])
-    header = ["audio", "files", "decode only", "full ingest", "naive per window", "ingest / decode time",
-              "ingest vs naive", "workers"]
-    return (_table(header, rows) + "\n\nReal-time factors: audio seconds per wall second."
+                     "–" if features is None else f"{features:,.0f}×", _f(r.get("stft_over_decode"), 2),
+                     f"**{r['ingest_rtf']:,.0f}×**", f"{r['naive_rtf']:,.0f}×",
+                     _f(r.get("features_over_decode"), 2), f"{r['ingest_over_decode']:.2f}",
+                     f"{r['speedup_over_naive']:.1f}×", r["workers"], _f(r.get("load_1min"), 1)])
+    header = ["audio", "files", "decode only", "decode + features45", "full ingest", "naive per window",
+              "STFT / decode time", "features / decode time", "ingest / decode time", "ingest vs naive", "workers",
+              "load"]
+    return (_table(header, rows) + "\n\nReal-time factors: audio seconds per wall second; load: the 1-minute load "
+            "average when the record was written."
             + _source("experiments/results/ingest-bench/*.json", command=INGEST))
 
 

@@ -91,6 +91,19 @@ def test_features_measure_what_they_say():
     assert e.embed(clicks[None])[0, 44] == pytest.approx(120, rel=0.03)
 
 
+def test_frame_mfcc_and_chroma_match_librosa():
+    """features45's own framing and sparse mel product give librosa's MFCCs and STFT chroma."""
+    import librosa
+    e = get_embedder("features45")
+    y = render_track(plan(8, 0)[3])
+    frames, _ = e.frame_features(y)
+    mel = librosa.feature.melspectrogram(y=y, sr=22050, n_fft=2048, hop_length=512, n_mels=128, pad_mode="constant")
+    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None), n_mfcc=13).T
+    np.testing.assert_allclose(frames[:, :13], mfcc, atol=1e-3 * np.abs(mfcc).max())
+    chroma = librosa.feature.chroma_stft(y=y, sr=22050, n_fft=2048, hop_length=512, tuning=0.0, pad_mode="constant").T
+    np.testing.assert_allclose(frames[:, 13:25], chroma, atol=1e-4)
+
+
 def test_shared_spectral_shape_and_zcr_match_librosa():
     import librosa
 
