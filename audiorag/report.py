@@ -269,8 +269,9 @@ def ingest_bench(root: Path) -> str:
         rows.append([what, f"{r['files']} × {r['audio_seconds'] / r['files']:.0f} s", f"{r['decode_rtf']:,.0f}×",
                      "–" if features is None else f"{features:,.0f}×",
                      f"**{r['ingest_rtf']:,.0f}×**", f"{r['naive_rtf']:,.0f}×",
-                     _f(r.get("stft_over_decode"), 2), _f(r.get("features_over_decode"), 2), f"{r['ingest_over_decode']:.2f}",
-                     f"{r['speedup_over_naive']:.1f}×", r["workers"], _f(r.get("load_1min"), 1)])
+                     _f(r.get("stft_over_decode"), 2), _f(r.get("features_over_decode"), 2),
+                     f"{r['ingest_over_decode']:.2f}", f"{r['speedup_over_naive']:.1f}×", r["workers"],
+                     _f(r.get("load_1min"), 1)])
     header = ["audio", "files", "decode only", "decode + features45", "full ingest", "naive per window",
               "STFT / decode time", "features / decode time", "ingest / decode time", "ingest vs naive", "workers",
               "load"]
