@@ -501,6 +501,24 @@ def test_a_writer_killed_between_its_manifest_and_the_switch_is_made_current(thr
     assert len(Library.open(root).tracks) == 4  # the three of the rolled-forward generation and the new one
 
 
+def test_a_lock_a_child_of_this_writer_still_holds_is_waited_for_not_refused(tmp_path):
+    """A forked worker lets go of the lock when it first runs; on a loaded machine that can come after its parent
+    takes the lock again. A child holding the parent's lock file (here: a `sleep` given the open file) is waited
+    for; the lock is taken once the child lets go, and nothing is refused."""
+    import subprocess
+    lib = Library.create(tmp_path / "lib", window=2, hop=1)
+    with lib.store.lock():
+        child = subprocess.Popen(["sleep", "1"], pass_fds=[lib.store._fd])
+    try:
+        with lib.store.transaction() as gen:
+            assert child.poll() is not None  # the lock came free only when the child ended
+            (gen / "note.txt").write_text("the build goes on")
+        assert lib.generation == 1
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_build_never_locks_itself_out_through_its_worker_processes(tmp_path):
     """Issue #29 item 3: a pool's workers forked while the build held the writers' lock shared its open
     file (a flock belongs to the open file): a worker still alive when the build took the lock again

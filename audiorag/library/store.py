@@ -57,6 +57,8 @@ from ..errors import LibraryDamagedError, LibraryLockedError, StorageError
 
 log = logging.getLogger(__name__)
 GEN = re.compile(r"gen-(\d{6,})$")
+# seconds a writer waits for a lock recorded as its own but held by none of its Stores: its forked workers
+OWN_CHILDREN_GRACE = 10.0
 _HOLDERS: weakref.WeakSet = weakref.WeakSet()  # the Store objects of this process that hold the writers' lock
 
 
@@ -290,26 +292,42 @@ class Store:
             os.close(fd)  # releases the lock (so does the death of the process)
 
     def _acquire(self, fd: int) -> None:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if self._try_lock(fd) or self._after_own_children(fd):
             return
-        except BlockingIOError:
-            pass
         holder = self.holder()
         if not self.wait:
             raise LibraryLockedError(f"{self.root} is being changed by {holder}; wait for it to finish "
                                      "(or pass --wait / wait=True)")
         log.warning("%s is being changed by %s; waiting", self.root, holder)
         deadline = None if self.wait is True else time.monotonic() + float(self.wait)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise LibraryLockedError(f"{self.root} is still being changed by {holder} "
-                                             f"after {self.wait} s") from None
-                time.sleep(0.05)
+        while not self._try_lock(fd):
+            if deadline is not None and time.monotonic() > deadline:
+                raise LibraryLockedError(f"{self.root} is still being changed by {holder} after {self.wait} s")
+            time.sleep(0.05)
+
+    @staticmethod
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _after_own_children(self, fd: int) -> bool:
+        """Whether the lock came free within :data:`OWN_CHILDREN_GRACE` seconds, when its recorded holder is this
+        process and no :class:`Store` of this process holds it: then its holders are this process's forked
+        workers that have not run yet (each lets go of the lock first thing, but a loaded machine may not
+        schedule it for a while)."""
+        mine = f"pid {os.getpid()} on {socket.gethostname()} "
+        root = self.root.resolve()
+        if not self.holder().startswith(mine) or any(s.root.resolve() == root for s in list(_HOLDERS)):
+            return False
+        deadline = time.monotonic() + OWN_CHILDREN_GRACE
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            if self._try_lock(fd):
+                return True
+        return False
 
     def holder(self) -> str:
         """Who holds the lock, as ``pid 123 on host since 2026-11-23T10:00:00``."""
