@@ -111,8 +111,9 @@ def fuzz(url: str, *, examples: int, max_time: int, folders: list[str]) -> dict:
                 for check in checks:
                     if check.status.name == "FAILURE":
                         info = check.failure_info  # what failed first, then the request (bodies can be long)
+                        # the request's head and tail: its route is at the end of a long body
                         failures.append(f"{check.name}: {recorder.label}: {getattr(info.failure, 'message', '')} | "
-                                        f"{info.code_sample[:2000]}")
+                                        f"{info.code_sample[:1000]} ... {info.code_sample[-300:]}")
             for interaction in recorder.interactions.values():
                 response = interaction.response
                 if response is None:

@@ -23,14 +23,25 @@ from starlette.exceptions import HTTPException
 from ..descriptors.tonal import MODES
 from ..library import Library
 from ..library import descriptors as stored
+from ..search.factors import WORDS
 from ..search.filters import public_columns
 from .models import ErrorBody
 
 _OPS = r"(?:==|!=|>=|<=|=|>|<)"
 #: a finite number as ``float()`` reads it (bounded digits and exponent: never inf)
 _NUMBER = r"[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})(?:[eE][+-]?[0-9]{1,2})?"
-_TRUTH = "(?:" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w)
-                          for w in ("true", "false", "yes", "no", "1", "0")) + ")"
+
+
+def _any_case(words) -> str:
+    """A pattern matching any of ``words`` in any case (character classes: no inline flags for other engines).
+
+    >>> _any_case(["no", "1"])
+    '(?:[Nn][Oo]|1)'
+    """
+    return "(?:" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w) for w in words) + ")"
+
+
+_TRUTH = _any_case(("true", "false", "yes", "no", "1", "0"))
 _KEY = rf"[A-Ga-g][#b]?(?:\s*(?:m|min|minor|maj|{'|'.join(MODES)}))?"
 #: what every error answer is, besides each route's own
 COMMON_ERRORS = {400: "a malformed request (a Content-Length that is not a number)",
@@ -59,7 +70,12 @@ def errors(*statuses: int) -> dict:
 def where_pattern(tracks: pd.DataFrame, descriptors: pd.DataFrame | None = None) -> str:
     """The regular expression a ``where`` item must match: a public column of ``tracks`` (or of the
     segments' ``descriptors``, which shadow track columns of the same name), an operator, and a
-    value of the column's kind (a finite number, true/false, a key, or any text)."""
+    value of the column's kind (a finite number, true/false, a key, one of a descriptor's words, or any text).
+
+    >>> t, d = pd.DataFrame({"track_id": [1], "uri": ["/a.wav"]}), pd.DataFrame({"mood": ["calm"]})
+    >>> [bool(re.search(where_pattern(t, d), w)) for w in ("mood=Calm", "mood=elated", "mood>x")]
+    [True, False, True]
+    """
     kinds = {}
     for frame in (tracks, descriptors):
         for col in public_columns(frame) if frame is not None else ():
@@ -67,6 +83,8 @@ def where_pattern(tracks: pd.DataFrame, descriptors: pd.DataFrame | None = None)
                 continue  # a name the parser cannot split off: never filterable
             if col == "key" and frame is descriptors:
                 kinds[col] = rf"\s*(?:==|!=|=)\s*{_KEY}\s*"
+            elif col in WORDS and frame is descriptors:  # equal to one of its words; ordered comparisons of text
+                kinds[col] = rf"\s*(?:(?:==|!=|=)\s*{_any_case(WORDS[col])}\s*|(?:>=|<=|>|<)[\s\S]*)"
             elif pd.api.types.is_bool_dtype(frame[col]):
                 kinds[col] = rf"\s*(?:==|!=|=)\s*{_TRUTH}\s*"
             elif pd.api.types.is_numeric_dtype(frame[col]):
