@@ -154,6 +154,10 @@ def test_a_shard_that_stays_down_is_named_never_silently_dropped(cluster):
                                        "--end", "8", "--ray-address", cluster["address"], "--json"])
         assert out.exit_code == 0, out.output
         assert "warning: shard(s) 1 did not answer" in out.stderr
+        for protocol in ("retrieval", "identify"):  # figures over a part of the library would be wrong: refused
+            ev = CliRunner().invoke(app, ["eval", str(cluster["path"]), "--label", "label", "--protocol", protocol,
+                                          "--queries", "2", "--ray-address", cluster["address"]])
+            assert ev.exit_code == 2 and "shard(s) 1 did not answer" in ev.output, (protocol, ev.output)
     finally:
         lib.cluster.stop([1])
         gone.place(1, node=cluster["nodes"][1])

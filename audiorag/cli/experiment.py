@@ -81,8 +81,9 @@ def eval_(library: Path = typer.Argument(..., help="library directory"),
         eval_projected(library, protocol, embedder=embedder, projection=projection or "lda", cv_group=cv_group,
                        folds=folds, out=out, as_json=as_json)
         return
-    ev = evaluate(open_library(library, ray_address=ray_address), embedder=embedder, index=index, protocol=protocol,
-                  progress=not as_json and sys.stderr.isatty())
+    # figures of a library missing shards would be wrong, not partial: every shard answers or the eval stops
+    lib = open_library(library, ray_address=ray_address, missing="error")
+    ev = evaluate(lib, embedder=embedder, index=index, protocol=protocol, progress=not as_json and sys.stderr.isatty())
     if out:
         ev.record.write(out)
         write_with(out / "per-query.csv", lambda f: ev.per_query.to_csv(f, index=False))

@@ -20,7 +20,7 @@ def _eval_hum(library: Path, checked: dict) -> None:
     prints MRR / top-1 / top-10 / moment@1, the transposition × tempo × noise table and latency."""
     from ..evaluate.hum import evaluate_hum, record, table
     from ..library.shards import open_library
-    lib = open_library(library, ray_address=checked.get("ray_address"))  # a library, or a sharded one
+    lib = open_library(library, ray_address=checked.get("ray_address"), missing="error")  # all shards or no figures
     n = checked.get("queries") or 200
     metrics, per = evaluate_hum(lib, n_hums=n, seed=checked["seed"], embedder=checked.get("embedder"),
                                 index=checked.get("index"))

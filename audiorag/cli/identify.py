@@ -58,7 +58,7 @@ def _eval_identify(library: Path, checked: dict) -> None:
     ``metrics.json`` and ``identify.csv`` to ``--out``. ``--queries`` = clips per degradation (20)."""
     from ..evaluate.identify import evaluate_identify
     from ..library.shards import open_library
-    lib = open_library(library, ray_address=checked["ray_address"])  # a sharded one: the same clips and answers
+    lib = open_library(library, ray_address=checked["ray_address"], missing="error")  # the same clips, all shards
     record, table = evaluate_identify(lib, clips=checked["queries"] or 20, seed=checked["seed"],
                                       progress=not checked["as_json"])
     out = options.output_dir("--out", checked["out"])

@@ -102,7 +102,7 @@ def _eval_recommend(library: Path, checked: dict) -> None:
     from ..evaluate.recommend import evaluate_recommend, markdown
     from ..library.shards import open_library
     from ..plots import recommend_tradeoff
-    lib = open_library(library, ray_address=checked["ray_address"])  # a library, or a sharded one
+    lib = open_library(library, ray_address=checked["ray_address"], missing="error")  # all shards or none
     record, table = evaluate_recommend(lib, embedder=checked["embedder"], index=checked["index"],
                                        label=checked["label"], n_listeners=checked["queries"] or 40,
                                        seed=checked["seed"])
