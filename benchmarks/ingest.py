@@ -34,40 +34,42 @@ from audiorag.audio import AUDIO_EXTENSIONS, load_with_hash, resample
 from audiorag.datasets.synthetic import SyntheticDataset
 from audiorag.descriptors.spectrum import stft_magnitude
 
+SR = 22050  # features45's rate: every pass decodes and resamples to it, as ingest does
+
+
+def _decoded(uri: str):
+    """The file decoded (and hashed, as ingest reads it) at :data:`SR`."""
+    y, sr, _, _ = load_with_hash(uri)
+    return resample(y, sr, SR)
+
 
 def _decode(uri: str) -> float:
-    y, sr, _, _ = load_with_hash(uri)
-    resample(y, sr, 22050)
-    return len(y) / sr
+    return len(_decoded(uri)) / SR
 
 
 def _stft(uri: str) -> float:
     """Decode + the one magnitude STFT features45 computes: the floor of any feature built on that spectrogram."""
     e = _EMBEDDER[0]
-    y, sr, _, _ = load_with_hash(uri)
-    y = resample(y, sr, e.sample_rate)
+    y = _decoded(uri)
     stft_magnitude(y, e.n_fft, e.hop_length, periodic=True)
-    return len(y) / e.sample_rate
+    return len(y) / SR
 
 
 def _features(uri: str) -> float:
     """Decode + features45 of every window, as ingest computes them, and nothing else."""
     e, segmentation = _EMBEDDER
-    y, sr, _, _ = load_with_hash(uri)
-    y = resample(y, sr, e.sample_rate)
-    e.embed_track(y, *segmentation.windows(len(y) / e.sample_rate))
-    return len(y) / e.sample_rate
+    y = _decoded(uri)
+    e.embed_track(y, *segmentation.windows(len(y) / SR))
+    return len(y) / SR
 
 
 def _naive(uri: str) -> float:
     """The per-window recomputation this project avoids: every window gets its own STFT."""
     e, segmentation = _EMBEDDER
-    y, sr, _, _ = load_with_hash(uri)
-    y = resample(y, sr, e.sample_rate)
-    starts, ends = segmentation.windows(len(y) / e.sample_rate)
-    for a, b in zip(starts, ends):
-        e.embed(y[int(a * e.sample_rate):int(b * e.sample_rate)][None])
-    return len(y) / e.sample_rate
+    y = _decoded(uri)
+    for a, b in zip(*segmentation.windows(len(y) / SR)):
+        e.embed(y[int(a * SR):int(b * SR)][None])
+    return len(y) / SR
 
 
 _EMBEDDER: list = []  # (features45, segmentation), set before the pools fork
